@@ -1,0 +1,80 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "swift-coordination",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Coordination", targets: ["Coordination"]),
+        .library(name: "CoordinationCore", targets: ["CoordinationCore"]),
+        .library(name: "CoordinationMemory", targets: ["CoordinationMemory"]),
+        .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
+        .executable(name: "coordination-demo", targets: ["coordination-demo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "CoordinationCore",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "CoordinationMemory",
+            dependencies: [
+                "CoordinationCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "Coordination",
+            dependencies: [
+                "CoordinationCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "CoordinationTestKit",
+            dependencies: ["CoordinationCore", "Coordination"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "coordination-demo",
+            dependencies: [
+                "Coordination",
+                "CoordinationCore",
+                "CoordinationMemory",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/coordination-demo",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinationCoreTests",
+            dependencies: ["CoordinationCore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinationMemoryTests",
+            dependencies: ["CoordinationCore", "CoordinationMemory", "CoordinationTestKit", "Coordination"],
+            swiftSettings: strictSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,133 @@
+/// A parsed connection string: `scheme://[user[:password]@]host[:port][,host[:port]…][/path][?k=v&…]`.
+///
+/// `memory://`, `etcd://127.0.0.1:2379,127.0.0.1:22379`, `zookeeper://h1:2181,h2:2181/chroot`,
+/// `consul://127.0.0.1:8500?dc=dc1`, `etcdv2://127.0.0.1:2379`. The password never appears in
+/// ``description``.
+public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int?
+
+        public init(host: String, port: Int?) {
+            self.host = host
+            self.port = port
+        }
+
+        public var description: String {
+            let shownHost = host.contains(":") ? "[\(host)]" : host
+            return port.map { "\(shownHost):\($0)" } ?? shownHost
+        }
+    }
+
+    /// Lower-cased scheme, which picks the backend.
+    public var scheme: String
+    public var endpoints: [Endpoint]
+    /// The path after the hosts, without the leading `/` (ZooKeeper's chroot, a key prefix).
+    public var path: String
+    public var query: [String: String]
+    public var user: String?
+    public var password: String?
+
+    public init(_ string: String) throws(CoordinationError) {
+        func fail(_ why: String) -> CoordinationError {
+            CoordinationError(.invalidConnectionString, "invalid connection string: \(why)")
+        }
+        guard let schemeEnd = string.firstRange(of: "://") else {
+            throw fail("expected scheme://hosts, e.g. etcd://127.0.0.1:2379")
+        }
+        let scheme = string[..<schemeEnd.lowerBound].lowercased()
+        guard !scheme.isEmpty, scheme.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" }) else {
+            throw fail("missing or malformed scheme")
+        }
+        self.scheme = scheme
+        var rest = string[schemeEnd.upperBound...]
+
+        var query: [String: String] = [:]
+        if let mark = rest.firstIndex(of: "?") {
+            for pair in rest[rest.index(after: mark)...].split(separator: "&") where !pair.isEmpty {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                query[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            }
+            rest = rest[..<mark]
+        }
+        self.query = query
+
+        var path = ""
+        if let slash = rest.firstIndex(of: "/") {
+            path = String(rest[rest.index(after: slash)...])
+            while path.hasSuffix("/") { path.removeLast() }
+            rest = rest[..<slash]
+        }
+        self.path = path
+
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            if let colon = credentials.firstIndex(of: ":") {
+                user = String(credentials[..<colon])
+                password = String(credentials[credentials.index(after: colon)...])
+            } else {
+                user = String(credentials)
+                password = nil
+            }
+            rest = rest[rest.index(after: at)...]
+        } else {
+            user = nil
+            password = nil
+        }
+
+        var endpoints: [Endpoint] = []
+        for hostPort in rest.split(separator: ",", omittingEmptySubsequences: false) {
+            if hostPort.isEmpty {
+                if rest.isEmpty { break }
+                throw fail("empty host in host list")
+            }
+            endpoints.append(try Self.parseEndpoint(hostPort, fail: fail))
+        }
+        self.endpoints = endpoints
+    }
+
+    private static func parseEndpoint(
+        _ text: Substring,
+        fail: (String) -> CoordinationError
+    ) throws(CoordinationError) -> Endpoint {
+        var host: Substring
+        var portText: Substring?
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw fail("unterminated IPv6 address '\(text)'") }
+            host = text[text.index(after: text.startIndex)..<close]
+            let after = text[text.index(after: close)...]
+            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty { throw fail("bad host '\(text)'") }
+        } else if let colon = text.lastIndex(of: ":") {
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        } else {
+            host = text
+        }
+        guard !host.isEmpty else { throw fail("empty host in '\(text)'") }
+        var port: Int?
+        if let portText {
+            guard let value = Int(portText), (1...65535).contains(value) else {
+                throw fail("port '\(portText)' is not a number from 1 to 65535")
+            }
+            port = value
+        }
+        return Endpoint(host: String(host), port: port)
+    }
+
+    /// The endpoints as `host:port,host:port`, with a default port filled in.
+    public func endpointList(defaultPort: Int) -> String {
+        endpoints.map { Endpoint(host: $0.host, port: $0.port ?? defaultPort).description }.joined(separator: ",")
+    }
+
+    /// The connection string without its password.
+    public var description: String {
+        var text = scheme + "://"
+        if let user { text += user + (password == nil ? "" : ":***") + "@" }
+        text += endpoints.map(\.description).joined(separator: ",")
+        if !path.isEmpty { text += "/" + path }
+        if !query.isEmpty {
+            text += "?" + query.keys.sorted().map { "\($0)=\(query[$0]!)" }.joined(separator: "&")
+        }
+        return text
+    }
+}

@@ -1,0 +1,168 @@
+import ServiceLifecycle
+
+/// How an ``KeyValueStore/atomicPut(_:_:condition:options:)`` decides whether to write.
+public enum PutCondition: Sendable, Hashable {
+    /// Create only if the key does not exist; otherwise fail with `keyExists`.
+    case absent
+    /// Replace only if the key's modify revision is exactly this one; fail with `revisionMismatch`
+    /// if it differs, `keyNotFound` if the key is gone.
+    case revision(Revision)
+}
+
+/// Options for a write.
+public struct PutOptions: Sendable {
+    /// Bind the key to this session: it is removed when the session ends.
+    public var session: Session?
+    /// Create a directory rather than a key (etcd v2 only, libkv's `IsDir`); ignored elsewhere.
+    public var isDirectory: Bool
+
+    public init(session: Session? = nil, isDirectory: Bool = false) {
+        self.session = session
+        self.isDirectory = isDirectory
+    }
+
+    public static var none: PutOptions { PutOptions() }
+
+    /// Bind to `session`.
+    public static func boundTo(_ session: Session) -> PutOptions { PutOptions(session: session) }
+}
+
+/// The backend-neutral store every recipe is written against.
+///
+/// The call set is libkv / valkeyrie's, async, plus sessions and the one ordering primitive
+/// (``createContender(under:role:value:session:)`` and ``contenders(under:)``).
+/// Every backend keeps the same contracts, proven by `CoordinationTestKit` against the real server:
+///
+/// - Keys follow the single rule set of ``Key``; values are bytes up to ``limits``.
+/// - ``list(_:)``, ``deleteTree(_:)`` and ``watchTree(_:)`` mean the subtree strictly below the prefix.
+/// - Conditional writes fail with `keyExists`, `revisionMismatch` or `keyNotFound`.
+/// - A store is a `Service`: ``run()`` owns its connection and timers; ``close()`` ends its sessions
+///   and watches. Use `withRunning { store in … }` for a scoped lifetime.
+public protocol KeyValueStore: Service, Sendable {
+    /// Which backend and endpoint this is.
+    var storeDescription: StoreDescription { get }
+    /// What values and TTLs the store accepts.
+    var limits: StoreLimits { get }
+    /// Optional behaviour this backend offers.
+    var capabilities: StoreCapabilities { get }
+
+    /// The entry at `key`, or `nil` if there is none.
+    func get(_ key: Key) async throws(CoordinationError) -> Entry?
+    /// Writes `value` at `key`, creating it if needed.
+    func put(_ key: Key, _ value: [UInt8], options: PutOptions) async throws(CoordinationError)
+    /// Removes `key` if present. Deleting a missing key is not an error.
+    func delete(_ key: Key) async throws(CoordinationError)
+    /// Whether `key` exists.
+    func exists(_ key: Key) async throws(CoordinationError) -> Bool
+    /// Every entry strictly below `prefix` (recursive; the prefix itself excluded), sorted by key.
+    /// A prefix with nothing below it gives an empty array.
+    func list(_ prefix: Key) async throws(CoordinationError) -> [Entry]
+    /// Removes `prefix` and everything below it.
+    func deleteTree(_ prefix: Key) async throws(CoordinationError)
+    /// A conditional write; returns the entry as written.
+    func atomicPut(_ key: Key, _ value: [UInt8], condition: PutCondition, options: PutOptions) async throws(CoordinationError) -> Entry
+    /// Deletes `key` only if its modify revision is `revision`.
+    func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError)
+    /// Watches one key: a snapshot (present or absent), then every change.
+    func watch(_ key: Key) async throws(CoordinationError) -> WatchStream
+    /// Watches the subtree strictly below `prefix`: a snapshot, then every change.
+    func watchTree(_ prefix: Key) async throws(CoordinationError) -> WatchStream
+
+    /// Opens a session with the given time-to-live, kept alive by the store until closed.
+    func makeSession(ttl: Duration) async throws(CoordinationError) -> Session
+    /// Ends a session by id, from any client: its keys are removed and its owner sees `expired`.
+    func revokeSession(_ id: SessionID) async throws(CoordinationError)
+
+    /// Creates a session-bound contender under `prefix` with the backend's own naming (see
+    /// docs/architecture.md) and returns it with its ordering number. A session has at most one
+    /// contender under a prefix on backends that name contenders by session; a second gives
+    /// `keyExists`.
+    func createContender(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session) async throws(CoordinationError) -> Contender
+    /// All contenders directly under `prefix`, first in line first.
+    func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender]
+
+    /// Ends the store's sessions and watches and releases its connection. Idempotent.
+    func close() async
+}
+
+extension KeyValueStore {
+    /// Runs the store for the duration of `body`, then closes it.
+    public func withRunning<Result: Sendable>(
+        _ body: (Self) async throws -> Result
+    ) async throws -> Result {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            do {
+                let result = try await body(self)
+                await self.close()
+                group.cancelAll()
+                return result
+            } catch {
+                await self.close()
+                group.cancelAll()
+                throw error
+            }
+        }
+    }
+
+    /// The value at `key` as a UTF-8 string, or `nil`.
+    public func getString(_ key: Key) async throws(CoordinationError) -> String? {
+        try await get(key)?.stringValue
+    }
+
+    public func put(_ key: Key, _ value: [UInt8]) async throws(CoordinationError) {
+        try await put(key, value, options: .none)
+    }
+
+    public func put(_ key: Key, _ value: String, options: PutOptions = .none) async throws(CoordinationError) {
+        try await put(key, Array(value.utf8), options: options)
+    }
+
+    public func atomicPut(_ key: Key, _ value: [UInt8], condition: PutCondition) async throws(CoordinationError) -> Entry {
+        try await atomicPut(key, value, condition: condition, options: .none)
+    }
+
+    // String-keyed conveniences: the key is validated before any I/O and an invalid one throws
+    // `invalidKey`.
+
+    public func get(_ key: String) async throws(CoordinationError) -> Entry? { try await get(Key(key)) }
+    public func put(_ key: String, _ value: [UInt8], options: PutOptions = .none) async throws(CoordinationError) {
+        try await put(Key(key), value, options: options)
+    }
+    public func put(_ key: String, _ value: String, options: PutOptions = .none) async throws(CoordinationError) {
+        try await put(Key(key), Array(value.utf8), options: options)
+    }
+    public func delete(_ key: String) async throws(CoordinationError) { try await delete(Key(key)) }
+    public func exists(_ key: String) async throws(CoordinationError) -> Bool { try await exists(Key(key)) }
+    public func list(_ prefix: String) async throws(CoordinationError) -> [Entry] { try await list(Key(prefix)) }
+    public func deleteTree(_ prefix: String) async throws(CoordinationError) { try await deleteTree(Key(prefix)) }
+    public func watch(_ key: String) async throws(CoordinationError) -> WatchStream { try await watch(Key(key)) }
+    public func watchTree(_ prefix: String) async throws(CoordinationError) -> WatchStream {
+        try await watchTree(Key(prefix))
+    }
+
+    /// Checks a value against ``limits`` before any I/O.
+    public func validate(value: [UInt8], for key: Key) throws(CoordinationError) {
+        if value.count > limits.maxValueSize {
+            throw CoordinationError(
+                .valueTooLarge,
+                "value of \(value.count) bytes exceeds the limit of \(limits.maxValueSize) bytes",
+                key: key.path,
+                backend: storeDescription.backend,
+                endpoint: storeDescription.endpoint
+            )
+        }
+    }
+
+    /// Checks a session TTL against ``limits`` before any I/O.
+    public func validate(ttl: Duration) throws(CoordinationError) {
+        if ttl < limits.minimumSessionTTL || ttl > limits.maximumSessionTTL {
+            throw CoordinationError(
+                .invalidArgument,
+                "session TTL \(ttl) is outside \(limits.minimumSessionTTL)...\(limits.maximumSessionTTL)",
+                backend: storeDescription.backend,
+                endpoint: storeDescription.endpoint
+            )
+        }
+    }
+}

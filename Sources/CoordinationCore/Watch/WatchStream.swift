@@ -1,0 +1,77 @@
+/// The events of a watch, as an `AsyncSequence` that fails with a ``CoordinationError``.
+///
+/// A watch ends by throwing when it fails (store closed, connection lost beyond recovery, session
+/// of the store gone); it never finishes silently while the watched store is healthy. Stop watching
+/// by leaving the loop or cancelling the task: the store then drops the watch.
+public struct WatchStream: AsyncSequence, Sendable {
+    public typealias Element = WatchEvent
+    public typealias Failure = CoordinationError
+
+    private let base: AsyncThrowingStream<WatchEvent, any Error>
+
+    /// The producing side, used by backends.
+    public struct Continuation: Sendable {
+        fileprivate let base: AsyncThrowingStream<WatchEvent, any Error>.Continuation
+
+        /// Delivers an event; returns `false` once the consumer has gone.
+        @discardableResult
+        public func yield(_ event: WatchEvent) -> Bool {
+            switch base.yield(event) {
+            case .terminated: false
+            default: true
+            }
+        }
+
+        /// Ends the watch with a failure.
+        public func fail(_ error: CoordinationError) {
+            base.finish(throwing: error)
+        }
+
+        /// Called once when the consumer stops (left the loop, cancelled, or the stream ended).
+        public func onTermination(_ handler: @escaping @Sendable () -> Void) {
+            base.onTermination = { _ in handler() }
+        }
+    }
+
+    /// For backends: a new stream and its producing side.
+    public static func makeStream() -> (stream: WatchStream, continuation: Continuation) {
+        let (stream, continuation) = AsyncThrowingStream<WatchEvent, any Error>.makeStream(bufferingPolicy: .unbounded)
+        return (WatchStream(base: stream), Continuation(base: continuation))
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        public typealias Element = WatchEvent
+        public typealias Failure = CoordinationError
+
+        private var base: AsyncThrowingStream<WatchEvent, any Error>.AsyncIterator
+
+        fileprivate init(base: AsyncThrowingStream<WatchEvent, any Error>.AsyncIterator) {
+            self.base = base
+        }
+
+        public mutating func next() async throws(CoordinationError) -> WatchEvent? {
+            do {
+                return try await base.next()
+            } catch {
+                throw Self.map(error)
+            }
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(CoordinationError) -> WatchEvent? {
+            do {
+                return try await base.next(isolation: actor)
+            } catch {
+                throw Self.map(error)
+            }
+        }
+
+        private static func map(_ error: any Error) -> CoordinationError {
+            if let error = error as? CoordinationError { return error }
+            return CoordinationError(.serverError, "watch failed: \(error)", underlying: nil)
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator())
+    }
+}

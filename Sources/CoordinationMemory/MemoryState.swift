@@ -1,0 +1,146 @@
+import CoordinationCore
+
+/// A session as the in-memory store tracks it.
+struct SessionRecord {
+    let session: Session
+    let ttl: Duration
+    /// `nil` while the owner keeps the session alive; set once it is abandoned.
+    var deadline: Duration?
+    var keys: Set<String> = []
+
+    init(session: Session, ttl: Duration) {
+        self.session = session
+        self.ttl = ttl
+    }
+}
+
+/// Everything a ``MemoryStore`` holds, guarded by its mutex. Every mutation bumps ``revision`` once
+/// and notifies watchers while still under the lock, so all watchers see changes in one order.
+struct MemoryState {
+    var revision: UInt64 = 0
+    var entries: [String: Entry] = [:]
+    /// parent path ("" for the root) → paths of its direct children that exist as entries or as
+    /// ancestors of entries.
+    var children: [String: Set<String>] = [:]
+    var sessions: [SessionID: SessionRecord] = [:]
+    var sessionCounter: UInt64 = 0
+    var keyWatchers: [String: [Int: WatchStream.Continuation]] = [:]
+    var treeWatchers: [String: [Int: WatchStream.Continuation]] = [:]
+    var nextWatcherID = 0
+    var closed = false
+
+    /// Writes an entry at a new revision and notifies watchers.
+    @discardableResult
+    mutating func write(_ key: Key, _ value: [UInt8], session: SessionID?) -> Entry {
+        revision += 1
+        let now = Revision(revision)
+        let entry: Entry
+        if var existing = entries[key.path] {
+            if existing.session != session {
+                if let old = existing.session { sessions[old]?.keys.remove(key.path) }
+            }
+            existing.value = value
+            existing.modifyRevision = now
+            existing.session = session
+            entry = existing
+        } else {
+            entry = Entry(key: key, value: value, createRevision: now, modifyRevision: now, session: session)
+            link(key.path)
+        }
+        entries[key.path] = entry
+        if let session { sessions[session]?.keys.insert(key.path) }
+        notify(key.path, .put(entry))
+        return entry
+    }
+
+    /// Removes an entry at the current revision (the caller bumped it) and notifies watchers.
+    mutating func remove(_ path: String, reason: Deletion.Reason) {
+        guard let entry = entries.removeValue(forKey: path) else { return }
+        if let session = entry.session { sessions[session]?.keys.remove(path) }
+        unlink(path)
+        notify(path, .deleted(Deletion(key: entry.key, revision: Revision(revision), reason: reason)))
+    }
+
+    /// Ends a session: removes its keys at one new revision (the caller bumped it).
+    mutating func endSession(_ id: SessionID, reason: Deletion.Reason) {
+        guard let record = sessions.removeValue(forKey: id) else { return }
+        for path in record.keys.sorted() {
+            guard let entry = entries[path], entry.session == id else { continue }
+            remove(path, reason: reason)
+        }
+    }
+
+    /// Expires every abandoned session whose deadline has passed. The owner is told first, then
+    /// its keys go: a holder's loss is visible before anyone can observe the deletion.
+    mutating func expireDue(now: Duration, store: MemoryStore) {
+        guard sessions.values.contains(where: { $0.deadline.map { $0 <= now } ?? false }) else { return }
+        let due = sessions.values.filter { $0.deadline.map { $0 <= now } ?? false }.sorted { $0.deadline! < $1.deadline! }
+        for record in due {
+            record.session.transition(to: .expired)
+            revision += 1
+            endSession(record.session.id, reason: .expired)
+        }
+    }
+
+    /// The earliest deadline of an abandoned session.
+    func nextDeadline() -> Duration? {
+        sessions.values.compactMap(\.deadline).min()
+    }
+
+    /// Every path strictly below `path` that exists (as entry or ancestor).
+    func descendants(of path: String) -> [String] {
+        var result: [String] = []
+        var stack = [path]
+        while let next = stack.popLast() {
+            guard let kids = children[next] else { continue }
+            for kid in kids {
+                result.append(kid)
+                stack.append(kid)
+            }
+        }
+        return result
+    }
+
+    private mutating func link(_ path: String) {
+        var child = path
+        while true {
+            let parent = Self.parent(of: child)
+            let inserted = children[parent, default: []].insert(child).inserted
+            if !inserted || parent.isEmpty { return }
+            child = parent
+        }
+    }
+
+    private mutating func unlink(_ path: String) {
+        var child = path
+        while children[child]?.isEmpty ?? true, entries[child] == nil {
+            children.removeValue(forKey: child)
+            let parent = Self.parent(of: child)
+            children[parent]?.remove(child)
+            if parent.isEmpty {
+                if children[parent]?.isEmpty == true { children.removeValue(forKey: parent) }
+                return
+            }
+            child = parent
+        }
+    }
+
+    private static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return String(path[..<slash])
+    }
+
+    private func notify(_ path: String, _ event: WatchEvent) {
+        if let watchers = keyWatchers[path] {
+            for watcher in watchers.values { watcher.yield(event) }
+        }
+        guard !treeWatchers.isEmpty else { return }
+        var ancestor = Substring(path)
+        while let slash = ancestor.lastIndex(of: "/") {
+            ancestor = ancestor[..<slash]
+            if let watchers = treeWatchers[String(ancestor)] {
+                for watcher in watchers.values { watcher.yield(event) }
+            }
+        }
+    }
+}
