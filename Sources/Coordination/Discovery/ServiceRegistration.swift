@@ -1,0 +1,113 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CoordinationCore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Keeps one ``ServiceInstance`` registered for as long as it runs.
+///
+/// A `Service`: the instance is written under `base/<name>/<id>`, bound to a session the store keeps
+/// alive (the TTL heartbeat). If that session is lost — a long pause, a partition — the registration
+/// opens a new session and registers again by itself. Cancelling ``run()`` (or graceful shutdown)
+/// deregisters.
+public final class ServiceRegistration: Service, Sendable {
+    /// Where the registration stands.
+    public enum Status: Sendable, Hashable {
+        case idle
+        /// Registered, with the revision of the write.
+        case registered(Revision)
+        /// The session was lost; registering again.
+        case reregistering
+        case stopped
+    }
+
+    public let base: Key
+    public let store: any KeyValueStore
+    public let sessionTTL: Duration
+    public let retryDelay: Duration
+    private let logger: Logger
+    private let instance: Mutex<ServiceInstance>
+    private let session = Mutex<Session?>(nil)
+    private let broadcast = StateBroadcast<Status>(.idle, isTerminal: { $0 == .stopped })
+
+    public init(
+        _ instance: ServiceInstance,
+        base: Key,
+        store: any KeyValueStore,
+        sessionTTL: Duration = .seconds(10),
+        retryDelay: Duration = .milliseconds(500),
+        logger: Logger = Logger(label: "swift-coordination.registration")
+    ) {
+        self.instance = Mutex(instance)
+        self.base = base
+        self.store = store
+        self.sessionTTL = sessionTTL
+        self.retryDelay = retryDelay
+        self.logger = logger
+    }
+
+    public var status: Status { broadcast.value }
+    public func statuses() -> AsyncStream<Status> { broadcast.stream() }
+
+    /// The session currently carrying the registration (for drills: `abandon()` it to simulate a pause).
+    public var currentSession: Session? { session.withLock { $0 } }
+
+    /// Replaces the instance's metadata and rewrites the registration if it is live.
+    public func update(metadata: [String: String]) async throws(CoordinationError) {
+        let updated = instance.withLock { instance in
+            instance.metadata = metadata
+            return instance
+        }
+        if let session = currentSession, session.isActive {
+            try await write(updated, session: session)
+        }
+    }
+
+    public func run() async throws {
+        defer { broadcast.set(.stopped) }
+        try await cancelWhenGracefulShutdown {
+            try await self.keepRegistered()
+        }
+    }
+
+    private func keepRegistered() async throws {
+        while !Task.isCancelled {
+            let session: Session
+            do {
+                session = try await store.makeSession(ttl: sessionTTL)
+                self.session.withLock { $0 = session }
+                let current = instance.withLock { $0 }
+                try await write(current, session: session)
+            } catch {
+                if error.code == .storeClosed || error.code == .invalidKey || error.code == .valueTooLarge {
+                    throw error
+                }
+                logger.info("registration failed, retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: retryDelay)
+                continue
+            }
+            let ended = await session.waitUntilEnded()
+            if ended == nil {
+                // Cancelled: deregister by ending the session, which removes the key.
+                await shielded { try? await session.close() }
+                return
+            }
+            broadcast.set(.reregistering)
+            logger.info("registration session ended, registering again", metadata: ["session": "\(session.id)"])
+        }
+    }
+
+    private func write(_ instance: ServiceInstance, session: Session) async throws(CoordinationError) {
+        var stamped = instance
+        stamped.registrationTimeUTC = Int64(Date().timeIntervalSince1970 * 1000)
+        let key = try stamped.key(under: base)
+        let value = try stamped.encoded()
+        try await store.put(key, value, options: .boundTo(session))
+        let entry = try await store.get(key)
+        broadcast.set(.registered(entry?.modifyRevision ?? Revision(0)))
+    }
+}

@@ -1,0 +1,168 @@
+import CoordinationCore
+import Synchronization
+
+/// Who leads an election, as followers see it.
+public struct LeaderInfo: Sendable, Hashable {
+    /// The leader's contender key.
+    public let key: Key
+    /// The value the leader proclaimed (an address, an id).
+    public let value: [UInt8]
+    /// The leader's term: its fencing token, which grows with every new leader.
+    public let term: FencingToken
+    /// The leader's session, where the backend reports it.
+    public let session: SessionID?
+
+    init(_ entry: Entry) {
+        self.key = entry.key
+        self.value = entry.value
+        self.term = FencingToken(entry.createRevision.value)
+        self.session = entry.session
+    }
+
+    init(_ contender: Contender) {
+        self.key = contender.key
+        self.value = contender.value
+        self.term = contender.token
+        self.session = contender.session
+    }
+
+    /// The value as UTF-8.
+    public var stringValue: String { String(decoding: value, as: UTF8.self) }
+}
+
+/// Leader election under a name: candidates queue, the first in line leads.
+///
+/// The layout is etcd's concurrency `Election` (`name/<lease hex>` ordered by create revision) and
+/// Curator's `LeaderLatch` on ZooKeeper (`name/_c_<uuid>-latch-<seq>`), so `etcdctl elect` and Curator
+/// peers take part in the same election.
+public struct Election: Sendable {
+    public let name: Key
+    public let store: any KeyValueStore
+
+    public init(_ name: Key, store: any KeyValueStore) {
+        self.name = name
+        self.store = store
+    }
+
+    /// Joins the line with `value` and waits until this candidate leads. Cancelling the wait removes
+    /// the candidate from the line and throws `cancelled`.
+    public func campaign(value: [UInt8], session: Session) async throws(CoordinationError) -> Leadership {
+        try session.checkActive()
+        let me = try await store.createContender(under: name, role: .leader, value: value, session: session)
+        let queue = ContenderQueue(store: store, prefix: name)
+        let store = self.store
+        do {
+            try await whileActive(session, what: "campaigning in '\(name)'") {
+                try await queue.waitUntilFirst(me)
+            }
+            if Task.isCancelled { throw CoordinationError(.cancelled, "campaigning in '\(name)': cancelled") }
+            return Leadership(contender: me, session: session, store: store)
+        } catch {
+            await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
+            throw coordinationError(error, "campaigning in '\(name)'")
+        }
+    }
+
+    /// The current leader, if any.
+    public func leader() async throws(CoordinationError) -> LeaderInfo? {
+        try await store.contenders(under: name).first.map(LeaderInfo.init)
+    }
+
+    /// The current leader (or `nil`), then every change of leader or of the leader's value.
+    public func observe() async throws(CoordinationError) -> LeaderObservation {
+        LeaderObservation(events: try await store.watchTree(name), prefix: name)
+    }
+}
+
+/// The leaders of an election over time: the current one first (`nil` when nobody leads), then each
+/// change. Ends by throwing if the underlying watch fails.
+public struct LeaderObservation: AsyncSequence, Sendable {
+    public typealias Element = LeaderInfo?
+    public typealias Failure = CoordinationError
+
+    let events: WatchStream
+    let prefix: Key
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        public typealias Element = LeaderInfo?
+        public typealias Failure = CoordinationError
+
+        var events: WatchStream.AsyncIterator
+        var line: TrackedLine
+        var last: LeaderInfo??
+
+        public mutating func next() async throws(CoordinationError) -> LeaderInfo?? {
+            while let event = try await events.next() {
+                line.apply(event)
+                let leader = line.ordered.first.map(LeaderInfo.init)
+                if last == nil || last! != leader {
+                    last = .some(leader)
+                    return .some(leader)
+                }
+            }
+            return nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(events: events.makeAsyncIterator(), line: TrackedLine(prefix: prefix), last: nil)
+    }
+}
+
+/// Leadership held by a candidate: its term, its loss signal, resign and proclaim.
+public final class Leadership: Sendable {
+    /// The candidate's contender key.
+    public let key: Key
+    /// The term of this leadership; grows with every new leader of the election.
+    public let term: FencingToken
+    public let session: Session
+    let store: any KeyValueStore
+    private let revision: Mutex<Revision>
+
+    init(contender: Contender, session: Session, store: any KeyValueStore) {
+        self.key = contender.key
+        self.term = contender.token
+        self.session = session
+        self.store = store
+        self.revision = Mutex(contender.modifyRevision)
+    }
+
+    /// `true` once the session has ended.
+    public var isLost: Bool { !session.isActive }
+
+    /// Waits until leadership is lost (session ended, key removed — also by ``resign()``) and says
+    /// why; `nil` if the calling task is cancelled first.
+    public func lost() async -> CoordinationError? {
+        await grant.lost()
+    }
+
+    /// Replaces the value followers see, keeping the term. Throws `notHolder` if leadership was lost.
+    public func proclaim(_ value: [UInt8]) async throws(CoordinationError) {
+        let current = revision.withLock { $0 }
+        do {
+            let entry = try await store.atomicPut(key, value, condition: .revision(current), options: .boundTo(session))
+            revision.withLock { $0 = entry.modifyRevision }
+        } catch where error.code == .keyNotFound || error.code == .revisionMismatch || error.code == .sessionExpired {
+            throw CoordinationError(.notHolder, "proclaim refused: leadership of '\(key)' was lost", key: key.path)
+        }
+    }
+
+    /// Steps down: removes this candidate from the line, so the next in line leads.
+    public func resign() async throws(CoordinationError) {
+        try await grant.release()
+    }
+
+    private var grant: LockGrant {
+        LockGrant(
+            contender: Contender(
+                key: key,
+                order: Revision(term.value),
+                modifyRevision: revision.withLock { $0 },
+                session: session.id,
+                value: []
+            ),
+            session: session,
+            store: store
+        )
+    }
+}

@@ -1,0 +1,178 @@
+import CoordinationCore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A long-running candidate in an ``Election``: campaigns, leads, steps down, and campaigns again.
+///
+/// A `Service`: run it in a `ServiceGroup` or call ``run()`` in a task. It opens its own session, and
+/// after a session loss it opens a new one and rejoins the line. Observe where it stands with
+/// ``statuses()``: leadership always comes with its term (fencing token).
+///
+/// ```swift
+/// let candidate = LeaderCandidate(election: "elections/scheduler", value: Array("node-1".utf8), store: store)
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await candidate.run() }
+///     for await status in candidate.statuses() {
+///         if case .leader(let term) = status { print("leading in term \(term)") }
+///     }
+/// }
+/// ```
+public final class LeaderCandidate: Service, Sendable {
+    /// Where the candidate stands.
+    public enum Status: Sendable, Hashable, CustomStringConvertible {
+        /// Not running yet.
+        case idle
+        /// In line, waiting to lead.
+        case campaigning
+        /// Leading, in the given term.
+        case leader(term: FencingToken)
+        /// Stopped for good (``run()`` returned).
+        case stopped
+
+        public var isLeader: Bool {
+            if case .leader = self { return true }
+            return false
+        }
+
+        public var description: String {
+            switch self {
+            case .idle: "idle"
+            case .campaigning: "campaigning"
+            case .leader(let term): "leader(term \(term))"
+            case .stopped: "stopped"
+            }
+        }
+    }
+
+    private struct State {
+        var value: [UInt8]
+        var leadership: Leadership?
+        var resignRequested = false
+    }
+
+    public let election: Election
+    public let sessionTTL: Duration
+    /// How long to wait before trying again after a store error.
+    public let retryDelay: Duration
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let broadcast = StateBroadcast<Status>(.idle, isTerminal: { $0 == .stopped })
+
+    public init(
+        election: Key,
+        value: [UInt8],
+        store: any KeyValueStore,
+        sessionTTL: Duration = .seconds(10),
+        retryDelay: Duration = .milliseconds(500),
+        logger: Logger = Logger(label: "swift-coordination.leader")
+    ) {
+        self.election = Election(election, store: store)
+        self.sessionTTL = sessionTTL
+        self.retryDelay = retryDelay
+        self.logger = logger
+        self.state = Mutex(State(value: value))
+    }
+
+    /// The status now.
+    public var status: Status { broadcast.value }
+
+    /// The current status, then every change; finishes when the candidate stops.
+    public func statuses() -> AsyncStream<Status> { broadcast.stream() }
+
+    /// The current leadership, while leading.
+    public var leadership: Leadership? { state.withLock { $0.leadership } }
+
+    /// Steps down if leading; the candidate then rejoins the line at its end.
+    public func resign() async throws(CoordinationError) {
+        let leadership: Leadership? = state.withLock { state in
+            guard let leadership = state.leadership else { return nil }
+            state.resignRequested = true
+            return leadership
+        }
+        guard let leadership else { return }
+        do {
+            try await leadership.resign()
+        } catch where error.code == .notHolder {
+            // Already lost: nothing to give up.
+        }
+    }
+
+    /// Changes the value followers see; takes effect at once while leading, else at the next campaign.
+    public func update(value: [UInt8]) async throws(CoordinationError) {
+        let leadership = state.withLock { state in
+            state.value = value
+            return state.leadership
+        }
+        try await leadership?.proclaim(value)
+    }
+
+    /// Campaigns until cancelled (or until graceful shutdown), then resigns and closes its session.
+    public func run() async throws {
+        defer { broadcast.set(.stopped) }
+        try await cancelWhenGracefulShutdown {
+            try await self.campaignForever()
+        }
+    }
+
+    private func campaignForever() async throws {
+        let store = election.store
+        while !Task.isCancelled {
+            let session: Session
+            do {
+                session = try await store.makeSession(ttl: sessionTTL)
+            } catch {
+                if error.code == .storeClosed { throw error }
+                logger.info("cannot open a session, retrying", metadata: ["election": "\(election.name)", "error": "\(error)"])
+                try? await Task.sleep(for: retryDelay)
+                continue
+            }
+            do {
+                try await campaign(in: session)
+            } catch let error as CoordinationError where error.code == .storeClosed {
+                await shielded { try? await session.close() }
+                throw error
+            } catch {
+                if !Task.isCancelled {
+                    logger.info("campaign interrupted", metadata: ["election": "\(election.name)", "error": "\(error)"])
+                }
+            }
+            await shielded { try? await session.close() }
+            if !Task.isCancelled, broadcast.value != .stopped {
+                broadcast.set(.campaigning)
+            }
+        }
+    }
+
+    /// Campaigns with one session until it ends or the task is cancelled.
+    private func campaign(in session: Session) async throws {
+        while session.isActive && !Task.isCancelled {
+            broadcast.set(.campaigning)
+            let value = state.withLock { $0.value }
+            let leadership = try await election.campaign(value: value, session: session)
+            state.withLock { state in
+                state.leadership = leadership
+                state.resignRequested = false
+            }
+            broadcast.set(.leader(term: leadership.term))
+            logger.info("elected", metadata: ["election": "\(election.name)", "term": "\(leadership.term)"])
+            let reason = await leadership.lost()
+            let resigned = state.withLock { state in
+                state.leadership = nil
+                return state.resignRequested
+            }
+            if reason == nil {
+                // Cancelled while leading: step down so the next in line takes over at once.
+                broadcast.set(.campaigning)
+                await shielded { try? await leadership.resign() }
+                return
+            }
+            broadcast.set(.campaigning)
+            if resigned {
+                logger.info("resigned", metadata: ["election": "\(election.name)", "term": "\(leadership.term)"])
+            } else {
+                logger.info("leadership lost", metadata: ["election": "\(election.name)", "reason": "\(reason!)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import CoordinationCore
+
+/// A distributed mutex: FIFO-fair, herd-free, cancellable while waiting, with fencing tokens and a
+/// loss signal tied to the session.
+///
+/// Each acquirer queues a session-bound contender under the lock's name (the backend's layout:
+/// etcd `name/<lease hex>`, ZooKeeper `name/_c_<uuid>-lock-<seq>`, Consul and memory
+/// `name/<session id>`), holds when first in line, and otherwise watches only the contender just
+/// ahead of it. This is the layout of etcd's concurrency `Mutex` and Curator's `InterProcessMutex`,
+/// so this lock excludes their users too.
+///
+/// ```swift
+/// let lock = Lock("locks/nightly-report", session: session, store: store)
+/// try await lock.withLock { grant in
+///     try await report.run(fencingToken: grant.token)
+/// }
+/// ```
+///
+/// One session holds at most one contender per lock name on backends that name contenders by
+/// session (etcd, Consul, memory): use one session per concurrent holder.
+public struct Lock: Sendable {
+    public let name: Key
+    public let session: Session
+    public let store: any KeyValueStore
+    /// The value stored in the contender key (visible to `etcdctl lock` users, for example).
+    public var value: [UInt8]
+
+    public init(_ name: Key, session: Session, store: any KeyValueStore, value: [UInt8] = []) {
+        self.name = name
+        self.session = session
+        self.store = store
+        self.value = value
+    }
+
+    /// Waits until the lock is held and returns the grant. Cancelling the waiting task removes this
+    /// contender from the line and throws `cancelled`; if the session ends while waiting this throws
+    /// `sessionExpired` / `sessionClosed`.
+    public func acquire() async throws(CoordinationError) -> LockGrant {
+        try session.checkActive()
+        let me = try await store.createContender(under: name, role: .lock, value: value, session: session)
+        let queue = ContenderQueue(store: store, prefix: name)
+        do {
+            try await whileActive(session, what: "waiting for lock '\(name)'") {
+                try await queue.waitUntilFirst(me)
+            }
+            if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for lock '\(name)': cancelled") }
+            return LockGrant(contender: me, session: session, store: store)
+        } catch {
+            await removeContender(me)
+            throw coordinationError(error, "waiting for lock '\(name)'")
+        }
+    }
+
+    /// Takes the lock if it is free right now; otherwise leaves no trace and returns `nil`.
+    public func tryAcquire() async throws(CoordinationError) -> LockGrant? {
+        try session.checkActive()
+        let me = try await store.createContender(under: name, role: .lock, value: value, session: session)
+        do {
+            if try await ContenderQueue(store: store, prefix: name).isFirst(me) {
+                return LockGrant(contender: me, session: session, store: store)
+            }
+        } catch {
+            await removeContender(me)
+            throw coordinationError(error, "trying lock '\(name)'")
+        }
+        await removeContender(me)
+        return nil
+    }
+
+    /// Acquires the lock, runs `body`, and releases. If the grant is lost while `body` runs (session
+    /// expired, key removed), `body` is cancelled and this throws `lockLost` once it returns.
+    public func withLock<Result: Sendable>(
+        _ body: @escaping @Sendable (LockGrant) async throws -> Result
+    ) async throws -> Result {
+        let grant = try await acquire()
+        return try await runGuarded(grant, body)
+    }
+
+    /// The current holder's contender, if any.
+    public func holder() async throws(CoordinationError) -> Contender? {
+        try await store.contenders(under: name).first
+    }
+
+    private func removeContender(_ me: Contender) async {
+        let store = self.store
+        await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
+    }
+}

@@ -1,0 +1,131 @@
+import CoordinationCore
+
+/// Proof of holding a lock or a semaphore permit.
+///
+/// Carries the ``token`` to hand to whatever you guard, tells whether the grant was lost, and
+/// releases it. Release is guarded: it removes only this grant's own key at its own revision, so a
+/// holder that lost its grant can never release someone else's.
+public struct LockGrant: Sendable, Hashable {
+    /// The contender key that represents this grant.
+    public let key: Key
+    /// Grows with every grant under the same name; pass it to the guarded resource.
+    public let token: FencingToken
+    /// The session the grant lives in.
+    public let session: Session
+    let revision: Revision
+    let store: any KeyValueStore
+
+    init(contender: Contender, session: Session, store: any KeyValueStore) {
+        self.key = contender.key
+        self.token = contender.token
+        self.revision = contender.modifyRevision
+        self.session = session
+        self.store = store
+    }
+
+    /// `true` once the session has ended: the grant must be assumed gone. (A key removed by an
+    /// administrator is noticed by ``lost()`` and by `withLock`.)
+    public var isLost: Bool { !session.isActive }
+
+    /// Waits until the grant is lost — its session ended or its key was removed by someone else —
+    /// and returns why. Returns `nil` if the calling task is cancelled first.
+    public func lost() async -> CoordinationError? {
+        let session = self.session
+        let store = self.store
+        let key = self.key
+        return await withTaskGroup(of: CoordinationError?.self) { group in
+            group.addTask {
+                guard let end = await session.waitUntilEnded() else { return nil }
+                return CoordinationError(
+                    .lockLost,
+                    "grant '\(key)' lost: session \(session.id) \(end == .closed ? "was closed" : "expired")",
+                    key: key.path
+                )
+            }
+            group.addTask {
+                do {
+                    try await store.waitUntilAbsent(key)
+                    return CoordinationError(.lockLost, "grant '\(key)' lost: its key was removed", key: key.path)
+                } catch let error as CoordinationError where error.code == .cancelled {
+                    return nil
+                } catch {
+                    return CoordinationError(.lockLost, "grant '\(key)' lost: cannot watch it (\(error))", key: key.path)
+                }
+            }
+            defer { group.cancelAll() }
+            for await reason in group {
+                if let reason { return reason }
+                if Task.isCancelled { return nil }
+            }
+            return nil
+        }
+    }
+
+    /// Releases the grant. Throws `notHolder` if it was already lost or released.
+    public func release() async throws(CoordinationError) {
+        do {
+            try await store.atomicDelete(key, revision: revision)
+        } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
+            throw CoordinationError(
+                .notHolder,
+                "release of '\(key)' refused: this grant no longer holds it (lost or already released)",
+                key: key.path
+            )
+        }
+    }
+
+    public static func == (lhs: LockGrant, rhs: LockGrant) -> Bool {
+        lhs.key == rhs.key && lhs.revision == rhs.revision && lhs.session == rhs.session
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(key)
+        hasher.combine(revision)
+    }
+}
+
+enum GuardedOutcome<Value: Sendable>: Sendable {
+    case finished(Value)
+    case lost(CoordinationError)
+    case monitorStopped
+}
+
+/// Runs `body` while `grant` holds; if the grant is lost first, cancels `body`, waits for it to
+/// finish and throws `lockLost`. Releases the grant afterwards in every case.
+func runGuarded<Result: Sendable>(
+    _ grant: LockGrant,
+    _ body: @escaping @Sendable (LockGrant) async throws -> Result
+) async throws -> Result {
+    let outcome: Result
+    do {
+        outcome = try await withThrowingTaskGroup(of: GuardedOutcome<Result>.self) { group in
+            group.addTask { .finished(try await body(grant)) }
+            group.addTask {
+                guard let reason = await grant.lost() else { return .monitorStopped }
+                return .lost(reason)
+            }
+            var lostReason: CoordinationError?
+            while let next = try await group.next() {
+                switch next {
+                case .finished(let value):
+                    group.cancelAll()
+                    if let lostReason { throw lostReason }
+                    return value
+                case .lost(let reason):
+                    lostReason = reason
+                    group.cancelAll()  // cancels the body; keep looping until it finishes
+                case .monitorStopped:
+                    continue
+                }
+            }
+            throw lostReason ?? CoordinationError(.cancelled, "guarded work was cancelled")
+        }
+    } catch {
+        await shielded { try? await grant.release() }
+        if let lost = error as? CoordinationError, lost.code == .lockLost { throw lost }
+        if grant.isLost { throw CoordinationError(.lockLost, "grant '\(grant.key)' was lost during the work: \(error)") }
+        throw error
+    }
+    await shielded { try? await grant.release() }
+    return outcome
+}

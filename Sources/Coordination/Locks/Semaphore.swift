@@ -1,0 +1,65 @@
+import CoordinationCore
+
+/// A distributed counting semaphore: at most ``permits`` holders at once, FIFO, with the lock's
+/// promises (cancellable wait that leaves no key, guarded release, fencing token, loss signal).
+///
+/// Contenders queue under the name like a ``Lock``'s; a contender holds while it is among the first
+/// `permits` in line. A waiter follows the line through one tree watch, so it needs no request per
+/// change. Every client must use the same `permits` for a name.
+public struct Semaphore: Sendable {
+    public let name: Key
+    public let permits: Int
+    public let session: Session
+    public let store: any KeyValueStore
+
+    public init(_ name: Key, permits: Int, session: Session, store: any KeyValueStore) {
+        self.name = name
+        self.permits = permits
+        self.session = session
+        self.store = store
+    }
+
+    /// Waits for a permit.
+    public func acquire() async throws(CoordinationError) -> LockGrant {
+        guard permits > 0 else {
+            throw CoordinationError(.invalidArgument, "a semaphore needs at least one permit", key: name.path)
+        }
+        try session.checkActive()
+        let me = try await store.createContender(under: name, role: .semaphore, value: [], session: session)
+        let name = self.name
+        let permits = self.permits
+        let store = self.store
+        do {
+            try await whileActive(session, what: "waiting for a permit of '\(name)'") {
+                var line = TrackedLine(prefix: name)
+                for try await event in try await store.watchTree(name) {
+                    line.apply(event)
+                    guard let position = line.position(of: me.key) else {
+                        throw CoordinationError(.lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
+                    }
+                    if position < permits { return }
+                }
+                throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled")
+            }
+            if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled") }
+            return LockGrant(contender: me, session: session, store: store)
+        } catch {
+            await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
+            throw coordinationError(error, "waiting for a permit of '\(name)'")
+        }
+    }
+
+    /// Acquires a permit, runs `body`, releases; cancels `body` and throws `lockLost` if the permit
+    /// is lost meanwhile.
+    public func withPermit<Result: Sendable>(
+        _ body: @escaping @Sendable (LockGrant) async throws -> Result
+    ) async throws -> Result {
+        let grant = try await acquire()
+        return try await runGuarded(grant, body)
+    }
+
+    /// The contenders currently holding permits.
+    public func holders() async throws(CoordinationError) -> [Contender] {
+        Array(try await store.contenders(under: name).prefix(permits))
+    }
+}

@@ -1,0 +1,67 @@
+import CoordinationCore
+
+/// The wait every queue-based recipe shares: "am I within the first `slots` of the line; if not,
+/// wait for the contender just ahead of me to go, then look again".
+///
+/// Only the immediate predecessor is watched, so a release wakes exactly one waiter (no herd), and
+/// the line is FIFO by the backend's ordering number.
+struct ContenderQueue: Sendable {
+    let store: any KeyValueStore
+    let prefix: Key
+
+    /// Waits until `me` is first in line. Throws `lockLost` if `me` leaves the line while waiting.
+    func waitUntilFirst(_ me: Contender) async throws {
+        while true {
+            let line = try await store.contenders(under: prefix)
+            guard let position = line.firstIndex(where: { $0.key == me.key }) else {
+                throw CoordinationError(
+                    .lockLost,
+                    "contender '\(me.key)' left the line while waiting (session ended or key removed)",
+                    key: me.key.path
+                )
+            }
+            if position == 0 { return }
+            try await store.waitUntilAbsent(line[position - 1].key)
+        }
+    }
+
+    /// Whether `me` is first in line right now.
+    func isFirst(_ me: Contender) async throws -> Bool {
+        let line = try await store.contenders(under: prefix)
+        return line.first?.key == me.key
+    }
+}
+
+/// The line of direct children under a prefix, kept current from a tree watch.
+struct TrackedLine {
+    let prefix: Key
+    private(set) var members: [Key: Entry] = [:]
+
+    init(prefix: Key) { self.prefix = prefix }
+
+    /// Applies an event; returns whether the line changed.
+    @discardableResult
+    mutating func apply(_ event: WatchEvent) -> Bool {
+        switch event {
+        case .snapshot(let snapshot):
+            let fresh = Dictionary(
+                snapshot.entries.filter { $0.key.isChild(of: prefix) }.map { ($0.key, $0) },
+                uniquingKeysWith: { _, last in last }
+            )
+            defer { members = fresh }
+            return fresh != members
+        case .put(let entry):
+            guard entry.key.isChild(of: prefix) else { return false }
+            let old = members.updateValue(entry, forKey: entry.key)
+            return old != entry
+        case .deleted(let deletion):
+            return members.removeValue(forKey: deletion.key) != nil
+        }
+    }
+
+    /// Members first in line first.
+    var ordered: [Entry] { members.values.sorted { $0.createRevision < $1.createRevision } }
+
+    /// The position of `key` in line, if present.
+    func position(of key: Key) -> Int? { ordered.firstIndex { $0.key == key } }
+}
