@@ -88,7 +88,7 @@ public struct DoubleBarrier: Sendable {
                     if participants >= memberCount {
                         do {
                             _ = try await store.atomicPut(ready, [], condition: .absent)
-                        } catch where error.code == .keyExists {
+                        } catch let error as CoordinationError where error.code == .keyExists {
                             // Someone else saw the count first.
                         }
                         return
