@@ -50,7 +50,11 @@ let package = Package(
         ),
         .target(
             name: "CoordinationTestKit",
-            dependencies: ["CoordinationCore", "Coordination"],
+            dependencies: [
+                "CoordinationCore",
+                "Coordination",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         .executableTarget(

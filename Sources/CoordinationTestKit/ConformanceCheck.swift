@@ -1,0 +1,102 @@
+import CoordinationCore
+
+/// A backend under test: how to open clients of one real server (or one in-memory store).
+///
+/// Third-party backends implement this to run the same suites the bundled backends pass.
+public protocol ConformanceBackend: Sendable {
+    /// A short name for reports (`memory`, `etcd`…).
+    var name: String { get }
+    /// A session TTL short enough for expiry checks and within the backend's limits.
+    var sessionTTL: Duration { get }
+    /// Checks this backend explicitly opts out of, by check name, with the reason. Opt-outs are
+    /// reported, never silently skipped.
+    var optOuts: [String: String] { get }
+    /// Opens `count` clients of the same server, runs them for the duration of `body`, closes them.
+    /// (An in-memory backend hands out the same store `count` times.)
+    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws
+}
+
+extension ConformanceBackend {
+    public var optOuts: [String: String] { [:] }
+}
+
+/// What a check gets: its clients, a fresh root key of its own, and the backend's TTL.
+public struct ConformanceContext: Sendable {
+    /// The clients; `clients[0]` is ``store``.
+    public let clients: [any KeyValueStore]
+    /// A key unique to this run of this check; everything the check writes goes below it.
+    public let root: Key
+    public let sessionTTL: Duration
+
+    public var store: any KeyValueStore { clients[0] }
+
+    /// `root/<path>`.
+    public func key(_ path: String) throws -> Key { try root.appending(path) }
+
+    /// A generous deadline for anything that depends on a TTL running out.
+    public var expiryDeadline: Duration { sessionTTL * 3 + .seconds(5) }
+}
+
+/// One conformance check: a behaviour every backend must show.
+public struct ConformanceCheck: Sendable, CustomStringConvertible {
+    public let suite: String
+    public let name: String
+    /// How many clients of the same server the check needs.
+    public let clients: Int
+    /// Capabilities the check needs; a backend without them must list the check in its opt-outs.
+    public let requires: StoreCapabilities
+    private let body: @Sendable (ConformanceContext) async throws -> Void
+
+    public init(
+        suite: String,
+        _ name: String,
+        clients: Int = 1,
+        requires: StoreCapabilities = [],
+        body: @escaping @Sendable (ConformanceContext) async throws -> Void
+    ) {
+        self.suite = suite
+        self.name = name
+        self.clients = clients
+        self.requires = requires
+        self.body = body
+    }
+
+    public var description: String { "\(suite): \(name)" }
+
+    /// The result of running a check.
+    public enum Outcome: Sendable, Equatable {
+        case passed
+        /// The backend opted out, with its reason.
+        case optedOut(String)
+    }
+
+    /// Runs the check against `backend` under a fresh root key. Throws ``ConformanceFailure`` (or
+    /// the error the store threw) when the backend does not conform. A check the backend opted out of
+    /// is not run and returns ``Outcome/optedOut(_:)``; a check needing a capability the backend
+    /// lacks without an opt-out fails.
+    @discardableResult
+    public func run(on backend: some ConformanceBackend) async throws -> Outcome {
+        if let reason = backend.optOuts[name] { return .optedOut(reason) }
+        let body = self.body
+        let root = try Key("conformance/\(suite.filter { $0.isLetter || $0.isNumber })/\(Self.uniqueSuffix())")
+        let ttl = backend.sessionTTL
+        let requires = self.requires
+        let name = self.name
+        try await backend.withClients(clients) { stores in
+            let missing = requires.subtracting(stores[0].capabilities)
+            guard missing.isEmpty else {
+                throw ConformanceFailure("check '\(name)' needs capabilities the backend lacks and it has no opt-out")
+            }
+            let context = ConformanceContext(clients: stores, root: root, sessionTTL: ttl)
+            try await body(context)
+            // Leave the server clean for the next check.
+            try? await stores[0].deleteTree(root)
+        }
+        return .passed
+    }
+
+    private static func uniqueSuffix() -> String {
+        String(UInt64.random(in: 0 ... .max), radix: 36)
+    }
+}
+

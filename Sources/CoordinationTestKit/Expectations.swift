@@ -1,0 +1,119 @@
+import CoordinationCore
+import Synchronization
+
+/// A conformance expectation that did not hold.
+public struct ConformanceFailure: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public let file: String
+    public let line: Int
+
+    public init(_ message: String, file: String = #fileID, line: Int = #line) {
+        self.message = message
+        self.file = file
+        self.line = line
+    }
+
+    public var description: String { "\(message) (\(file):\(line))" }
+}
+
+/// Fails with `message` unless `condition` holds.
+public func expect(
+    _ condition: Bool,
+    _ message: @autoclosure () -> String,
+    file: String = #fileID,
+    line: Int = #line
+) throws {
+    if !condition { throw ConformanceFailure(message(), file: file, line: line) }
+}
+
+/// Fails unless `actual == expected`.
+public func expectEqual<T: Equatable>(
+    _ actual: T,
+    _ expected: T,
+    _ what: @autoclosure () -> String = "value",
+    file: String = #fileID,
+    line: Int = #line
+) throws {
+    if actual != expected {
+        throw ConformanceFailure("\(what()): expected \(expected), got \(actual)", file: file, line: line)
+    }
+}
+
+/// Fails unless `operation` throws a ``CoordinationError`` with `code`; returns that error.
+@discardableResult
+public func expectError<T>(
+    _ code: CoordinationError.Code,
+    file: String = #fileID,
+    line: Int = #line,
+    _ operation: () async throws -> T
+) async throws -> CoordinationError {
+    do {
+        let value = try await operation()
+        throw ConformanceFailure("expected error \(code), got success: \(value)", file: file, line: line)
+    } catch let error as CoordinationError {
+        if error.code != code {
+            throw ConformanceFailure("expected error \(code), got \(error)", file: file, line: line)
+        }
+        return error
+    }
+}
+
+/// Runs `operation` with a deadline: a hang becomes a failure instead of a stuck suite. The deadline
+/// is generous; it guards against hangs and is not a timing assertion.
+public func withDeadline<T: Sendable>(
+    _ deadline: Duration,
+    _ what: String,
+    file: String = #fileID,
+    line: Int = #line,
+    _ operation: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try? await Task.sleep(for: deadline)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw ConformanceFailure("\(what) did not happen within \(deadline)", file: file, line: line)
+        }
+        return value
+    }
+}
+
+/// Reads the next `count` events of a watch, failing if they do not arrive within `deadline`.
+/// Events are buffered by the store, so a check can make its changes first and read them after.
+public func collect(
+    _ stream: WatchStream,
+    _ count: Int,
+    within deadline: Duration = .seconds(15),
+    file: String = #fileID,
+    line: Int = #line
+) async throws -> [WatchEvent] {
+    try await withDeadline(deadline, "\(count) watch event(s)", file: file, line: line) {
+        var events: [WatchEvent] = []
+        var iterator = stream.makeAsyncIterator()
+        while events.count < count {
+            guard let event = try await iterator.next() else {
+                throw ConformanceFailure("watch ended after \(events.count) of \(count) events", file: file, line: line)
+            }
+            events.append(event)
+        }
+        return events
+    }
+}
+
+extension String {
+    var bytes: [UInt8] { Array(utf8) }
+}
+
+/// A shared, lock-protected value for tallies kept by concurrent tasks in a check.
+public final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    public init(_ value: Value) { self.mutex = Mutex(value) }
+
+    public func withLock<Result: Sendable>(_ body: (inout Value) throws -> Result) rethrows -> Result {
+        try mutex.withLock { try body(&$0) }
+    }
+}

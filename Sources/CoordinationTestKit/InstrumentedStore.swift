@@ -1,0 +1,95 @@
+import CoordinationCore
+import ServiceLifecycle
+import Synchronization
+
+/// A store that forwards every call to a real one and counts the calls, so checks can assert how
+/// much work a recipe does (for example that a release wakes exactly one waiter). Not a mock: every
+/// call reaches the wrapped store.
+public final class InstrumentedStore: KeyValueStore, Sendable {
+    public let base: any KeyValueStore
+    private let counts = Mutex<[String: Int]>([:])
+
+    public init(_ base: any KeyValueStore) { self.base = base }
+
+    /// How many times `call` (a method name such as `contenders`) was made.
+    public func count(_ call: String) -> Int { counts.withLock { $0[call, default: 0] } }
+
+    /// Sets every count back to zero.
+    public func resetCounts() { counts.withLock { $0.removeAll() } }
+
+    private func record(_ call: String) { counts.withLock { $0[call, default: 0] += 1 } }
+
+    public var storeDescription: StoreDescription { base.storeDescription }
+    public var limits: StoreLimits { base.limits }
+    public var capabilities: StoreCapabilities { base.capabilities }
+
+    public func run() async throws { try await base.run() }
+    public func close() async { await base.close() }
+
+    public func get(_ key: Key) async throws(CoordinationError) -> Entry? {
+        record("get")
+        return try await base.get(key)
+    }
+    public func put(_ key: Key, _ value: [UInt8], options: PutOptions) async throws(CoordinationError) {
+        record("put")
+        try await base.put(key, value, options: options)
+    }
+    public func delete(_ key: Key) async throws(CoordinationError) {
+        record("delete")
+        try await base.delete(key)
+    }
+    public func exists(_ key: Key) async throws(CoordinationError) -> Bool {
+        record("exists")
+        return try await base.exists(key)
+    }
+    public func list(_ prefix: Key) async throws(CoordinationError) -> [Entry] {
+        record("list")
+        return try await base.list(prefix)
+    }
+    public func deleteTree(_ prefix: Key) async throws(CoordinationError) {
+        record("deleteTree")
+        try await base.deleteTree(prefix)
+    }
+    public func atomicPut(
+        _ key: Key,
+        _ value: [UInt8],
+        condition: PutCondition,
+        options: PutOptions
+    ) async throws(CoordinationError) -> Entry {
+        record("atomicPut")
+        return try await base.atomicPut(key, value, condition: condition, options: options)
+    }
+    public func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError) {
+        record("atomicDelete")
+        try await base.atomicDelete(key, revision: revision)
+    }
+    public func watch(_ key: Key) async throws(CoordinationError) -> WatchStream {
+        record("watch")
+        return try await base.watch(key)
+    }
+    public func watchTree(_ prefix: Key) async throws(CoordinationError) -> WatchStream {
+        record("watchTree")
+        return try await base.watchTree(prefix)
+    }
+    public func makeSession(ttl: Duration) async throws(CoordinationError) -> Session {
+        record("makeSession")
+        return try await base.makeSession(ttl: ttl)
+    }
+    public func revokeSession(_ id: SessionID) async throws(CoordinationError) {
+        record("revokeSession")
+        try await base.revokeSession(id)
+    }
+    public func createContender(
+        under prefix: Key,
+        role: ContenderRole,
+        value: [UInt8],
+        session: Session
+    ) async throws(CoordinationError) -> Contender {
+        record("createContender")
+        return try await base.createContender(under: prefix, role: role, value: value, session: session)
+    }
+    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
+        record("contenders")
+        return try await base.contenders(under: prefix)
+    }
+}
