@@ -94,25 +94,27 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
     }
 
     public func close() async {
-        let sessions: [Session] = state.withLock { state in
-            guard !state.closed else { return [] }
+        let failure = CoordinationError(
+            .storeClosed,
+            "the store was closed",
+            backend: storeDescription.backend,
+            endpoint: storeDescription.endpoint
+        )
+        let (sessions, watchers): ([Session], [WatchStream.Continuation]) = state.withLock { state in
+            guard !state.closed else { return ([], []) }
             state.closed = true
             let sessions = state.sessions.values.map(\.session)
             for session in sessions {
+                state.revision += 1
                 state.endSession(session.id, reason: .deleted)
             }
-            let failure = CoordinationError(
-                .storeClosed,
-                "the store was closed",
-                backend: storeDescription.backend,
-                endpoint: storeDescription.endpoint
-            )
-            for watchers in state.keyWatchers.values { for watcher in watchers.values { watcher.fail(failure) } }
-            for watchers in state.treeWatchers.values { for watcher in watchers.values { watcher.fail(failure) } }
+            let watchers = state.keyWatchers.values.flatMap(\.values) + state.treeWatchers.values.flatMap(\.values)
             state.keyWatchers.removeAll()
             state.treeWatchers.removeAll()
-            return sessions
+            return (sessions, watchers)
         }
+        // Outside the lock: failing a stream runs its termination handler, which takes the lock.
+        for watcher in watchers { watcher.fail(failure) }
         for session in sessions { session.transition(to: .closed) }
         wake.signal()
     }

@@ -43,7 +43,8 @@ public struct Key: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     /// `self` followed by `child`, which may itself contain `/`.
     public func appending(_ child: String) throws(CoordinationError) -> Key {
-        try Key(path + "/" + child)
+        let childKey = try Key(child)  // rejects an empty child, which would name `self`
+        return appending(childKey)
     }
 
     /// `self` followed by a child that is already a valid key.

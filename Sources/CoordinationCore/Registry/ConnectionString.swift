@@ -60,16 +60,18 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
         }
         self.path = path
 
+        // Credentials: `user[:password]@`, percent-encoded where they contain `/ : @ ? #`.
         if let at = rest.lastIndex(of: "@") {
             let credentials = rest[..<at]
             if let colon = credentials.firstIndex(of: ":") {
-                user = String(credentials[..<colon])
-                password = String(credentials[credentials.index(after: colon)...])
+                user = Self.percentDecoded(credentials[..<colon])
+                password = Self.percentDecoded(credentials[credentials.index(after: colon)...])
             } else {
-                user = String(credentials)
+                user = Self.percentDecoded(credentials)
                 password = nil
             }
             rest = rest[rest.index(after: at)...]
+            if rest.isEmpty { throw fail("credentials given but no host") }
         } else {
             user = nil
             password = nil
@@ -103,11 +105,28 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
         } else {
             host = text
         }
-        guard !host.isEmpty else { throw fail("empty host in '\(text)'") }
+        guard !host.isEmpty else { throw fail("empty host") }
+        let bracketed = text.hasPrefix("[")
+        let hostIsValid = host.allSatisfy { character in
+            guard character.isASCII else { return false }
+            if character.isLetter || character.isNumber || character == "." || character == "-" || character == "_" {
+                return true
+            }
+            return bracketed && (character == ":" || character == "%")
+        }
+        guard hostIsValid else {
+            throw fail(
+                host.contains(":") && !bracketed
+                    ? "an IPv6 address needs brackets, e.g. [::1]:2379" : "host '\(host)' has characters a host name cannot have"
+            )
+        }
         var port: Int?
         if let portText {
-            guard let value = Int(portText), (1...65535).contains(value) else {
-                throw fail("port '\(portText)' is not a number from 1 to 65535")
+            // The text is not quoted: a forgotten `@` would otherwise print a password here.
+            guard !portText.isEmpty, portText.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(portText),
+                (1...65535).contains(value)
+            else {
+                throw fail("a port must be a number from 1 to 65535 (host '\(host)')")
             }
             port = value
         }
@@ -119,14 +138,35 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
         endpoints.map { Endpoint(host: $0.host, port: $0.port ?? defaultPort).description }.joined(separator: ",")
     }
 
-    /// The connection string without its password.
+    /// Query parameters whose values are credentials and never shown.
+    static let secretQueryKeys: Set<String> = ["token", "password", "secret", "acl", "acl_token", "auth"]
+
+    static func percentDecoded(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var utf8 = text.utf8[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "%"), utf8.count >= 2,
+                let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+                utf8 = utf8.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The connection string without its password or secret query values.
     public var description: String {
         var text = scheme + "://"
         if let user { text += user + (password == nil ? "" : ":***") + "@" }
         text += endpoints.map(\.description).joined(separator: ",")
         if !path.isEmpty { text += "/" + path }
         if !query.isEmpty {
-            text += "?" + query.keys.sorted().map { "\($0)=\(query[$0]!)" }.joined(separator: "&")
+            text += "?" + query.keys.sorted().map { key in
+                Self.secretQueryKeys.contains(key.lowercased()) ? "\(key)=***" : "\(key)=\(query[key]!)"
+            }.joined(separator: "&")
         }
         return text
     }

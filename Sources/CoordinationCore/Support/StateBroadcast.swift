@@ -29,43 +29,32 @@ public final class StateBroadcast<Value: Sendable & Equatable>: Sendable {
     /// value nothing changes any more. Returns whether the value changed.
     @discardableResult
     public func set(_ newValue: Value) -> Bool {
-        let (changed, toNotify, finish): (Bool, [AsyncStream<Value>.Continuation], Bool) = state.withLock { state in
-            guard !state.finished, state.value != newValue else { return (false, [], false) }
-            state.value = newValue
-            let terminal = isTerminal(newValue)
-            if terminal { state.finished = true }
-            let subscribers = Array(state.subscribers.values)
-            if terminal { state.subscribers.removeAll() }
-            return (true, subscribers, terminal)
-        }
-        for continuation in toNotify {
-            continuation.yield(newValue)
-            if finish { continuation.finish() }
-        }
-        return changed
+        apply { _ in newValue }.changed
     }
 
-    /// Applies `transform` atomically; returns the resulting value.
+    /// Applies `transform` atomically and delivers the result to every subscriber; returns the
+    /// resulting value.
     @discardableResult
     public func update(_ transform: (Value) -> Value) -> Value {
-        // Read-modify-write under the lock, notify outside it.
-        let (newValue, changed, toNotify, finish): (Value, Bool, [AsyncStream<Value>.Continuation], Bool) = state.withLock { state in
+        apply(transform).value
+    }
+
+    private func apply(_ transform: (Value) -> Value) -> (value: Value, changed: Bool) {
+        // Deliver under the lock so that concurrent writers cannot reorder what subscribers see
+        // (yielding to an AsyncStream never runs subscriber code); finish outside it, because
+        // finishing runs termination handlers that take the lock.
+        let (value, changed, toFinish): (Value, Bool, [AsyncStream<Value>.Continuation]) = state.withLock { state in
             let candidate = transform(state.value)
-            guard !state.finished, state.value != candidate else { return (state.value, false, [], false) }
+            guard !state.finished, state.value != candidate else { return (state.value, false, []) }
             state.value = candidate
-            let terminal = isTerminal(candidate)
-            if terminal { state.finished = true }
-            let subscribers = Array(state.subscribers.values)
-            if terminal { state.subscribers.removeAll() }
-            return (candidate, true, subscribers, terminal)
+            for continuation in state.subscribers.values { continuation.yield(candidate) }
+            guard isTerminal(candidate) else { return (candidate, true, []) }
+            state.finished = true
+            defer { state.subscribers.removeAll() }
+            return (candidate, true, Array(state.subscribers.values))
         }
-        if changed {
-            for continuation in toNotify {
-                continuation.yield(newValue)
-                if finish { continuation.finish() }
-            }
-        }
-        return newValue
+        for continuation in toFinish { continuation.finish() }
+        return (value, changed)
     }
 
     /// A stream of the current value and then every change.

@@ -25,7 +25,8 @@ public final class WakeSignal: Sendable {
         waiter?.resume()
     }
 
-    /// Waits for a signal; returns early (without consuming one) when the task is cancelled.
+    /// Waits for a signal; returns early when the task is cancelled (a pending signal is then
+    /// consumed too, which is harmless for loops that re-read their state on every wake).
     public func wait() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
