@@ -92,8 +92,11 @@ public final class ServiceRegistration: Service, Sendable {
             }
             let ended = await session.waitUntilEnded()
             if ended == nil {
-                // Cancelled: deregister by ending the session, which removes the key.
-                await shielded { try? await session.close() }
+                // Cancelled: deregister by ending the session, which removes the key (unless the
+                // session was abandoned in a drill: a crashed process deregisters nothing).
+                if !session.isAbandoned {
+                    await shielded { try? await session.close() }
+                }
                 return
             }
             broadcast.set(.reregistering)

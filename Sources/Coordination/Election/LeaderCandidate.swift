@@ -137,7 +137,9 @@ public final class LeaderCandidate: Service, Sendable {
                     logger.info("campaign interrupted", metadata: ["election": "\(election.name)", "error": "\(error)"])
                 }
             }
-            await shielded { try? await session.close() }
+            if !session.isAbandoned {
+                await shielded { try? await session.close() }
+            }
             if !Task.isCancelled, broadcast.value != .stopped {
                 broadcast.set(.campaigning)
             }
@@ -162,9 +164,12 @@ public final class LeaderCandidate: Service, Sendable {
                 return state.resignRequested
             }
             if reason == nil {
-                // Cancelled while leading: step down so the next in line takes over at once.
+                // Cancelled while leading: step down so the next in line takes over at once
+                // (unless the session was abandoned in a drill: a crashed leader resigns nothing).
                 broadcast.set(.campaigning)
-                await shielded { try? await leadership.resign() }
+                if !session.isAbandoned {
+                    await shielded { try? await leadership.resign() }
+                }
                 return
             }
             broadcast.set(.campaigning)

@@ -121,7 +121,9 @@ func runGuarded<Result: Sendable>(
             throw lostReason ?? CoordinationError(.cancelled, "guarded work was cancelled")
         }
     } catch {
-        await shielded { try? await grant.release() }
+        if !grant.session.isAbandoned {  // a crashed holder (drill) releases nothing
+            await shielded { try? await grant.release() }
+        }
         if let lost = error as? CoordinationError, lost.code == .lockLost { throw lost }
         if grant.isLost { throw CoordinationError(.lockLost, "grant '\(grant.key)' was lost during the work: \(error)") }
         throw error

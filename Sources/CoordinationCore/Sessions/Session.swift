@@ -30,6 +30,8 @@ public protocol SessionBackend: Sendable {
     func abandonSession(_ id: SessionID)
 }
 
+import Synchronization
+
 /// A lease on the store that binds keys to the life of this client.
 ///
 /// The store keeps a session alive by itself (etcd lease keep-alives, ZooKeeper pings, Consul
@@ -43,6 +45,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     public let ttl: Duration
     private let backend: any SessionBackend
     private let broadcast: StateBroadcast<SessionState>
+    private let abandoned = Atomic<Bool>(false)
 
     /// For backends: a new session in the `alive` state.
     public init(id: SessionID, ttl: Duration, backend: any SessionBackend) {
@@ -76,9 +79,16 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
 
     /// Stops keeping the session alive without ending it, exactly as if this process had crashed:
     /// the server ends it one TTL later and its keys go then. For failure testing and drills.
+    ///
+    /// Recipes leave an abandoned session alone when they stop (no resign, no deregistration), so a
+    /// drill sees exactly what a crash would cause.
     public func abandon() {
+        abandoned.store(true, ordering: .relaxed)
         backend.abandonSession(id)
     }
+
+    /// Whether ``abandon()`` was called.
+    public var isAbandoned: Bool { abandoned.load(ordering: .relaxed) }
 
     /// For backends: records a state change. Transitions out of a terminal state are ignored.
     @discardableResult
