@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Coordination", targets: ["Coordination"]),
         .library(name: "CoordinationCore", targets: ["CoordinationCore"]),
         .library(name: "CoordinationMemory", targets: ["CoordinationMemory"]),
+        .library(name: "CoordinationEtcd", targets: ["CoordinationEtcd"]),
         .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
     ],
@@ -20,6 +21,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.28.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.0.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.0.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.0.0"),
     ],
     targets: [
         .target(
@@ -37,6 +42,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "CoordinationEtcd",
+            dependencies: [
+                "CoordinationCore",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["Generated/README.md"],
             swiftSettings: strictSettings
         ),
         .target(
@@ -63,6 +82,7 @@ let package = Package(
                 "Coordination",
                 "CoordinationCore",
                 "CoordinationMemory",
+                "CoordinationEtcd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -72,6 +92,11 @@ let package = Package(
         .testTarget(
             name: "CoordinationCoreTests",
             dependencies: ["CoordinationCore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinationEtcdTests",
+            dependencies: ["CoordinationCore", "CoordinationEtcd", "CoordinationTestKit", "Coordination"],
             swiftSettings: strictSettings
         ),
         .testTarget(

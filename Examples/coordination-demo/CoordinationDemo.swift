@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordination
 import CoordinationCore
+import CoordinationEtcd
 import CoordinationMemory
 import Logging
 
@@ -38,6 +39,7 @@ struct CoordinationDemo: AsyncParsableCommand {
         }
         var registry = StoreRegistry()
         MemoryStore.register(in: &registry)
+        EtcdStore.register(in: &registry)
         let kvStore: any KeyValueStore
         do {
             kvStore = try registry.makeStore(store)

@@ -76,20 +76,28 @@ public final class ServiceRegistration: Service, Sendable {
 
     private func keepRegistered() async throws {
         while !Task.isCancelled {
-            let session: Session
+            var opened: Session?
             do {
-                session = try await store.makeSession(ttl: sessionTTL)
+                let session = try await store.makeSession(ttl: sessionTTL)
+                opened = session
                 self.session.withLock { $0 = session }
                 let current = instance.withLock { $0 }
                 try await write(current, session: session)
             } catch {
+                // Whatever went wrong (including cancellation mid-write), a session we opened must
+                // not linger and keep a half-made registration alive.
+                if let opened, !opened.isAbandoned {
+                    await shielded { try? await opened.close() }
+                }
                 if error.code == .storeClosed || error.code == .invalidKey || error.code == .valueTooLarge {
                     throw error
                 }
+                if Task.isCancelled { return }
                 logger.info("registration failed, retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: retryDelay)
                 continue
             }
+            guard let session = opened else { continue }
             let ended = await session.waitUntilEnded()
             if ended == nil {
                 // Cancelled: deregister by ending the session, which removes the key (unless the

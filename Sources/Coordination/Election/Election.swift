@@ -59,7 +59,7 @@ public struct Election: Sendable {
             return Leadership(contender: me, session: session, store: store)
         } catch {
             await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
-            throw coordinationError(error, "campaigning in '\(name)'")
+            throw coordinationError(error, cancelled: Task.isCancelled, "campaigning in '\(name)'")
         }
     }
 

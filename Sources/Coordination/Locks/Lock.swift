@@ -47,7 +47,7 @@ public struct Lock: Sendable {
             return LockGrant(contender: me, session: session, store: store)
         } catch {
             await removeContender(me)
-            throw coordinationError(error, "waiting for lock '\(name)'")
+            throw coordinationError(error, cancelled: Task.isCancelled, "waiting for lock '\(name)'")
         }
     }
 

@@ -105,7 +105,15 @@ func runGuarded<Result: Sendable>(
                 return .lost(reason)
             }
             var lostReason: CoordinationError?
-            while let next = try await group.next() {
+            while true {
+                let next: GuardedOutcome<Result>?
+                do {
+                    next = try await group.next()
+                } catch {
+                    // The body failed: if that was because it was cancelled on loss, say so.
+                    throw lostReason ?? error
+                }
+                guard let next else { break }
                 switch next {
                 case .finished(let value):
                     group.cancelAll()

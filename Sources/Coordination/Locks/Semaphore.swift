@@ -45,7 +45,7 @@ public struct Semaphore: Sendable {
             return LockGrant(contender: me, session: session, store: store)
         } catch {
             await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
-            throw coordinationError(error, "waiting for a permit of '\(name)'")
+            throw coordinationError(error, cancelled: Task.isCancelled, "waiting for a permit of '\(name)'")
         }
     }
 

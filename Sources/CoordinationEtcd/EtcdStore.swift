@@ -1,0 +1,511 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CoordinationCore
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ServiceLifecycle
+import SwiftProtobuf
+import Synchronization
+
+/// The etcd v3 backend, over gRPC (HTTP/2).
+///
+/// One connection per store, multiplexed: every lease of the store is renewed on one
+/// `LeaseKeepAlive` stream, every watch shares one `Watch` stream, conditional writes are single
+/// `Txn`s, and every unary call has a deadline. Contenders are `prefix/<lease id in hex>` ordered by
+/// create revision — the layout of etcd's own concurrency `Mutex` and `Election`, so locks and
+/// elections are shared with `etcdctl lock` / `etcdctl elect` and Go services.
+///
+/// ```swift
+/// let store = try EtcdStore(configuration: .init(endpoints: [("127.0.0.1", 2379)]))
+/// try await store.withRunning { store in … }
+/// ```
+public final class EtcdStore: KeyValueStore, SessionBackend {
+    public struct Configuration: Sendable {
+        /// The members to talk to (host, port). Several give failover: a call goes to a member that answers.
+        public var endpoints: [(host: String, port: Int)]
+        /// A key prefix under which this store keeps everything (empty: none).
+        public var namespace: String
+        /// The deadline of every unary call.
+        public var requestTimeout: Duration
+        /// Username and password for etcd's authentication, if enabled.
+        public var credentials: (username: String, password: String)?
+        /// The largest value accepted (etcd's own request limit is 1.5 MiB by default).
+        public var maxValueSize: Int
+        public var logger: Logger
+
+        public init(
+            endpoints: [(host: String, port: Int)],
+            namespace: String = "",
+            requestTimeout: Duration = .seconds(5),
+            credentials: (username: String, password: String)? = nil,
+            maxValueSize: Int = 1024 * 1024,
+            logger: Logger = Logger(label: "swift-coordination.etcd")
+        ) {
+            self.endpoints = endpoints
+            self.namespace = namespace
+            self.requestTimeout = requestTimeout
+            self.credentials = credentials
+            self.maxValueSize = maxValueSize
+            self.logger = logger
+        }
+    }
+
+    public let storeDescription: StoreDescription
+    public let limits: StoreLimits
+    public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
+
+    private let configuration: Configuration
+    private let client: GRPCClient<HTTP2ClientTransport.Posix>
+    private let kv: Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix>
+    private let leaseClient: Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix>
+    private let watchClient: Etcdserverpb_Watch.Client<HTTP2ClientTransport.Posix>
+    private let authClient: Etcdserverpb_Auth.Client<HTTP2ClientTransport.Posix>
+    private let keySpace: EtcdKeySpace
+    private let errors: EtcdErrorMapper
+    private let leases: LeaseKeeper
+    private let watches: WatchHub
+    private let closed = Atomic<Bool>(false)
+    private let stopped = WakeSignal()
+    private let authToken = Mutex<String?>(nil)
+
+    public init(configuration: Configuration) throws(CoordinationError) {
+        let endpointText = configuration.endpoints.map { "\($0.host):\($0.port)" }.joined(separator: ",")
+        self.configuration = configuration
+        self.storeDescription = StoreDescription(backend: "etcd", endpoint: endpointText)
+        self.limits = StoreLimits(
+            maxValueSize: configuration.maxValueSize,
+            minimumSessionTTL: .seconds(1),
+            maximumSessionTTL: .seconds(9_000_000_000)
+        )
+        self.errors = EtcdErrorMapper(endpoint: endpointText)
+        guard !configuration.endpoints.isEmpty else {
+            throw errors.make(.invalidConnectionString, "etcd needs at least one endpoint")
+        }
+        let target: any ResolvableTarget
+        if configuration.endpoints.count == 1 {
+            let only = configuration.endpoints[0]
+            target = Self.isIPv4(only.host)
+                ? ResolvableTargets.IPv4.ipv4(host: only.host, port: only.port)
+                : ResolvableTargets.DNS.dns(host: only.host, port: only.port)
+        } else {
+            guard configuration.endpoints.allSatisfy({ Self.isIPv4($0.host) }) else {
+                throw errors.make(.invalidConnectionString, "several etcd endpoints must be given as IPv4 addresses")
+            }
+            target = ResolvableTargets.IPv4.ipv4(pairs: configuration.endpoints.map { (host: $0.host, port: $0.port) })
+        }
+        do {
+            var transportConfig = HTTP2ClientTransport.Posix.Config.defaults
+            transportConfig.backoff = .init(initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+            transportConfig.connection.maxIdleTime = nil
+            let transport = try HTTP2ClientTransport.Posix(
+                target: target,
+                transportSecurity: .plaintext,
+                config: transportConfig,
+                serviceConfig: ServiceConfig(loadBalancingConfig: [.pickFirst(.init())])
+            )
+            self.client = GRPCClient(transport: transport)
+        } catch {
+            throw errors.make(.invalidConnectionString, "cannot set up a connection to \(endpointText): \(error)")
+        }
+        self.kv = Etcdserverpb_KV.Client(wrapping: client)
+        self.leaseClient = Etcdserverpb_Lease.Client(wrapping: client)
+        self.watchClient = Etcdserverpb_Watch.Client(wrapping: client)
+        self.authClient = Etcdserverpb_Auth.Client(wrapping: client)
+        self.keySpace = EtcdKeySpace(namespace: configuration.namespace)
+        self.leases = LeaseKeeper(logger: configuration.logger)
+        self.watches = WatchHub(keySpace: keySpace, errors: errors, logger: configuration.logger)
+    }
+
+    /// Adds the `etcd://h1:p1,h2:p2[/namespace][?timeout=5s]` scheme to `registry`; a
+    /// `user:password@` part logs in with etcd's authentication.
+    public static func register(in registry: inout StoreRegistry) {
+        registry.register(scheme: "etcd") { (connection, configuration) throws(CoordinationError) in
+            var options = Configuration(
+                endpoints: connection.endpoints.map { (host: $0.host, port: $0.port ?? 2379) },
+                namespace: connection.path,
+                logger: configuration.logger
+            )
+            if let user = connection.user {
+                options.credentials = (user, connection.password ?? "")
+            }
+            if let timeout = connection.query["timeout"] {
+                guard let seconds = Double(timeout.hasSuffix("s") ? String(timeout.dropLast()) : timeout), seconds > 0 else {
+                    throw CoordinationError(.invalidConnectionString, "timeout must be a number of seconds, e.g. timeout=5s")
+                }
+                options.requestTimeout = .milliseconds(Int64(seconds * 1000))
+            }
+            return try EtcdStore(configuration: options)
+        }
+    }
+
+    private static func isIPv4(_ host: String) -> Bool {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
+    }
+
+    // MARK: - Service
+
+    public func run() async throws {
+        let snapshotter: WatchHub.Snapshotter = { [kv, keySpace] key, rangeEnd in
+            let response = try await kv.range(.with {
+                $0.key = Data(key)
+                $0.rangeEnd = Data(rangeEnd)
+            }, metadata: self.metadata(), options: self.callOptions())
+            let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
+            return (entries, response.header.revision)
+        }
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.client.runConnections() }
+            group.addTask { await self.leases.run(client: self.leaseClient) }
+            group.addTask { await self.watches.run(client: self.watchClient, snapshot: snapshotter) }
+            group.addTask {
+                await self.stopped.wait()
+                throw CancellationError()
+            }
+        }
+    }
+
+    public func close() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        watches.close()
+        // Revoke our leases so their keys go now rather than a TTL later.
+        await withDiscardingTaskGroup { group in
+            for (id, session) in leases.allSessions() {
+                group.addTask {
+                    _ = try? await self.leaseClient.leaseRevoke(.with { $0.id = id }, metadata: self.metadata(), options: self.callOptions())
+                    self.leases.remove(id)
+                    session.transition(to: .closed)
+                }
+            }
+        }
+        client.beginGracefulShutdown()
+        stopped.signal()
+    }
+
+    // MARK: - Calls
+
+    public func get(_ key: Key) async throws(CoordinationError) -> Entry? {
+        let response = try await call("get", key: key) { [kv, keySpace] options, metadata in
+            try await kv.range(.with { $0.key = Data(keySpace.bytes(key)) }, metadata: metadata, options: options)
+        }
+        return response.kvs.first.map { EtcdEntries.entry($0, key: key) }
+    }
+
+    public func exists(_ key: Key) async throws(CoordinationError) -> Bool {
+        let response = try await call("exists", key: key) { [kv, keySpace] options, metadata in
+            try await kv.range(.with {
+                $0.key = Data(keySpace.bytes(key))
+                $0.countOnly = true
+            }, metadata: metadata, options: options)
+        }
+        return response.count > 0
+    }
+
+    public func put(_ key: Key, _ value: [UInt8], options: PutOptions) async throws(CoordinationError) {
+        try validate(value: value, for: key)
+        let lease = try leaseID(options.session, key: key)
+        _ = try await call("put", key: key) { [kv, keySpace] callOptions, metadata in
+            try await kv.put(.with {
+                $0.key = Data(keySpace.bytes(key))
+                $0.value = Data(value)
+                $0.lease = lease
+            }, metadata: metadata, options: callOptions)
+        }
+    }
+
+    public func delete(_ key: Key) async throws(CoordinationError) {
+        _ = try await call("delete", key: key) { [kv, keySpace] options, metadata in
+            try await kv.deleteRange(.with { $0.key = Data(keySpace.bytes(key)) }, metadata: metadata, options: options)
+        }
+    }
+
+    public func list(_ prefix: Key) async throws(CoordinationError) -> [Entry] {
+        let (start, end) = keySpace.subtree(prefix)
+        let response = try await call("list", key: prefix) { [kv] options, metadata in
+            try await kv.range(.with {
+                $0.key = Data(start)
+                $0.rangeEnd = Data(end)
+            }, metadata: metadata, options: options)
+        }
+        return response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
+            .sorted { $0.key < $1.key }
+    }
+
+    public func deleteTree(_ prefix: Key) async throws(CoordinationError) {
+        let (start, end) = keySpace.subtree(prefix)
+        // The key itself and its subtree in one transaction: one revision, all or nothing.
+        _ = try await call("deleteTree", key: prefix) { [kv, keySpace] options, metadata in
+            try await kv.txn(.with {
+                $0.success = [
+                    .with { $0.requestDeleteRange = .with { $0.key = Data(keySpace.bytes(prefix)) } },
+                    .with {
+                        $0.requestDeleteRange = .with {
+                            $0.key = Data(start)
+                            $0.rangeEnd = Data(end)
+                        }
+                    },
+                ]
+            }, metadata: metadata, options: options)
+        }
+    }
+
+    public func atomicPut(
+        _ key: Key,
+        _ value: [UInt8],
+        condition: PutCondition,
+        options: PutOptions
+    ) async throws(CoordinationError) -> Entry {
+        try validate(value: value, for: key)
+        let lease = try leaseID(options.session, key: key)
+        let bytes = Data(keySpace.bytes(key))
+        let compare: Etcdserverpb_Compare
+        switch condition {
+        case .absent:
+            compare = .with {
+                $0.key = bytes
+                $0.target = .create
+                $0.result = .equal
+                $0.createRevision = 0
+            }
+        case .revision(let revision):
+            compare = .with {
+                $0.key = bytes
+                $0.target = .mod
+                $0.result = .equal
+                $0.modRevision = Int64(revision.value)
+            }
+        }
+        // One Txn: write if the condition holds, otherwise read the key so the error can say why.
+        let response = try await call("atomicPut", key: key) { [kv] callOptions, metadata in
+            try await kv.txn(.with {
+                $0.compare = [compare]
+                $0.success = [
+                    .with {
+                        $0.requestPut = .with {
+                            $0.key = bytes
+                            $0.value = Data(value)
+                            $0.lease = lease
+                            $0.prevKv = true
+                        }
+                    }
+                ]
+                $0.failure = [.with { $0.requestRange = .with { $0.key = bytes } }]
+            }, metadata: metadata, options: callOptions)
+        }
+        if response.succeeded {
+            let revision = Revision(UInt64(response.header.revision))
+            let previous = response.responses.first?.responsePut.prevKv
+            let created = previous.map { $0.createRevision > 0 } ?? false
+            return Entry(
+                key: key,
+                value: value,
+                createRevision: created ? Revision(UInt64(previous!.createRevision)) : revision,
+                modifyRevision: revision,
+                session: lease == 0 ? nil : SessionID(leaseID: lease)
+            )
+        }
+        let current = response.responses.first?.responseRange.kvs.first
+        switch condition {
+        case .absent:
+            throw errors.make(.keyExists, "create failed: the key already exists", key: key)
+        case .revision(let expected):
+            guard let current else {
+                throw errors.make(.keyNotFound, "compare-and-set failed: the key does not exist", key: key)
+            }
+            throw errors.make(
+                .revisionMismatch,
+                "compare-and-set failed: expected revision \(expected), found \(current.modRevision)",
+                key: key
+            )
+        }
+    }
+
+    public func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError) {
+        let bytes = Data(keySpace.bytes(key))
+        let response = try await call("atomicDelete", key: key) { [kv] options, metadata in
+            try await kv.txn(.with {
+                $0.compare = [
+                    .with {
+                        $0.key = bytes
+                        $0.target = .mod
+                        $0.result = .equal
+                        $0.modRevision = Int64(revision.value)
+                    }
+                ]
+                $0.success = [.with { $0.requestDeleteRange = .with { $0.key = bytes } }]
+                $0.failure = [.with { $0.requestRange = .with { $0.key = bytes } }]
+            }, metadata: metadata, options: options)
+        }
+        guard !response.succeeded else { return }
+        guard let current = response.responses.first?.responseRange.kvs.first else {
+            throw errors.make(.keyNotFound, "compare-and-delete failed: the key does not exist", key: key)
+        }
+        throw errors.make(
+            .revisionMismatch,
+            "compare-and-delete failed: expected revision \(revision), found \(current.modRevision)",
+            key: key
+        )
+    }
+
+    public func watch(_ key: Key) async throws(CoordinationError) -> WatchStream {
+        try await startWatch(key, start: keySpace.bytes(key), end: [])
+    }
+
+    public func watchTree(_ prefix: Key) async throws(CoordinationError) -> WatchStream {
+        let (start, end) = keySpace.subtree(prefix)
+        return try await startWatch(prefix, start: start, end: end)
+    }
+
+    /// Snapshot first, then a watch from the revision after it: nothing in between is missed.
+    private func startWatch(_ key: Key, start: [UInt8], end: [UInt8]) async throws(CoordinationError) -> WatchStream {
+        let response = try await call("watch", key: key) { [kv] options, metadata in
+            try await kv.range(.with {
+                $0.key = Data(start)
+                $0.rangeEnd = Data(end)
+            }, metadata: metadata, options: options)
+        }
+        let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
+            .sorted { $0.key < $1.key }
+        let (stream, continuation) = WatchStream.makeStream()
+        continuation.yield(.snapshot(WatchSnapshot(entries: entries, revision: Revision(UInt64(response.header.revision)))))
+        watches.add(key: start, rangeEnd: end, after: response.header.revision, continuation: continuation)
+        return stream
+    }
+
+    // MARK: - Sessions
+
+    public func makeSession(ttl: Duration) async throws(CoordinationError) -> Session {
+        try validate(ttl: ttl)
+        let seconds = max(1, Int64((Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).rounded(.up)))
+        let requestedAt = ContinuousClock.now
+        let response = try await call("makeSession") { [leaseClient] options, metadata in
+            try await leaseClient.leaseGrant(.with { $0.ttl = seconds }, metadata: metadata, options: options)
+        }
+        guard response.error.isEmpty, response.id != 0 else {
+            throw errors.make(.serverError, "etcd refused a lease: \(response.error)")
+        }
+        let granted = Duration.seconds(response.ttl)
+        let session = Session(id: SessionID(leaseID: response.id), ttl: granted, backend: self)
+        leases.add(response.id, session: session, ttl: granted, requestedAt: requestedAt)
+        return session
+    }
+
+    public func revokeSession(_ id: SessionID) async throws(CoordinationError) {
+        guard let lease = id.leaseID else {
+            throw errors.make(.invalidArgument, "'\(id)' is not an etcd lease id")
+        }
+        do {
+            _ = try await call("revokeSession") { [leaseClient] options, metadata in
+                try await leaseClient.leaseRevoke(.with { $0.id = lease }, metadata: metadata, options: options)
+            }
+        } catch where error.code == .sessionExpired {
+            // Already gone: revoking is idempotent.
+        }
+        leases.expire(lease)
+    }
+
+    public func closeSession(_ id: SessionID) async throws(CoordinationError) {
+        guard let lease = id.leaseID else { return }
+        leases.remove(lease)
+        do {
+            _ = try await call("closeSession") { [leaseClient] options, metadata in
+                try await leaseClient.leaseRevoke(.with { $0.id = lease }, metadata: metadata, options: options)
+            }
+        } catch where error.code == .sessionExpired {
+            // Already gone.
+        }
+    }
+
+    public func abandonSession(_ id: SessionID) {
+        guard let lease = id.leaseID else { return }
+        leases.abandon(lease)
+    }
+
+    // MARK: - Contenders
+
+    public func createContender(
+        under prefix: Key,
+        role: ContenderRole,
+        value: [UInt8],
+        session: Session
+    ) async throws(CoordinationError) -> Contender {
+        try await createContenderNamedBySession(under: prefix, value: value, session: session)
+    }
+
+    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
+        let (start, end) = keySpace.subtree(prefix)
+        let response = try await call("contenders", key: prefix) { [kv] options, metadata in
+            try await kv.range(.with {
+                $0.key = Data(start)
+                $0.rangeEnd = Data(end)
+                $0.sortTarget = .create
+                $0.sortOrder = .ascend
+            }, metadata: metadata, options: options)
+        }
+        return response.kvs.compactMap { kv -> Contender? in
+            guard let key = keySpace.key(kv.key), key.isChild(of: prefix) else { return nil }
+            return Contender(entry: EtcdEntries.entry(kv, key: key))
+        }
+    }
+
+    // MARK: - Plumbing
+
+    private func leaseID(_ session: Session?, key: Key) throws(CoordinationError) -> Int64 {
+        guard let session else { return 0 }
+        guard session.isActive, let lease = session.id.leaseID else {
+            throw errors.make(.sessionExpired, "session \(session.id) has ended; cannot bind a key to it", key: key)
+        }
+        return lease
+    }
+
+    private func callOptions() -> CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = configuration.requestTimeout
+        options.waitForReady = true
+        return options
+    }
+
+    private func metadata() -> Metadata {
+        guard let token = authToken.withLock({ $0 }) else { return [:] }
+        return ["token": .string(token)]
+    }
+
+    /// Runs one unary call with the store's deadline, mapping failures to ``CoordinationError``.
+    /// With credentials configured it logs in first, and again once if the token was rejected.
+    private func call<Response: Sendable>(
+        _ operation: String,
+        key: Key? = nil,
+        _ body: @Sendable (CallOptions, Metadata) async throws -> Response
+    ) async throws(CoordinationError) -> Response {
+        if closed.load(ordering: .acquiring) {
+            throw errors.make(.storeClosed, "the store was closed", key: key)
+        }
+        do {
+            if configuration.credentials != nil, authToken.withLock({ $0 }) == nil {
+                try await authenticate()
+            }
+            do {
+                return try await body(callOptions(), metadata())
+            } catch let error as RPCError where error.code == .unauthenticated && configuration.credentials != nil {
+                try await authenticate()
+                return try await body(callOptions(), metadata())
+            }
+        } catch {
+            if Task.isCancelled { throw errors.make(.cancelled, "\(operation) was cancelled", key: key) }
+            throw errors.map(error, operation, key: key)
+        }
+    }
+
+    private func authenticate() async throws {
+        guard let credentials = configuration.credentials else { return }
+        let response = try await authClient.authenticate(.with {
+            $0.name = credentials.username
+            $0.password = credentials.password
+        }, options: callOptions())
+        authToken.withLock { $0 = response.token }
+    }
+}

@@ -1,0 +1,17 @@
+import CoordinationCore
+import CoordinationEtcd
+import CoordinationTestKit
+import Testing
+
+@Suite("etcd conformance", .enabled(if: EtcdTestServer.isAvailable, "needs ETCD_ENDPOINTS (scripts/test starts etcd)"))
+struct EtcdConformanceTests {
+    @Test("store", arguments: StoreConformance.checks)
+    func store(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: EtcdBackend()) == .passed)
+    }
+
+    @Test("recipes", arguments: RecipeConformance.checks)
+    func recipes(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: EtcdBackend()) == .passed)
+    }
+}

@@ -1,0 +1,62 @@
+import CoordinationCore
+import CoordinationEtcd
+import CoordinationTestKit
+import Logging
+
+/// The etcd the suite talks to: `ETCD_ENDPOINTS` (`host:port[,host:port…]`), exported by
+/// `scripts/with-servers`, which starts a real member on 127.0.0.1.
+enum EtcdTestServer {
+    static let endpointsVariable = "ETCD_ENDPOINTS"
+
+    static var endpoints: [(host: String, port: Int)]? {
+        guard let text = environment(endpointsVariable), !text.isEmpty else { return nil }
+        return text.split(separator: ",").compactMap { item in
+            guard let colon = item.lastIndex(of: ":"), let port = Int(item[item.index(after: colon)...]) else { return nil }
+            return (String(item[..<colon]), port)
+        }
+    }
+
+    static var isAvailable: Bool { endpoints != nil }
+
+    static func makeStore(namespace: String = "") throws -> EtcdStore {
+        guard let endpoints else { throw ConformanceFailure("\(endpointsVariable) is not set; run the tests with scripts/test") }
+        var logger = Logger(label: "etcd-tests")
+        logger.logLevel = .warning
+        return try EtcdStore(configuration: .init(endpoints: endpoints, namespace: namespace, logger: logger))
+    }
+
+    static func environment(_ name: String) -> String? {
+        guard let value = getenv(name) else { return nil }
+        return String(cString: value)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Real etcd clients for the conformance suites: each client is its own `EtcdStore` (its own
+/// connection, lease stream and watch stream) to the same member.
+struct EtcdBackend: ConformanceBackend {
+    let name = "etcd"
+    /// etcd's smallest lease TTL with default election settings is about 2 s.
+    let sessionTTL: Duration = .seconds(2)
+
+    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
+        let stores = try (0..<count).map { _ in try EtcdTestServer.makeStore() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for store in stores { group.addTask { try await store.run() } }
+            do {
+                try await body(stores)
+            } catch {
+                for store in stores { await store.close() }
+                group.cancelAll()
+                throw error
+            }
+            for store in stores { await store.close() }
+            group.cancelAll()
+        }
+    }
+}

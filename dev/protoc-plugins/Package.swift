@@ -1,0 +1,12 @@
+// swift-tools-version: 6.1
+// Builds the protoc plugins that scripts/generate-protos uses. Kept apart from the main package so
+// that building the library never compiles code generators.
+import PackageDescription
+
+let package = Package(
+    name: "protoc-plugins",
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    ]
+)
