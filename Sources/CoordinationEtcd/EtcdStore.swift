@@ -360,19 +360,34 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         return try await startWatch(prefix, start: start, end: end)
     }
 
-    /// Snapshot first, then a watch from the revision after it: nothing in between is missed.
+    /// Watch first, then the snapshot at exactly the revision the watch starts after: the watch is
+    /// served live by etcd (no catch-up delay), and nothing between snapshot and changes is missed.
     private func startWatch(_ key: Key, start: [UInt8], end: [UInt8]) async throws(CoordinationError) -> WatchStream {
-        let response = try await call("watch", key: key) { [kv] options, metadata in
-            try await kv.range(.with {
-                $0.key = Data(start)
-                $0.rangeEnd = Data(end)
-            }, metadata: metadata, options: options)
+        if closed.load(ordering: .acquiring) {
+            throw errors.make(.storeClosed, "the store was closed", key: key)
         }
-        let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
-            .sorted { $0.key < $1.key }
         let (stream, continuation) = WatchStream.makeStream()
-        continuation.yield(.snapshot(WatchSnapshot(entries: entries, revision: Revision(UInt64(response.header.revision)))))
-        watches.add(key: start, rangeEnd: end, after: response.header.revision, continuation: continuation)
+        let watch: (id: Int64, revision: Int64)
+        do {
+            watch = try await watches.addLive(key: start, rangeEnd: end, continuation: continuation, timeout: configuration.requestTimeout)
+        } catch {
+            throw errors.map(error, "watch", key: key)
+        }
+        do {
+            let response = try await call("watch", key: key) { [kv] options, metadata in
+                try await kv.range(.with {
+                    $0.key = Data(start)
+                    $0.rangeEnd = Data(end)
+                    $0.revision = watch.revision
+                }, metadata: metadata, options: options)
+            }
+            let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
+                .sorted { $0.key < $1.key }
+            watches.deliverSnapshot(watch.id, WatchSnapshot(entries: entries, revision: Revision(UInt64(watch.revision))))
+        } catch {
+            watches.fail(watch.id, error)
+            throw error
+        }
         return stream
     }
 
@@ -434,6 +449,62 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         session: Session
     ) async throws(CoordinationError) -> Contender {
         try await createContenderNamedBySession(under: prefix, value: value, session: session)
+    }
+
+    /// One `Txn`, as etcd's own `Mutex.Lock`: create `prefix/<lease>` if absent, and read the first
+    /// in line by create revision in the same transaction.
+    public func joinLine(
+        under prefix: Key,
+        role: ContenderRole,
+        value: [UInt8],
+        session: Session
+    ) async throws(CoordinationError) -> LinePosition {
+        let key = try prefix.appending(session.id.rawValue)
+        try validate(value: value, for: key)
+        let lease = try leaseID(session, key: key)
+        let bytes = Data(keySpace.bytes(key))
+        let (start, end) = keySpace.subtree(prefix)
+        let response = try await call("joinLine", key: key) { [kv] options, metadata in
+            try await kv.txn(.with {
+                $0.compare = [
+                    .with {
+                        $0.key = bytes
+                        $0.target = .create
+                        $0.result = .equal
+                        $0.createRevision = 0
+                    }
+                ]
+                $0.success = [
+                    .with {
+                        $0.requestPut = .with {
+                            $0.key = bytes
+                            $0.value = Data(value)
+                            $0.lease = lease
+                        }
+                    },
+                    .with {
+                        $0.requestRange = .with {
+                            $0.key = Data(start)
+                            $0.rangeEnd = Data(end)
+                            $0.sortTarget = .create
+                            $0.sortOrder = .ascend
+                            $0.limit = 1
+                        }
+                    },
+                ]
+            }, metadata: metadata, options: options)
+        }
+        guard response.succeeded else {
+            throw errors.make(.keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
+        }
+        let revision = Revision(UInt64(response.header.revision))
+        let me = Contender(key: key, order: revision, modifyRevision: revision, session: session.id, value: value)
+        let first = response.responses.count > 1 ? response.responses[1].responseRange.kvs.first : nil
+        guard let first, let firstKey = keySpace.key(first.key), firstKey.isChild(of: prefix) else {
+            // Something other than a contender sorts first: read the line properly.
+            return LinePosition(contender: me, head: try await contenders(under: prefix).first)
+        }
+        return LinePosition(contender: me, head: Contender(entry: EtcdEntries.entry(first, key: firstKey)))
     }
 
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {

@@ -88,6 +88,15 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
         record("createContender")
         return try await base.createContender(under: prefix, role: role, value: value, session: session)
     }
+    public func joinLine(
+        under prefix: Key,
+        role: ContenderRole,
+        value: [UInt8],
+        session: Session
+    ) async throws(CoordinationError) -> LinePosition {
+        record("joinLine")
+        return try await base.joinLine(under: prefix, role: role, value: value, session: session)
+    }
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
         record("contenders")
         return try await base.contenders(under: prefix)

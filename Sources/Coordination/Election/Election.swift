@@ -48,7 +48,9 @@ public struct Election: Sendable {
     /// the candidate from the line and throws `cancelled`.
     public func campaign(value: [UInt8], session: Session) async throws(CoordinationError) -> Leadership {
         try session.checkActive()
-        let me = try await store.createContender(under: name, role: .leader, value: value, session: session)
+        let position = try await store.joinLine(under: name, role: .leader, value: value, session: session)
+        let me = position.contender
+        if position.isFirst { return Leadership(contender: me, session: session, store: store) }
         let queue = ContenderQueue(store: store, prefix: name)
         let store = self.store
         do {

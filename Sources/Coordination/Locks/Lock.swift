@@ -37,7 +37,9 @@ public struct Lock: Sendable {
     /// `sessionExpired` / `sessionClosed`.
     public func acquire() async throws(CoordinationError) -> LockGrant {
         try session.checkActive()
-        let me = try await store.createContender(under: name, role: .lock, value: value, session: session)
+        let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
+        let me = position.contender
+        if position.isFirst { return LockGrant(contender: me, session: session, store: store) }
         let queue = ContenderQueue(store: store, prefix: name)
         do {
             try await whileActive(session, what: "waiting for lock '\(name)'") {
@@ -54,16 +56,9 @@ public struct Lock: Sendable {
     /// Takes the lock if it is free right now; otherwise leaves no trace and returns `nil`.
     public func tryAcquire() async throws(CoordinationError) -> LockGrant? {
         try session.checkActive()
-        let me = try await store.createContender(under: name, role: .lock, value: value, session: session)
-        do {
-            if try await ContenderQueue(store: store, prefix: name).isFirst(me) {
-                return LockGrant(contender: me, session: session, store: store)
-            }
-        } catch {
-            await removeContender(me)
-            throw coordinationError(error, "trying lock '\(name)'")
-        }
-        await removeContender(me)
+        let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
+        if position.isFirst { return LockGrant(contender: position.contender, session: session, store: store) }
+        await removeContender(position.contender)
         return nil
     }
 

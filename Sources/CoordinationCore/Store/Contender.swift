@@ -53,7 +53,34 @@ public struct Contender: Sendable, Hashable {
     public var token: FencingToken { FencingToken(order.value) }
 }
 
+/// A contender just created, and the head of its line at that moment.
+public struct LinePosition: Sendable, Hashable {
+    public var contender: Contender
+    /// The first in line right after joining (`nil` only if the line was emptied meanwhile).
+    public var head: Contender?
+
+    public init(contender: Contender, head: Contender?) {
+        self.contender = contender
+        self.head = head
+    }
+
+    /// Whether the new contender is first in line.
+    public var isFirst: Bool { head?.key == contender.key }
+}
+
 extension KeyValueStore {
+    /// Two round trips: create, then read the line. Backends that can do both at once override it.
+    public func joinLine(
+        under prefix: Key,
+        role: ContenderRole,
+        value: [UInt8],
+        session: Session
+    ) async throws(CoordinationError) -> LinePosition {
+        let contender = try await createContender(under: prefix, role: role, value: value, session: session)
+        let head = try await contenders(under: prefix).first
+        return LinePosition(contender: contender, head: head)
+    }
+
     /// The default contender layout: `prefix/<session id>`, created if absent and bound to the
     /// session, ordered by create revision (etcd's concurrency package, Consul's api.Semaphore,
     /// and the in-memory store).

@@ -81,6 +81,11 @@ public protocol KeyValueStore: Service, Sendable {
     /// All contenders directly under `prefix`, first in line first.
     func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender]
 
+    /// Creates a contender (as ``createContender(under:role:value:session:)``) and says who heads
+    /// the line right after — in one round trip where the backend can (etcd: one `Txn`), so an
+    /// uncontended lock costs one request to take and one to release.
+    func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session) async throws(CoordinationError) -> LinePosition
+
     /// Ends the store's sessions and watches and releases its connection. Idempotent.
     func close() async
 }

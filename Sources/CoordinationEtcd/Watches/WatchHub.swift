@@ -26,7 +26,12 @@ final class WatchHub: Sendable {
         let key: [UInt8]
         /// Empty for a single key.
         let rangeEnd: [UInt8]
+        /// The revision to resume from; 0 until the server has created a watch that starts "now".
         var nextRevision: Int64
+        /// Events held back until the snapshot has been delivered (`nil` once it has).
+        var pending: [WatchEvent]?
+        /// Waits for the server's `created` answer, which carries the revision the watch starts after.
+        var createdWaiter: CheckedContinuation<Int64, any Error>?
     }
 
     private struct State {
@@ -49,22 +54,71 @@ final class WatchHub: Sendable {
         self.reconnectDelay = reconnectDelay
     }
 
-    /// Registers a watch that continues after the snapshot taken at `snapshotRevision`.
-    func add(key: [UInt8], rangeEnd: [UInt8], after snapshotRevision: Int64, continuation: WatchStream.Continuation) {
+    /// Starts a watch from "now" and returns its id and the revision it starts after, once the server
+    /// has created it. A watch that starts at the current revision is served at once by etcd; one
+    /// that starts at an older revision waits for etcd's catch-up loop (up to 100 ms). The caller then
+    /// reads the snapshot at exactly that revision and hands it to ``deliverSnapshot(_:_:)``: events
+    /// that arrive meanwhile are held back, so the stream is gap-free and in order.
+    func addLive(key: [UInt8], rangeEnd: [UInt8], continuation: WatchStream.Continuation, timeout: Duration) async throws -> (id: Int64, revision: Int64) {
         let id: Int64? = state.withLock { state in
             guard !state.closed else { return nil }
             let id = state.nextID
             state.nextID += 1
-            let watcher = Watcher(continuation: continuation, key: key, rangeEnd: rangeEnd, nextRevision: snapshotRevision + 1)
-            state.watchers[id] = watcher
-            state.outbox?.yield(Self.create(id, watcher))
             return id
         }
-        guard let id else {
-            continuation.fail(errors.make(.storeClosed, "the store was closed"))
-            return
-        }
+        guard let id else { throw errors.make(.storeClosed, "the store was closed") }
         continuation.onTermination { [weak self] in self?.remove(id) }
+        let revision: Int64 = try await withThrowingTaskGroup(of: Int64?.self) { group in
+            group.addTask {
+                try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Int64, any Error>) in
+                    self.state.withLock { state in
+                        let watcher = Watcher(
+                            continuation: continuation,
+                            key: key,
+                            rangeEnd: rangeEnd,
+                            nextRevision: 0,
+                            pending: [],
+                            createdWaiter: waiter
+                        )
+                        state.watchers[id] = watcher
+                        state.outbox?.yield(Self.create(id, watcher))
+                    }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let revision = first else {
+                let waiter = self.state.withLock { state -> CheckedContinuation<Int64, any Error>? in
+                    defer { state.watchers[id]?.createdWaiter = nil }
+                    return state.watchers[id]?.createdWaiter
+                }
+                waiter?.resume(throwing: self.errors.make(.timeout, "etcd did not create the watch in time"))
+                self.remove(id)
+                throw self.errors.make(.timeout, "etcd did not create the watch within \(timeout)")
+            }
+            return revision
+        }
+        return (id, revision)
+    }
+
+    /// Delivers the snapshot read at the watch's start revision, then the events held back meanwhile.
+    func deliverSnapshot(_ id: Int64, _ snapshot: WatchSnapshot) {
+        state.withLock { state in
+            guard var watcher = state.watchers[id] else { return }
+            watcher.continuation.yield(.snapshot(snapshot))
+            for event in watcher.pending ?? [] { watcher.continuation.yield(event) }
+            watcher.pending = nil
+            state.watchers[id] = watcher
+        }
+    }
+
+    /// Fails one watch (its snapshot could not be read).
+    func fail(_ id: Int64, _ error: CoordinationError) {
+        let watcher = state.withLock { $0.watchers.removeValue(forKey: id) }
+        watcher?.continuation.fail(error)
     }
 
     private func remove(_ id: Int64) {
@@ -82,7 +136,10 @@ final class WatchHub: Sendable {
             return Array(state.watchers.values)
         }
         let failure = errors.make(.storeClosed, "the store was closed")
-        for watcher in watchers { watcher.continuation.fail(failure) }
+        for watcher in watchers {
+            watcher.createdWaiter?.resume(throwing: failure)
+            watcher.continuation.fail(failure)
+        }
     }
 
     /// Keeps the shared stream open until cancelled.
@@ -120,7 +177,7 @@ final class WatchHub: Sendable {
             $0.createRequest = .with { create in
                 create.key = Data(watcher.key)
                 create.rangeEnd = Data(watcher.rangeEnd)
-                create.startRevision = watcher.nextRevision
+                create.startRevision = watcher.nextRevision  // 0: from now
                 create.watchID = id
             }
         }
@@ -139,6 +196,17 @@ final class WatchHub: Sendable {
             )
             return
         }
+        if response.created {
+            let waiter = state.withLock { state -> CheckedContinuation<Int64, any Error>? in
+                guard var watcher = state.watchers[id] else { return nil }
+                if watcher.nextRevision == 0 { watcher.nextRevision = response.header.revision + 1 }
+                let waiter = watcher.createdWaiter
+                watcher.createdWaiter = nil
+                state.watchers[id] = watcher
+                return waiter
+            }
+            waiter?.resume(returning: response.header.revision)
+        }
         guard !response.events.isEmpty else { return }  // created / progress
         // Deliver under the lock so that nextRevision and delivery cannot be reordered by a reconnect.
         let gone: Bool = state.withLock { state in
@@ -146,7 +214,11 @@ final class WatchHub: Sendable {
             for event in response.events {
                 watcher.nextRevision = max(watcher.nextRevision, event.kv.modRevision + 1)
                 guard let mapped = map(event) else { continue }
-                if !watcher.continuation.yield(mapped) { return true }
+                if watcher.pending != nil {
+                    watcher.pending!.append(mapped)
+                } else if !watcher.continuation.yield(mapped) {
+                    return true
+                }
             }
             state.watchers[id] = watcher
             return false
