@@ -24,11 +24,13 @@ struct EtcdKeySpace: Sendable {
         return (start, Self.rangeEnd(of: start))
     }
 
-    /// The key for stored bytes, or `nil` when they lie outside the namespace or are not a valid
-    /// key under the core's rules (written by another tool).
+    /// The key for stored bytes, or `nil` when they lie outside the namespace or are not exactly a
+    /// valid key under the core's rules (written by another tool: `/a/b` or `a//b` must not alias `a/b`).
     func key(_ bytes: some Collection<UInt8>) -> Key? {
         guard bytes.starts(with: prefix) else { return nil }
-        return try? Key(String(decoding: bytes.dropFirst(prefix.count), as: UTF8.self))
+        let text = String(decoding: bytes.dropFirst(prefix.count), as: UTF8.self)
+        guard let key = try? Key(text), key.path == text else { return nil }
+        return key
     }
 
     /// The smallest key greater than every key that starts with `prefix` (etcd's prefix range end).

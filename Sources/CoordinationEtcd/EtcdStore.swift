@@ -105,7 +105,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
                 target: target,
                 transportSecurity: .plaintext,
                 config: transportConfig,
-                serviceConfig: ServiceConfig(loadBalancingConfig: [.pickFirst(.init())])
+                serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin])
             )
             self.client = GRPCClient(transport: transport)
         } catch {
