@@ -158,14 +158,15 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
             return (entries, response.header.revision)
         }
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await self.client.runConnections() }
+        // Returns when the store is closed or the task is cancelled (graceful shutdown), without
+        // throwing: a ServiceGroup sees a clean stop.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await self.client.runConnections() }
             group.addTask { await self.leases.run(client: self.leaseClient) }
             group.addTask { await self.watches.run(client: self.watchClient, snapshot: snapshotter) }
-            group.addTask {
-                await self.stopped.wait()
-                throw CancellationError()
-            }
+            await stopped.wait()
+            client.beginGracefulShutdown()
+            group.cancelAll()
         }
     }
 
