@@ -38,7 +38,9 @@ struct Scenario: Sendable {
             defer { group.cancelAll() }
 
             // The narrator waits on the same streams a user would: leadership, membership, jobs.
-            let firstLeader = try await waitUntil("a leader", within: deadline, try await election.observe()) { $0 != nil }
+            let firstLeader = try await waitUntil("a leader", within: deadline, try await election.observe()) {
+                $0 != nil
+            }
             guard let firstLeader, let first = workers.first(where: { $0.name == firstLeader.stringValue }) else {
                 throw DemoFailure(description: "the leader is not one of the workers")
             }
@@ -49,7 +51,8 @@ struct Scenario: Sendable {
                 workers.allSatisfy { counts[$0.name, default: 0] >= 1 }
             }
 
-            timeline.log("demo", "KILLING \(first.name), the leader (its sessions stop being renewed, nothing is cleaned up)")
+            timeline.log(
+                "demo", "KILLING \(first.name), the leader (its sessions stop being renewed, nothing is cleaned up)")
             let killedAt = timeline.elapsed()
             first.crash()
 
@@ -58,7 +61,9 @@ struct Scenario: Sendable {
             }
             let failover = timeline.elapsed() - killedAt
             guard let newLeader else { throw DemoFailure(description: "no new leader") }
-            _ = try await waitUntil("\(first.name) gone from discovery", within: deadline, try await discovery.watch("worker")) {
+            _ = try await waitUntil(
+                "\(first.name) gone from discovery", within: deadline, try await discovery.watch("worker")
+            ) {
                 !$0.instances.contains { $0.id == first.name }
             }
             let jobsBefore = jobs.value
@@ -96,7 +101,8 @@ struct Scenario: Sendable {
             let members = event.instances.map(\.id).joined(separator: ", ")
             switch event.change {
             case .snapshot: timeline.log("discovery", "members: [\(members)]")
-            case .registered(let instance): timeline.log("discovery", "+ \(instance.id) at \(instance.address):\(instance.port) → [\(members)]")
+            case .registered(let instance):
+                timeline.log("discovery", "+ \(instance.id) at \(instance.address):\(instance.port) → [\(members)]")
             case .updated(let instance): timeline.log("discovery", "~ \(instance.id) → [\(members)]")
             case .deregistered(let id): timeline.log("discovery", "- \(id) → [\(members)]")
             }

@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import CoordinationCore
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -10,6 +5,12 @@ import Logging
 import ServiceLifecycle
 import SwiftProtobuf
 import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// The etcd v3 backend, over gRPC (HTTP/2).
 ///
@@ -88,7 +89,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let target: any ResolvableTarget
         if configuration.endpoints.count == 1 {
             let only = configuration.endpoints[0]
-            target = Self.isIPv4(only.host)
+            target =
+                Self.isIPv4(only.host)
                 ? ResolvableTargets.IPv4.ipv4(host: only.host, port: only.port)
                 : ResolvableTargets.DNS.dns(host: only.host, port: only.port)
         } else {
@@ -133,8 +135,10 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
                 options.credentials = (user, connection.password ?? "")
             }
             if let timeout = connection.query["timeout"] {
-                guard let seconds = Double(timeout.hasSuffix("s") ? String(timeout.dropLast()) : timeout), seconds > 0 else {
-                    throw CoordinationError(.invalidConnectionString, "timeout must be a number of seconds, e.g. timeout=5s")
+                guard let seconds = Double(timeout.hasSuffix("s") ? String(timeout.dropLast()) : timeout), seconds > 0
+                else {
+                    throw CoordinationError(
+                        .invalidConnectionString, "timeout must be a number of seconds, e.g. timeout=5s")
                 }
                 options.requestTimeout = .milliseconds(Int64(seconds * 1000))
             }
@@ -151,10 +155,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     public func run() async throws {
         let snapshotter: WatchHub.Snapshotter = { [kv, keySpace] key, rangeEnd in
-            let response = try await kv.range(.with {
-                $0.key = Data(key)
-                $0.rangeEnd = Data(rangeEnd)
-            }, metadata: self.metadata(), options: self.callOptions())
+            let response = try await kv.range(
+                .with {
+                    $0.key = Data(key)
+                    $0.rangeEnd = Data(rangeEnd)
+                }, metadata: self.metadata(), options: self.callOptions())
             let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
             return (entries, response.header.revision)
         }
@@ -177,7 +182,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         await withDiscardingTaskGroup { group in
             for (id, session) in leases.allSessions() {
                 group.addTask {
-                    _ = try? await self.leaseClient.leaseRevoke(.with { $0.id = id }, metadata: self.metadata(), options: self.callOptions())
+                    _ = try? await self.leaseClient.leaseRevoke(
+                        .with { $0.id = id }, metadata: self.metadata(), options: self.callOptions())
                     self.leases.remove(id)
                     session.transition(to: .closed)
                 }
@@ -198,10 +204,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     public func exists(_ key: Key) async throws(CoordinationError) -> Bool {
         let response = try await call("exists", key: key) { [kv, keySpace] options, metadata in
-            try await kv.range(.with {
-                $0.key = Data(keySpace.bytes(key))
-                $0.countOnly = true
-            }, metadata: metadata, options: options)
+            try await kv.range(
+                .with {
+                    $0.key = Data(keySpace.bytes(key))
+                    $0.countOnly = true
+                }, metadata: metadata, options: options)
         }
         return response.count > 0
     }
@@ -210,11 +217,12 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         try validate(value: value, for: key)
         let lease = try leaseID(options.session, key: key)
         _ = try await call("put", key: key) { [kv, keySpace] callOptions, metadata in
-            try await kv.put(.with {
-                $0.key = Data(keySpace.bytes(key))
-                $0.value = Data(value)
-                $0.lease = lease
-            }, metadata: metadata, options: callOptions)
+            try await kv.put(
+                .with {
+                    $0.key = Data(keySpace.bytes(key))
+                    $0.value = Data(value)
+                    $0.lease = lease
+                }, metadata: metadata, options: callOptions)
         }
     }
 
@@ -227,10 +235,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     public func list(_ prefix: Key) async throws(CoordinationError) -> [Entry] {
         let (start, end) = keySpace.subtree(prefix)
         let response = try await call("list", key: prefix) { [kv] options, metadata in
-            try await kv.range(.with {
-                $0.key = Data(start)
-                $0.rangeEnd = Data(end)
-            }, metadata: metadata, options: options)
+            try await kv.range(
+                .with {
+                    $0.key = Data(start)
+                    $0.rangeEnd = Data(end)
+                }, metadata: metadata, options: options)
         }
         return response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
             .sorted { $0.key < $1.key }
@@ -240,17 +249,18 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let (start, end) = keySpace.subtree(prefix)
         // The key itself and its subtree in one transaction: one revision, all or nothing.
         _ = try await call("deleteTree", key: prefix) { [kv, keySpace] options, metadata in
-            try await kv.txn(.with {
-                $0.success = [
-                    .with { $0.requestDeleteRange = .with { $0.key = Data(keySpace.bytes(prefix)) } },
-                    .with {
-                        $0.requestDeleteRange = .with {
-                            $0.key = Data(start)
-                            $0.rangeEnd = Data(end)
-                        }
-                    },
-                ]
-            }, metadata: metadata, options: options)
+            try await kv.txn(
+                .with {
+                    $0.success = [
+                        .with { $0.requestDeleteRange = .with { $0.key = Data(keySpace.bytes(prefix)) } },
+                        .with {
+                            $0.requestDeleteRange = .with {
+                                $0.key = Data(start)
+                                $0.rangeEnd = Data(end)
+                            }
+                        },
+                    ]
+                }, metadata: metadata, options: options)
         }
     }
 
@@ -282,20 +292,21 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         }
         // One Txn: write if the condition holds, otherwise read the key so the error can say why.
         let response = try await call("atomicPut", key: key) { [kv] callOptions, metadata in
-            try await kv.txn(.with {
-                $0.compare = [compare]
-                $0.success = [
-                    .with {
-                        $0.requestPut = .with {
-                            $0.key = bytes
-                            $0.value = Data(value)
-                            $0.lease = lease
-                            $0.prevKv = true
+            try await kv.txn(
+                .with {
+                    $0.compare = [compare]
+                    $0.success = [
+                        .with {
+                            $0.requestPut = .with {
+                                $0.key = bytes
+                                $0.value = Data(value)
+                                $0.lease = lease
+                                $0.prevKv = true
+                            }
                         }
-                    }
-                ]
-                $0.failure = [.with { $0.requestRange = .with { $0.key = bytes } }]
-            }, metadata: metadata, options: callOptions)
+                    ]
+                    $0.failure = [.with { $0.requestRange = .with { $0.key = bytes } }]
+                }, metadata: metadata, options: callOptions)
         }
         if response.succeeded {
             let revision = Revision(UInt64(response.header.revision))
@@ -328,18 +339,19 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     public func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError) {
         let bytes = Data(keySpace.bytes(key))
         let response = try await call("atomicDelete", key: key) { [kv] options, metadata in
-            try await kv.txn(.with {
-                $0.compare = [
-                    .with {
-                        $0.key = bytes
-                        $0.target = .mod
-                        $0.result = .equal
-                        $0.modRevision = Int64(revision.value)
-                    }
-                ]
-                $0.success = [.with { $0.requestDeleteRange = .with { $0.key = bytes } }]
-                $0.failure = [.with { $0.requestRange = .with { $0.key = bytes } }]
-            }, metadata: metadata, options: options)
+            try await kv.txn(
+                .with {
+                    $0.compare = [
+                        .with {
+                            $0.key = bytes
+                            $0.target = .mod
+                            $0.result = .equal
+                            $0.modRevision = Int64(revision.value)
+                        }
+                    ]
+                    $0.success = [.with { $0.requestDeleteRange = .with { $0.key = bytes } }]
+                    $0.failure = [.with { $0.requestRange = .with { $0.key = bytes } }]
+                }, metadata: metadata, options: options)
         }
         guard !response.succeeded else { return }
         guard let current = response.responses.first?.responseRange.kvs.first else {
@@ -370,21 +382,24 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let (stream, continuation) = WatchStream.makeStream()
         let watch: (id: Int64, revision: Int64)
         do {
-            watch = try await watches.addLive(key: start, rangeEnd: end, continuation: continuation, timeout: configuration.requestTimeout)
+            watch = try await watches.addLive(
+                key: start, rangeEnd: end, continuation: continuation, timeout: configuration.requestTimeout)
         } catch {
             throw errors.map(error, "watch", key: key)
         }
         do {
             let response = try await call("watch", key: key) { [kv] options, metadata in
-                try await kv.range(.with {
-                    $0.key = Data(start)
-                    $0.rangeEnd = Data(end)
-                    $0.revision = watch.revision
-                }, metadata: metadata, options: options)
+                try await kv.range(
+                    .with {
+                        $0.key = Data(start)
+                        $0.rangeEnd = Data(end)
+                        $0.revision = watch.revision
+                    }, metadata: metadata, options: options)
             }
             let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
                 .sorted { $0.key < $1.key }
-            watches.deliverSnapshot(watch.id, WatchSnapshot(entries: entries, revision: Revision(UInt64(watch.revision))))
+            watches.deliverSnapshot(
+                watch.id, WatchSnapshot(entries: entries, revision: Revision(UInt64(watch.revision))))
         } catch {
             watches.fail(watch.id, error)
             throw error
@@ -396,7 +411,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     public func makeSession(ttl: Duration) async throws(CoordinationError) -> Session {
         try validate(ttl: ttl)
-        let seconds = max(1, Int64((Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).rounded(.up)))
+        let seconds = max(
+            1, Int64((Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).rounded(.up)))
         let requestedAt = ContinuousClock.now
         let response = try await call("makeSession") { [leaseClient] options, metadata in
             try await leaseClient.leaseGrant(.with { $0.ttl = seconds }, metadata: metadata, options: options)
@@ -418,7 +434,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             _ = try await call("revokeSession") { [leaseClient] options, metadata in
                 try await leaseClient.leaseRevoke(.with { $0.id = lease }, metadata: metadata, options: options)
             }
-        } catch where error.code == .sessionExpired {
+        } catch  where error.code == .sessionExpired {
             // Already gone: revoking is idempotent.
         }
         leases.expire(lease)
@@ -431,7 +447,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             _ = try await call("closeSession") { [leaseClient] options, metadata in
                 try await leaseClient.leaseRevoke(.with { $0.id = lease }, metadata: metadata, options: options)
             }
-        } catch where error.code == .sessionExpired {
+        } catch  where error.code == .sessionExpired {
             // Already gone.
         }
     }
@@ -466,34 +482,35 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let bytes = Data(keySpace.bytes(key))
         let (start, end) = keySpace.subtree(prefix)
         let response = try await call("joinLine", key: key) { [kv] options, metadata in
-            try await kv.txn(.with {
-                $0.compare = [
-                    .with {
-                        $0.key = bytes
-                        $0.target = .create
-                        $0.result = .equal
-                        $0.createRevision = 0
-                    }
-                ]
-                $0.success = [
-                    .with {
-                        $0.requestPut = .with {
+            try await kv.txn(
+                .with {
+                    $0.compare = [
+                        .with {
                             $0.key = bytes
-                            $0.value = Data(value)
-                            $0.lease = lease
+                            $0.target = .create
+                            $0.result = .equal
+                            $0.createRevision = 0
                         }
-                    },
-                    .with {
-                        $0.requestRange = .with {
-                            $0.key = Data(start)
-                            $0.rangeEnd = Data(end)
-                            $0.sortTarget = .create
-                            $0.sortOrder = .ascend
-                            $0.limit = 1
-                        }
-                    },
-                ]
-            }, metadata: metadata, options: options)
+                    ]
+                    $0.success = [
+                        .with {
+                            $0.requestPut = .with {
+                                $0.key = bytes
+                                $0.value = Data(value)
+                                $0.lease = lease
+                            }
+                        },
+                        .with {
+                            $0.requestRange = .with {
+                                $0.key = Data(start)
+                                $0.rangeEnd = Data(end)
+                                $0.sortTarget = .create
+                                $0.sortOrder = .ascend
+                                $0.limit = 1
+                            }
+                        },
+                    ]
+                }, metadata: metadata, options: options)
         }
         guard response.succeeded else {
             throw errors.make(.keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
@@ -511,12 +528,13 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
         let (start, end) = keySpace.subtree(prefix)
         let response = try await call("contenders", key: prefix) { [kv] options, metadata in
-            try await kv.range(.with {
-                $0.key = Data(start)
-                $0.rangeEnd = Data(end)
-                $0.sortTarget = .create
-                $0.sortOrder = .ascend
-            }, metadata: metadata, options: options)
+            try await kv.range(
+                .with {
+                    $0.key = Data(start)
+                    $0.rangeEnd = Data(end)
+                    $0.sortTarget = .create
+                    $0.sortOrder = .ascend
+                }, metadata: metadata, options: options)
         }
         return response.kvs.compactMap { kv -> Contender? in
             guard let key = keySpace.key(kv.key), key.isChild(of: prefix) else { return nil }
@@ -574,10 +592,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     private func authenticate() async throws {
         guard let credentials = configuration.credentials else { return }
-        let response = try await authClient.authenticate(.with {
-            $0.name = credentials.username
-            $0.password = credentials.password
-        }, options: callOptions())
+        let response = try await authClient.authenticate(
+            .with {
+                $0.name = credentials.username
+                $0.password = credentials.password
+            }, options: callOptions())
         authToken.withLock { $0 = response.token }
     }
 }

@@ -74,7 +74,9 @@ struct MemoryState {
     /// its keys go: a holder's loss is visible before anyone can observe the deletion.
     mutating func expireDue(now: Duration, store: MemoryStore) {
         guard sessions.values.contains(where: { $0.deadline.map { $0 <= now } ?? false }) else { return }
-        let due = sessions.values.filter { $0.deadline.map { $0 <= now } ?? false }.sorted { $0.deadline! < $1.deadline! }
+        let due = sessions.values.filter { $0.deadline.map { $0 <= now } ?? false }.sorted {
+            $0.deadline! < $1.deadline!
+        }
         for record in due {
             record.session.transition(to: .expired)
             revision += 1

@@ -241,7 +241,9 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
             self?.state.withLock { state in
                 if tree {
                     state.treeWatchers[key.path]?.removeValue(forKey: id)
-                    if state.treeWatchers[key.path]?.isEmpty == true { state.treeWatchers.removeValue(forKey: key.path) }
+                    if state.treeWatchers[key.path]?.isEmpty == true {
+                        state.treeWatchers.removeValue(forKey: key.path)
+                    }
                 } else {
                     state.keyWatchers[key.path]?.removeValue(forKey: id)
                     if state.keyWatchers[key.path]?.isEmpty == true { state.keyWatchers.removeValue(forKey: key.path) }
@@ -336,7 +338,9 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
         return try result.get()
     }
 
-    private func checkSession(_ session: Session?, in state: inout MemoryState, key: Key) throws(CoordinationError) -> SessionID? {
+    private func checkSession(_ session: Session?, in state: inout MemoryState, key: Key) throws(CoordinationError)
+        -> SessionID?
+    {
         guard let session else { return nil }
         guard state.sessions[session.id] != nil, session.isActive else {
             throw failure(.sessionExpired, "session \(session.id) has ended; cannot bind a key to it", key: key)

@@ -99,4 +99,3 @@ public struct ConformanceCheck: Sendable, CustomStringConvertible {
         String(UInt64.random(in: 0 ... .max), radix: 36)
     }
 }
-

@@ -32,7 +32,8 @@ public enum RecipeConformance {
             var members = Set<Key>()
             for try await event in events {
                 switch event {
-                case .snapshot(let snapshot): members = Set(snapshot.entries.filter { $0.key.isChild(of: prefix) }.map(\.key))
+                case .snapshot(let snapshot):
+                    members = Set(snapshot.entries.filter { $0.key.isChild(of: prefix) }.map(\.key))
                 case .put(let entry): if entry.key.isChild(of: prefix) { members.insert(entry.key) }
                 case .deleted(let deletion): members.remove(deletion.key)
                 }
@@ -54,9 +55,15 @@ public enum RecipeConformance {
 
     // MARK: Lock
 
-    static let lockMutualExclusion = check("lock: mutual exclusion among 20 contenders, checked by fencing tokens", clients: 4) { ctx in
+    static let lockMutualExclusion = check(
+        "lock: mutual exclusion among 20 contenders, checked by fencing tokens", clients: 4
+    ) { ctx in
         let name = try ctx.key("mutex")
-        struct Tally { var inside = 0; var maxInside = 0; var tokens: [FencingToken] = [] }
+        struct Tally {
+            var inside = 0
+            var maxInside = 0
+            var tokens: [FencingToken] = []
+        }
         let tally = Locked(Tally())
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<20 {
@@ -83,7 +90,9 @@ public enum RecipeConformance {
         let result = tally.withLock { $0 }
         try expectEqual(result.maxInside, 1, "holders at once")
         try expectEqual(result.tokens.count, 40, "grants")
-        try expect(zip(result.tokens, result.tokens.dropFirst()).allSatisfy { $0 < $1 }, "tokens strictly increase in grant order: \(result.tokens)")
+        try expect(
+            zip(result.tokens, result.tokens.dropFirst()).allSatisfy { $0 < $1 },
+            "tokens strictly increase in grant order: \(result.tokens)")
     }
 
     static let lockIsFIFO = check("lock: waiters are granted in arrival order", clients: 2) { ctx in
@@ -126,7 +135,9 @@ public enum RecipeConformance {
                         let grant = try await Lock(name, session: session, store: counted).acquire()
                         granted.continuation.yield(index)
                         _ = grant
-                    } catch let error as CoordinationError where error.code == .cancelled || error.code == .sessionClosed {
+                    } catch let error as CoordinationError
+                        where error.code == .cancelled || error.code == .sessionClosed
+                    {
                         // Released at the end of the check.
                     }
                 }
@@ -134,7 +145,9 @@ public enum RecipeConformance {
             try await waitForLine(ctx.store, name, count: 7)
             // Every waiter has looked at the line once and now watches its predecessor.
             try await withDeadline(.seconds(10), "waiters settle") {
-                while counted.count("contenders") < 6 || counted.count("watch") < 6 { try await Task.sleep(for: .milliseconds(5)) }
+                while counted.count("contenders") < 6 || counted.count("watch") < 6 {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
             }
             counted.resetCounts()
             try await holder.release()
@@ -154,7 +167,9 @@ public enum RecipeConformance {
         try await holderSession.close()
     }
 
-    static let lockFencingTokensIncrease = check("lock: fencing tokens strictly increase across grants and sessions", clients: 2) { ctx in
+    static let lockFencingTokensIncrease = check(
+        "lock: fencing tokens strictly increase across grants and sessions", clients: 2
+    ) { ctx in
         let name = try ctx.key("fencing")
         var last: FencingToken?
         for round in 0..<6 {
@@ -168,7 +183,9 @@ public enum RecipeConformance {
         }
     }
 
-    static let lockLossIsSignalledBeforeTheNextGrant = check("lock: loss on session expiry is signalled before anyone else is granted", clients: 2) { ctx in
+    static let lockLossIsSignalledBeforeTheNextGrant = check(
+        "lock: loss on session expiry is signalled before anyone else is granted", clients: 2
+    ) { ctx in
         let name = try ctx.key("lost")
         let crashed = try await ctx.clients[0].makeSession(ttl: ctx.sessionTTL)
         let grant = try await Lock(name, session: crashed, store: ctx.clients[0]).acquire()
@@ -181,7 +198,9 @@ public enum RecipeConformance {
         }
         try await waitForLine(ctx.store, name, count: 2)
         crashed.abandon()
-        let lostBeforeGrant = try await withDeadline(ctx.expiryDeadline, "the waiter is granted after expiry") { try await next.value }
+        let lostBeforeGrant = try await withDeadline(ctx.expiryDeadline, "the waiter is granted after expiry") {
+            try await next.value
+        }
         try expect(lostBeforeGrant, "the old holder knew it had lost the lock when the next grant happened")
         let reason = try await withDeadline(.seconds(5), "lost() returns") { await grant.lost() }
         try expectEqual(reason?.code, .lockLost, "loss reason")
@@ -233,13 +252,16 @@ public enum RecipeConformance {
         let second = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 10)
         let other = try await Lock(name, session: second, store: ctx.store).acquire()
         try await expectError(.notHolder) { try await grant.release() }
-        try expectEqual(try await ctx.store.contenders(under: name).map(\.key), [other.key], "the new holder keeps its key")
+        try expectEqual(
+            try await ctx.store.contenders(under: name).map(\.key), [other.key], "the new holder keeps its key")
         try await other.release()
         try await first.close()
         try await second.close()
     }
 
-    static let withLockCancelsWorkOnLoss = check("lock: withLock cancels the work and throws lockLost when the grant is lost", clients: 2) { ctx in
+    static let withLockCancelsWorkOnLoss = check(
+        "lock: withLock cancels the work and throws lockLost when the grant is lost", clients: 2
+    ) { ctx in
         let name = try ctx.key("withLock")
         let session = try await ctx.clients[0].makeSession(ttl: ctx.sessionTTL * 10)
         let started = AsyncStream<Void>.makeStream()
@@ -289,10 +311,13 @@ public enum RecipeConformance {
         }
     }
 
-    static let leaderFailoverOnCrash = check("election: a crashed leader is replaced within one session TTL", clients: 2) { ctx in
+    static let leaderFailoverOnCrash = check(
+        "election: a crashed leader is replaced within one session TTL", clients: 2
+    ) { ctx in
         let name = try ctx.key("crash")
         let first = LeaderCandidate(election: name, value: "a".bytes, store: ctx.clients[0], sessionTTL: ctx.sessionTTL)
-        let second = LeaderCandidate(election: name, value: "b".bytes, store: ctx.clients[1], sessionTTL: ctx.sessionTTL)
+        let second = LeaderCandidate(
+            election: name, value: "b".bytes, store: ctx.clients[1], sessionTTL: ctx.sessionTTL)
         try await runCandidates([first]) {
             let firstStatus = try await waitForStatus(first, within: .seconds(15), "first leads") { $0.isLeader }
             try await runCandidates([second]) {
@@ -301,7 +326,9 @@ public enum RecipeConformance {
                     throw ConformanceFailure("no leadership")
                 }
                 session.abandon()
-                let status = try await waitForStatus(second, within: ctx.expiryDeadline, "second takes over") { $0.isLeader }
+                let status = try await waitForStatus(second, within: ctx.expiryDeadline, "second takes over") {
+                    $0.isLeader
+                }
                 guard case .leader(let newTerm) = status else { throw ConformanceFailure("not leader") }
                 try expect(newTerm > oldTerm, "term grows: \(oldTerm) → \(newTerm)")
                 try expect(!first.status.isLeader, "the crashed leader no longer claims leadership")
@@ -309,10 +336,13 @@ public enum RecipeConformance {
         }
     }
 
-    static let leaderFailoverOnResign = check("election: resign hands leadership to the next candidate", clients: 2) { ctx in
+    static let leaderFailoverOnResign = check("election: resign hands leadership to the next candidate", clients: 2) {
+        ctx in
         let name = try ctx.key("resign")
-        let first = LeaderCandidate(election: name, value: "a".bytes, store: ctx.clients[0], sessionTTL: ctx.sessionTTL * 10)
-        let second = LeaderCandidate(election: name, value: "b".bytes, store: ctx.clients[1], sessionTTL: ctx.sessionTTL * 10)
+        let first = LeaderCandidate(
+            election: name, value: "a".bytes, store: ctx.clients[0], sessionTTL: ctx.sessionTTL * 10)
+        let second = LeaderCandidate(
+            election: name, value: "b".bytes, store: ctx.clients[1], sessionTTL: ctx.sessionTTL * 10)
         try await runCandidates([first]) {
             _ = try await waitForStatus(first, within: .seconds(15), "first leads") { $0.isLeader }
             try await runCandidates([second]) {
@@ -326,11 +356,15 @@ public enum RecipeConformance {
         }
     }
 
-    static let followerSeesEveryLeaderChange = check("election: a follower sees the current leader first, then every change", clients: 2) { ctx in
+    static let followerSeesEveryLeaderChange = check(
+        "election: a follower sees the current leader first, then every change", clients: 2
+    ) { ctx in
         let name = try ctx.key("observe")
         let election = Election(name, store: ctx.clients[1])
         let observation = try await election.observe()
-        let sessions = try await [ctx.store.makeSession(ttl: ctx.sessionTTL * 10), ctx.store.makeSession(ttl: ctx.sessionTTL * 10)]
+        let sessions = try await [
+            ctx.store.makeSession(ttl: ctx.sessionTTL * 10), ctx.store.makeSession(ttl: ctx.sessionTTL * 10),
+        ]
         let campaigner = Election(name, store: ctx.store)
         let a = try await campaigner.campaign(value: "a".bytes, session: sessions[0])
         let waitingB = Task { try await campaigner.campaign(value: "b".bytes, session: sessions[1]) }
@@ -350,7 +384,8 @@ public enum RecipeConformance {
         for session in sessions { try await session.close() }
     }
 
-    static let proclaimKeepsTheTerm = check("election: proclaim changes the value followers see and keeps the term") { ctx in
+    static let proclaimKeepsTheTerm = check("election: proclaim changes the value followers see and keeps the term") {
+        ctx in
         let name = try ctx.key("proclaim")
         let session = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 10)
         let election = Election(name, store: ctx.store)
@@ -366,7 +401,9 @@ public enum RecipeConformance {
 
     // MARK: Registration and discovery
 
-    static let registrationSurvivesSessionLoss = check("registration: re-registered automatically after its session is lost", clients: 2) { ctx in
+    static let registrationSurvivesSessionLoss = check(
+        "registration: re-registered automatically after its session is lost", clients: 2
+    ) { ctx in
         let base = try ctx.key("services")
         let registration = ServiceRegistration(
             ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080, metadata: ["zone": "a"]),
@@ -382,7 +419,9 @@ public enum RecipeConformance {
             try await withDeadline(.seconds(15), "first registration") {
                 for await status in registration.statuses() { if case .registered = status { return } }
             }
-            guard let lost = registration.currentSession else { throw ConformanceFailure("no session after registering") }
+            guard let lost = registration.currentSession else {
+                throw ConformanceFailure("no session after registering")
+            }
             lost.abandon()  // the process pauses: its heartbeats stop
             try await withDeadline(ctx.expiryDeadline * 2, "registered again with a new session") {
                 var sawLoss = false
@@ -397,7 +436,9 @@ public enum RecipeConformance {
             try await withDeadline(ctx.expiryDeadline * 2, "the key bound to the new session") {
                 while true {
                     let entry = try await ctx.clients[1].get(key)
-                    if let session = entry?.session, session != lost.id, session == registration.currentSession?.id { return }
+                    if let session = entry?.session, session != lost.id, session == registration.currentSession?.id {
+                        return
+                    }
                     try await Task.sleep(for: .milliseconds(50))
                 }
             }
@@ -409,11 +450,17 @@ public enum RecipeConformance {
         }
     }
 
-    static let discoverySnapshotThenChanges = check("discovery: a snapshot, then registrations and deregistrations", clients: 2) { ctx in
+    static let discoverySnapshotThenChanges = check(
+        "discovery: a snapshot, then registrations and deregistrations", clients: 2
+    ) { ctx in
         let base = try ctx.key("catalog")
         let discovery = ServiceDiscovery(base: base, store: ctx.clients[1])
-        let one = ServiceRegistration(ServiceInstance(name: "db", id: "db-1", address: "10.0.0.1", port: 5432), base: base, store: ctx.store, sessionTTL: ctx.sessionTTL * 10)
-        let two = ServiceRegistration(ServiceInstance(name: "db", id: "db-2", address: "10.0.0.2", port: 5432), base: base, store: ctx.store, sessionTTL: ctx.sessionTTL * 10)
+        let one = ServiceRegistration(
+            ServiceInstance(name: "db", id: "db-1", address: "10.0.0.1", port: 5432), base: base, store: ctx.store,
+            sessionTTL: ctx.sessionTTL * 10)
+        let two = ServiceRegistration(
+            ServiceInstance(name: "db", id: "db-2", address: "10.0.0.2", port: 5432), base: base, store: ctx.store,
+            sessionTTL: ctx.sessionTTL * 10)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await one.run() }
             try await withDeadline(.seconds(15), "db-1 registered") {
@@ -421,7 +468,8 @@ public enum RecipeConformance {
             }
             let stream = try await discovery.watch("db")
             let twoTask = Task { try await two.run() }
-            let changes = try await withDeadline(.seconds(15), "discovery events") { () async throws -> [DiscoveryEvent.Change] in
+            let changes = try await withDeadline(.seconds(15), "discovery events") {
+                () async throws -> [DiscoveryEvent.Change] in
                 var changes: [DiscoveryEvent.Change] = []
                 for try await event in stream {
                     changes.append(event.change)
@@ -447,7 +495,11 @@ public enum RecipeConformance {
 
     static let semaphoreNeverExceedsPermits = check("semaphore: never more than N holders", clients: 2) { ctx in
         let name = try ctx.key("semaphore")
-        struct Tally { var inside = 0; var maxInside = 0; var grants = 0 }
+        struct Tally {
+            var inside = 0
+            var maxInside = 0
+            var grants = 0
+        }
         let tally = Locked(Tally())
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<10 {
@@ -476,7 +528,8 @@ public enum RecipeConformance {
         try expectEqual(result.grants, 20, "grants")
     }
 
-    static let semaphoreCancelledWaiterLeavesNoKey = check("semaphore: a cancelled waiter leaves no key behind") { ctx in
+    static let semaphoreCancelledWaiterLeavesNoKey = check("semaphore: a cancelled waiter leaves no key behind") {
+        ctx in
         let name = try ctx.key("semaphore-cancel")
         let session = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 10)
         let other = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 10)
@@ -494,14 +547,18 @@ public enum RecipeConformance {
         } catch let error as CoordinationError {
             try expectEqual(error.code, .cancelled, "error of a cancelled wait")
         }
-        try expectEqual(Set(try await ctx.store.contenders(under: name).map(\.key)), Set(held.map(\.key)), "line after cancellation")
+        try expectEqual(
+            Set(try await ctx.store.contenders(under: name).map(\.key)), Set(held.map(\.key)), "line after cancellation"
+        )
         for grant in held { try await grant.release() }
         for s in [session, other, waiterSession] { try await s.close() }
     }
 
     // MARK: Barriers
 
-    static let barrierReleasesOnRemove = check("barrier: waiters are held while it is set and released when it is removed", clients: 2) { ctx in
+    static let barrierReleasesOnRemove = check(
+        "barrier: waiters are held while it is set and released when it is removed", clients: 2
+    ) { ctx in
         let barrier = Barrier(try ctx.key("barrier"), store: ctx.store)
         try await barrier.set()
         let released = Locked(0)
@@ -525,14 +582,20 @@ public enum RecipeConformance {
         try await barrier.wait()  // not set: returns at once
     }
 
-    static let doubleBarrierEntersAndLeavesTogether = check("double barrier: enter when N arrived, leave when all left", clients: 3) { ctx in
+    static let doubleBarrierEntersAndLeavesTogether = check(
+        "double barrier: enter when N arrived, leave when all left", clients: 3
+    ) { ctx in
         let prefix = try ctx.key("double")
         let entered = Locked(0)
         let left = Locked(0)
         let enteredSignal = AsyncStream<Void>.makeStream()
         let leftSignal = AsyncStream<Void>.makeStream()
-        let sessions = try await (0..<3).asyncMap { index in try await ctx.clients[index].makeSession(ttl: ctx.sessionTTL * 10) }
-        let barriers = (0..<3).map { DoubleBarrier(prefix, memberCount: 3, session: sessions[$0], store: ctx.clients[$0], id: "member\($0)") }
+        let sessions = try await (0..<3).asyncMap { index in
+            try await ctx.clients[index].makeSession(ttl: ctx.sessionTTL * 10)
+        }
+        let barriers = (0..<3).map {
+            DoubleBarrier(prefix, memberCount: 3, session: sessions[$0], store: ctx.clients[$0], id: "member\($0)")
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<2 {
                 group.addTask {

@@ -68,7 +68,9 @@ public enum StoreConformance {
         let second = try await ctx.store.get(key)
         guard let first, let second else { throw ConformanceFailure("entry missing after put") }
         try expectEqual(second.createRevision, first.createRevision, "create revision after overwrite")
-        try expect(second.modifyRevision > first.modifyRevision, "modify revision grows: \(first.modifyRevision) → \(second.modifyRevision)")
+        try expect(
+            second.modifyRevision > first.modifyRevision,
+            "modify revision grows: \(first.modifyRevision) → \(second.modifyRevision)")
         try expect(first.createRevision <= first.modifyRevision, "create ≤ modify")
         try expectEqual(second.value, "2".bytes, "new value")
     }
@@ -131,7 +133,8 @@ public enum StoreConformance {
         }
         try expectEqual(try await ctx.store.get(key)?.value, "v2".bytes, "value kept after the failed CAS")
         try await expectError(.keyNotFound) {
-            try await ctx.store.atomicPut(try ctx.key("cas-missing"), "x".bytes, condition: .revision(swapped.modifyRevision))
+            try await ctx.store.atomicPut(
+                try ctx.key("cas-missing"), "x".bytes, condition: .revision(swapped.modifyRevision))
         }
         try expect(!(try await ctx.store.exists(try ctx.key("cas-missing"))), "failed CAS created nothing")
     }
@@ -140,47 +143,60 @@ public enum StoreConformance {
         let key = try ctx.key("cad")
         let created = try await ctx.store.atomicPut(key, "v1".bytes, condition: .absent)
         let updated = try await ctx.store.atomicPut(key, "v2".bytes, condition: .revision(created.modifyRevision))
-        try await expectError(.revisionMismatch) { try await ctx.store.atomicDelete(key, revision: created.modifyRevision) }
+        try await expectError(.revisionMismatch) {
+            try await ctx.store.atomicDelete(key, revision: created.modifyRevision)
+        }
         try expect(try await ctx.store.exists(key), "kept after a mismatched delete")
         try await ctx.store.atomicDelete(key, revision: updated.modifyRevision)
         try expect(!(try await ctx.store.exists(key)), "gone after a matching delete")
         try await expectError(.keyNotFound) { try await ctx.store.atomicDelete(key, revision: updated.modifyRevision) }
     }
 
-    static let watchKeyStartsWithValueThenChanges = check("watch(key) starts with the current value, then changes") { ctx in
+    static let watchKeyStartsWithValueThenChanges = check("watch(key) starts with the current value, then changes") {
+        ctx in
         let key = try ctx.key("watched")
         try await ctx.store.put(key, "v0".bytes)
         let stream = try await ctx.store.watch(key)
         try await ctx.store.put(key, "v1".bytes)
         try await ctx.store.put(key, "v2".bytes)
         let events = try await collect(stream, 3)
-        guard case .snapshot(let snapshot) = events[0] else { throw ConformanceFailure("first event is not a snapshot: \(events[0])") }
+        guard case .snapshot(let snapshot) = events[0] else {
+            throw ConformanceFailure("first event is not a snapshot: \(events[0])")
+        }
         try expectEqual(snapshot.entries.map(\.value), ["v0".bytes], "snapshot")
         try expect(!snapshot.historyLost, "a first snapshot has not lost history")
         guard case .put(let first) = events[1], case .put(let second) = events[2] else {
             throw ConformanceFailure("expected two puts, got \(events[1...])")
         }
         try expectEqual([first.value, second.value], ["v1".bytes, "v2".bytes], "changes in order")
-        try expect(snapshot.revision < first.modifyRevision && first.modifyRevision < second.modifyRevision, "revisions grow")
+        try expect(
+            snapshot.revision < first.modifyRevision && first.modifyRevision < second.modifyRevision, "revisions grow")
     }
 
-    static let watchMissingKeyThenCreateAndDelete = check("watch of a missing key: empty snapshot, create, explicit delete") { ctx in
+    static let watchMissingKeyThenCreateAndDelete = check(
+        "watch of a missing key: empty snapshot, create, explicit delete"
+    ) { ctx in
         let key = try ctx.key("appears")
         let stream = try await ctx.store.watch(key)
         try await ctx.store.put(key, "here".bytes)
         try await ctx.store.delete(key)
         let events = try await collect(stream, 3)
-        guard case .snapshot(let snapshot) = events[0] else { throw ConformanceFailure("first event is not a snapshot") }
+        guard case .snapshot(let snapshot) = events[0] else {
+            throw ConformanceFailure("first event is not a snapshot")
+        }
         try expect(snapshot.entries.isEmpty, "snapshot of a missing key is empty")
         guard case .put(let created) = events[1] else { throw ConformanceFailure("expected a put, got \(events[1])") }
         try expectEqual(created.value, "here".bytes, "created value")
-        guard case .deleted(let deletion) = events[2] else { throw ConformanceFailure("expected a delete, got \(events[2])") }
+        guard case .deleted(let deletion) = events[2] else {
+            throw ConformanceFailure("expected a delete, got \(events[2])")
+        }
         try expectEqual(deletion.key, key, "deleted key")
         try expect(deletion.reason != .expired, "an explicit delete is not reported as expiry")
         try expect(deletion.revision > created.modifyRevision, "delete revision after the create")
     }
 
-    static let watchTreeSnapshotThenChanges = check("watchTree: snapshot of the subtree, then changes below it only") { ctx in
+    static let watchTreeSnapshotThenChanges = check("watchTree: snapshot of the subtree, then changes below it only") {
+        ctx in
         let prefix = try ctx.key("dir")
         try await ctx.store.put(try ctx.key("dir/a"), "a".bytes)
         try await ctx.store.put(try ctx.key("dir/b/c"), "c".bytes)
@@ -190,7 +206,9 @@ public enum StoreConformance {
         try await ctx.store.delete(try ctx.key("dir/a"))
         try await ctx.store.put(try ctx.key("dir/b/c"), "c2".bytes)
         let events = try await collect(stream, 4)
-        guard case .snapshot(let snapshot) = events[0] else { throw ConformanceFailure("first event is not a snapshot") }
+        guard case .snapshot(let snapshot) = events[0] else {
+            throw ConformanceFailure("first event is not a snapshot")
+        }
         try expectEqual(snapshot.entries.map(\.value), ["a".bytes, "c".bytes], "snapshot entries")
         guard case .put(let d) = events[1], d.key == (try ctx.key("dir/d")) else {
             throw ConformanceFailure("expected put of dir/d, got \(events[1])")
@@ -203,7 +221,9 @@ public enum StoreConformance {
         }
     }
 
-    static let watchHasNoGapUnderConcurrentWrites = check("no gap between snapshot and changes under concurrent writes", clients: 2) { ctx in
+    static let watchHasNoGapUnderConcurrentWrites = check(
+        "no gap between snapshot and changes under concurrent writes", clients: 2
+    ) { ctx in
         let key = try ctx.key("counter")
         let writer = ctx.clients[1]
         let total = 60
@@ -247,7 +267,9 @@ public enum StoreConformance {
         let stream = try await observer.watch(key)
         session.abandon()
         let events = try await collect(stream, 2, within: ctx.expiryDeadline)
-        guard case .deleted(let deletion) = events[1] else { throw ConformanceFailure("expected a delete, got \(events[1])") }
+        guard case .deleted(let deletion) = events[1] else {
+            throw ConformanceFailure("expected a delete, got \(events[1])")
+        }
         try expect(deletion.reason != .deleted, "expiry is not reported as an explicit delete")
         let ended = try await withDeadline(ctx.expiryDeadline, "owner sees expiry") { await session.waitUntilEnded() }
         try expectEqual(ended, .expired, "owner's session state")
@@ -267,13 +289,17 @@ public enum StoreConformance {
         try await session.close()  // idempotent
     }
 
-    static let revokedSessionIsExpiredForItsOwner = check("a session revoked by another client is expired for its owner", clients: 2) { ctx in
+    static let revokedSessionIsExpiredForItsOwner = check(
+        "a session revoked by another client is expired for its owner", clients: 2
+    ) { ctx in
         let session = try await ctx.clients[0].makeSession(ttl: ctx.sessionTTL * 10)
         let key = try ctx.key("revoked")
         try await ctx.clients[0].put(key, [1], options: .boundTo(session))
         try await ctx.clients[1].revokeSession(session.id)
         try expect(!(try await ctx.clients[1].exists(key)), "key of a revoked session is gone")
-        let ended = try await withDeadline(ctx.expiryDeadline, "owner sees the revocation") { await session.waitUntilEnded() }
+        let ended = try await withDeadline(ctx.expiryDeadline, "owner sees the revocation") {
+            await session.waitUntilEnded()
+        }
         try expectEqual(ended, .expired, "owner's state after revocation")
     }
 
@@ -286,7 +312,10 @@ public enum StoreConformance {
     }
 
     static let invalidKeysAreRejected = check("invalid keys are rejected with invalidKey") { ctx in
-        for bad in ["", "/", "a//b", "a/./b", "a/../b", "a b", "a#b", "a?b", "a%b", "naïve", "tab\tkey", String(repeating: "k", count: Key.maxLength + 1)] {
+        for bad in [
+            "", "/", "a//b", "a/./b", "a/../b", "a b", "a#b", "a?b", "a%b", "naïve", "tab\tkey",
+            String(repeating: "k", count: Key.maxLength + 1),
+        ] {
             let error = try await expectError(.invalidKey) { try await ctx.store.get(bad) }
             try expect(!error.message.isEmpty, "message explains the rule")
             try await expectError(.invalidKey) { try await ctx.store.put(bad, "x") }
@@ -297,7 +326,9 @@ public enum StoreConformance {
     static let oversizedValuesAreRejected = check("oversized values are rejected with valueTooLarge") { ctx in
         let limit = ctx.store.limits.maxValueSize
         let key = try ctx.key("big")
-        let error = try await expectError(.valueTooLarge) { try await ctx.store.put(key, [UInt8](repeating: 7, count: limit + 1)) }
+        let error = try await expectError(.valueTooLarge) {
+            try await ctx.store.put(key, [UInt8](repeating: 7, count: limit + 1))
+        }
         try expect(error.key == key.path, "error names the key")
         try await expectError(.valueTooLarge) {
             try await ctx.store.atomicPut(key, [UInt8](repeating: 7, count: limit + 1), condition: .absent)
@@ -307,7 +338,8 @@ public enum StoreConformance {
         try expect(try await ctx.store.exists(key), "a value within the limit is accepted")
     }
 
-    static let invalidSessionTTLIsRejected = check("an out-of-range session TTL is rejected with invalidArgument") { ctx in
+    static let invalidSessionTTLIsRejected = check("an out-of-range session TTL is rejected with invalidArgument") {
+        ctx in
         try await expectError(.invalidArgument) { try await ctx.store.makeSession(ttl: .zero) }
         try await expectError(.invalidArgument) { try await ctx.store.makeSession(ttl: .seconds(-1)) }
     }
@@ -327,7 +359,9 @@ public enum StoreConformance {
         try expect(try await ctx.store.exists(key), "store still answers")
     }
 
-    static let contendersAreOrderedAndSessionBound = check("contenders queue in creation order and leave with their session", clients: 2) { ctx in
+    static let contendersAreOrderedAndSessionBound = check(
+        "contenders queue in creation order and leave with their session", clients: 2
+    ) { ctx in
         let prefix = try ctx.key("queue")
         var sessions: [Session] = []
         var created: [Contender] = []
@@ -335,7 +369,8 @@ public enum StoreConformance {
             let session = try await ctx.clients[index % 2].makeSession(ttl: ctx.sessionTTL * 10)
             sessions.append(session)
             created.append(
-                try await ctx.clients[index % 2].createContender(under: prefix, role: .lock, value: "c\(index)".bytes, session: session)
+                try await ctx.clients[index % 2].createContender(
+                    under: prefix, role: .lock, value: "c\(index)".bytes, session: session)
             )
         }
         try expect(created[0].order < created[1].order && created[1].order < created[2].order, "ordering numbers grow")
@@ -344,7 +379,9 @@ public enum StoreConformance {
         try expectEqual(line.map(\.value), ["c0".bytes, "c1".bytes, "c2".bytes], "values carried")
         try expect(line.allSatisfy { $0.key.isChild(of: prefix) }, "contenders are direct children")
         try await sessions[1].close()
-        try expectEqual(try await ctx.clients[1].contenders(under: prefix).map(\.key), [created[0].key, created[2].key], "closed session left the line")
+        try expectEqual(
+            try await ctx.clients[1].contenders(under: prefix).map(\.key), [created[0].key, created[2].key],
+            "closed session left the line")
         for session in sessions { try await session.close() }
         try expectEqual(try await ctx.store.contenders(under: prefix).count, 0, "empty line")
     }

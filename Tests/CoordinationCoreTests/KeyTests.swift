@@ -82,7 +82,8 @@ struct KeyTests {
         Rejection(input: "a\nb", mentions: "0xa"),
         Rejection(input: "a\tb", mentions: "0x9"),
         Rejection(input: "a\u{7F}b", mentions: "0x7f"),
-        Rejection(input: String(repeating: "a", count: Key.maxLength + 1), mentions: "longer than \(Key.maxLength) bytes"),
+        Rejection(
+            input: String(repeating: "a", count: Key.maxLength + 1), mentions: "longer than \(Key.maxLength) bytes"),
         Rejection(
             input: Array(repeating: "a", count: Key.maxDepth + 1).joined(separator: "/"),
             mentions: "deeper than \(Key.maxDepth) segments"

@@ -113,14 +113,15 @@ struct StateBroadcastTests {
         let stream = broadcast.stream()
         broadcast.set(-1)
         broadcast.set(-2)
-        #expect(try await withDeadline { () async -> [Int] in
-            var values: [Int] = []
-            for await value in stream {
-                values.append(value)
-                if values.count == 3 { break }
-            }
-            return values
-        } == [0, -1, -2])
+        #expect(
+            try await withDeadline { () async -> [Int] in
+                var values: [Int] = []
+                for await value in stream {
+                    values.append(value)
+                    if values.count == 3 { break }
+                }
+                return values
+            } == [0, -1, -2])
         #expect(broadcast.set(1))
     }
 

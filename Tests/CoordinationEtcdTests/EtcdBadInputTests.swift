@@ -12,9 +12,11 @@ struct EtcdBadInputTests {
         var logger = Logger(label: "etcd-unreachable")
         logger.logLevel = .critical
         // Port 1 on loopback: nothing listens there.
-        let store = try EtcdStore(configuration: .init(endpoints: [("127.0.0.1", 1)], requestTimeout: .milliseconds(500), logger: logger))
+        let store = try EtcdStore(
+            configuration: .init(endpoints: [("127.0.0.1", 1)], requestTimeout: .milliseconds(500), logger: logger))
         try await store.withRunning { store in
-            let error = try await withDeadline(.seconds(10), "the call fails") { () async throws -> CoordinationError? in
+            let error = try await withDeadline(.seconds(10), "the call fails") {
+                () async throws -> CoordinationError? in
                 let key = try Key("k")
                 do {
                     _ = try await store.get(key)

@@ -7,7 +7,7 @@ import Logging
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Kills the raft leader of the 3-member cluster `scripts/with-servers` starts (a process that
@@ -15,7 +15,9 @@ import Glibc
 /// campaign are queued, and writes are in flight.
 @Suite(
     "etcd failover on a 3-member cluster",
-    .enabled(if: EtcdTestServer.environment("ETCD_CLUSTER_ENDPOINTS") != nil, "needs ETCD_CLUSTER_ENDPOINTS (scripts/test starts the cluster)")
+    .enabled(
+        if: EtcdTestServer.environment("ETCD_CLUSTER_ENDPOINTS") != nil,
+        "needs ETCD_CLUSTER_ENDPOINTS (scripts/test starts the cluster)")
 )
 struct EtcdFailoverTests {
     struct Member {
@@ -25,11 +27,14 @@ struct EtcdFailoverTests {
 
     static func members() throws -> [Member] {
         let endpoints = try #require(EtcdTestServer.environment("ETCD_CLUSTER_ENDPOINTS")).split(separator: ",")
-        let pids = try #require(EtcdTestServer.environment("ETCD_CLUSTER_PIDS")).split(separator: ",").compactMap { pid_t($0) }
+        let pids = try #require(EtcdTestServer.environment("ETCD_CLUSTER_PIDS")).split(separator: ",").compactMap {
+            pid_t($0)
+        }
         try #require(endpoints.count == 3 && pids.count == 3)
         return zip(endpoints, pids).map { endpoint, pid in
             let colon = endpoint.lastIndex(of: ":")!
-            return Member(endpoint: (String(endpoint[..<colon]), Int(endpoint[endpoint.index(after: colon)...])!), pid: pid)
+            return Member(
+                endpoint: (String(endpoint[..<colon]), Int(endpoint[endpoint.index(after: colon)...])!), pid: pid)
         }
     }
 
@@ -50,7 +55,8 @@ struct EtcdFailoverTests {
         for (index, status) in statuses.enumerated() {
             let body = try #require(status["Status"] as? [String: Any])
             let header = try #require(body["header"] as? [String: Any])
-            if let member = header["member_id"] as? NSNumber, let leader = body["leader"] as? NSNumber, member == leader {
+            if let member = header["member_id"] as? NSNumber, let leader = body["leader"] as? NSNumber, member == leader
+            {
                 return index
             }
         }
@@ -65,11 +71,12 @@ struct EtcdFailoverTests {
         let ordered = [members[leader]] + members.enumerated().filter { $0.offset != leader }.map(\.element)
         var logger = Logger(label: "etcd-failover")
         logger.logLevel = .warning
-        let store = try EtcdStore(configuration: .init(
-            endpoints: ordered.map(\.endpoint),
-            requestTimeout: .seconds(3),
-            logger: logger
-        ))
+        let store = try EtcdStore(
+            configuration: .init(
+                endpoints: ordered.map(\.endpoint),
+                requestTimeout: .seconds(3),
+                logger: logger
+            ))
         try await store.withRunning { store in
             let root = try Key("failover/run-\(UInt32.random(in: 0 ... .max))")
             let lockName = try root.appending("lock")
@@ -120,7 +127,9 @@ struct EtcdFailoverTests {
 
             let result = try await withDeadline(.seconds(60), "writes across the kill") { await writes.value }
             #expect(result.ok > 0)
-            #expect(result.failed.allSatisfy { [.connectionFailed, .timeout, .serverError].contains($0) }, "\(result.failed)")
+            #expect(
+                result.failed.allSatisfy { [.connectionFailed, .timeout, .serverError].contains($0) },
+                "\(result.failed)")
 
             // The cluster serves again through this client.
             try await withDeadline(.seconds(20), "a write after the failover") {
@@ -153,7 +162,9 @@ struct EtcdFailoverTests {
             let second = try await withDeadline(.seconds(20), "the second candidate leads") { try await campaign.value }
             #expect(second.term > leadership.term)
             #expect(try await election.leader()?.stringValue == "second")
-            for session in [holderSession, waiterSession, firstCandidate, secondCandidate] { try? await session.close() }
+            for session in [holderSession, waiterSession, firstCandidate, secondCandidate] {
+                try? await session.close()
+            }
         }
     }
 }

@@ -7,7 +7,9 @@ import Testing
 
 /// A `Lock` and an `Election` from this library against `etcdctl lock` / `etcdctl elect`, which use
 /// etcd's own concurrency package: a mixed fleet excludes each other and sees each other lead.
-@Suite("etcd interop with etcdctl", .enabled(if: EtcdTestServer.isAvailable, "needs ETCD_ENDPOINTS (scripts/test starts etcd)"))
+@Suite(
+    "etcd interop with etcdctl",
+    .enabled(if: EtcdTestServer.isAvailable, "needs ETCD_ENDPOINTS (scripts/test starts etcd)"))
 struct EtcdInteropTests {
     let endpoints = EtcdTestServer.environment(EtcdTestServer.endpointsVariable) ?? ""
 
@@ -26,7 +28,8 @@ struct EtcdInteropTests {
         try await withStore { store in
             let session = try await store.makeSession(ttl: .seconds(10))
             let grant = try await Lock(try Key(name), session: session, store: store).acquire()
-            let peer = try EtcdctlPeer(endpoints: endpoints, arguments: ["lock", name, "echo", "peer-ran-while-holding"])
+            let peer = try EtcdctlPeer(
+                endpoints: endpoints, arguments: ["lock", name, "echo", "peer-ran-while-holding"])
             // etcdctl queues behind us: its contender appears and waits.
             try await Self.waitForContenders(store, name, count: 2)
             try await Task.sleep(for: .milliseconds(300))
@@ -45,7 +48,8 @@ struct EtcdInteropTests {
         try await withStore { store in
             let peer = try EtcdctlPeer(endpoints: endpoints, arguments: ["lock", name])
             try await peer.waitForOutput("\(name)/")  // prints its key once it holds
-            let holder = try #require(try await Lock(try Key(name), session: store.makeSession(ttl: .seconds(10)), store: store).holder())
+            let holder = try #require(
+                try await Lock(try Key(name), session: store.makeSession(ttl: .seconds(10)), store: store).holder())
             #expect(holder.key.path.hasPrefix(name + "/"))
             let session = try await store.makeSession(ttl: .seconds(10))
             let waiter = Task { try await Lock(try Key(name), session: session, store: store).acquire() }
@@ -55,7 +59,9 @@ struct EtcdInteropTests {
             let line = try await store.contenders(under: try Key(name))
             #expect(line.first?.key == holder.key, "etcdctl still holds while we wait")
             peer.interrupt()
-            let grant = try await withDeadline(.seconds(20), "our lock after etcdctl released") { try await waiter.value }
+            let grant = try await withDeadline(.seconds(20), "our lock after etcdctl released") {
+                try await waiter.value
+            }
             #expect(grant.token > holder.token, "fencing token grows past etcdctl's grant")
             try await grant.release()
             try await session.close()
@@ -97,7 +103,8 @@ struct EtcdInteropTests {
             try await Self.waitForContenders(store, name, count: 2)
             peer.interrupt()
             let leadership = try await withDeadline(.seconds(20), "our candidate leads") { try await campaign.value }
-            let seen = try await withDeadline(.seconds(20), "the follower sees both leaders") { () async throws -> [String] in
+            let seen = try await withDeadline(.seconds(20), "the follower sees both leaders") {
+                () async throws -> [String] in
                 var seen: [String] = []
                 for try await leader in observation {
                     seen.append(leader?.stringValue ?? "none")

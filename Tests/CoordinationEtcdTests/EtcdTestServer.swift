@@ -11,7 +11,9 @@ enum EtcdTestServer {
     static var endpoints: [(host: String, port: Int)]? {
         guard let text = environment(endpointsVariable), !text.isEmpty else { return nil }
         return text.split(separator: ",").compactMap { item in
-            guard let colon = item.lastIndex(of: ":"), let port = Int(item[item.index(after: colon)...]) else { return nil }
+            guard let colon = item.lastIndex(of: ":"), let port = Int(item[item.index(after: colon)...]) else {
+                return nil
+            }
             return (String(item[..<colon]), port)
         }
     }
@@ -19,7 +21,9 @@ enum EtcdTestServer {
     static var isAvailable: Bool { endpoints != nil }
 
     static func makeStore(namespace: String = "") throws -> EtcdStore {
-        guard let endpoints else { throw ConformanceFailure("\(endpointsVariable) is not set; run the tests with scripts/test") }
+        guard let endpoints else {
+            throw ConformanceFailure("\(endpointsVariable) is not set; run the tests with scripts/test")
+        }
         var logger = Logger(label: "etcd-tests")
         logger.logLevel = .warning
         return try EtcdStore(configuration: .init(endpoints: endpoints, namespace: namespace, logger: logger))
@@ -32,9 +36,9 @@ enum EtcdTestServer {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Real etcd clients for the conformance suites: each client is its own `EtcdStore` (its own

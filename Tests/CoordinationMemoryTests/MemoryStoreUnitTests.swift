@@ -10,7 +10,8 @@ import Testing
 /// suite's time limit turns a hang into a failure.
 @Suite("MemoryStore unit", .timeLimit(.minutes(1)))
 struct MemoryStoreUnitTests {
-    static func makeStore(clock: ManualMemoryClock = ManualMemoryClock(), maxValueSize: Int = 512 * 1024) -> MemoryStore {
+    static func makeStore(clock: ManualMemoryClock = ManualMemoryClock(), maxValueSize: Int = 512 * 1024) -> MemoryStore
+    {
         MemoryStore(configuration: .init(maxValueSize: maxValueSize, clock: clock))
     }
 
@@ -256,7 +257,9 @@ struct MemoryStoreUnitTests {
             let start = try await Self.snapshot(&events).revision
             var expected = start.value
 
-            func expectNext(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocation) async throws -> WatchEvent {
+            func expectNext(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocation) async throws
+                -> WatchEvent
+            {
                 expected += 1
                 let event = try await Self.next(&events, sourceLocation: sourceLocation)
                 #expect(event.revision == Revision(expected), what, sourceLocation: sourceLocation)
@@ -283,9 +286,15 @@ struct MemoryStoreUnitTests {
             await #expect(throws: CoordinationError.revisionMismatch) {
                 try await store.atomicPut(c, [2], condition: .revision(Revision(cEntry.modifyRevision.value + 100)))
             }
-            await #expect(throws: CoordinationError.keyNotFound) { try await store.atomicPut(b, [2], condition: .revision(cEntry.modifyRevision)) }
-            await #expect(throws: CoordinationError.revisionMismatch) { try await store.atomicDelete(c, revision: Revision(1)) }
-            await #expect(throws: CoordinationError.keyNotFound) { try await store.atomicDelete(b, revision: Revision(1)) }
+            await #expect(throws: CoordinationError.keyNotFound) {
+                try await store.atomicPut(b, [2], condition: .revision(cEntry.modifyRevision))
+            }
+            await #expect(throws: CoordinationError.revisionMismatch) {
+                try await store.atomicDelete(c, revision: Revision(1))
+            }
+            await #expect(throws: CoordinationError.keyNotFound) {
+                try await store.atomicDelete(b, revision: Revision(1))
+            }
             try await store.delete(b)
 
             let cUpdated = try await store.atomicPut(c, [3], condition: .revision(cEntry.modifyRevision))
@@ -375,8 +384,12 @@ struct MemoryStoreUnitTests {
             await #expect(throws: CoordinationError.storeClosed) { try await store.delete(key) }
             await #expect(throws: CoordinationError.storeClosed) { try await store.list(try Key("c")) }
             await #expect(throws: CoordinationError.storeClosed) { try await store.deleteTree(try Key("c")) }
-            await #expect(throws: CoordinationError.storeClosed) { try await store.atomicPut(key, [2], condition: .absent) }
-            await #expect(throws: CoordinationError.storeClosed) { try await store.atomicDelete(key, revision: Revision(1)) }
+            await #expect(throws: CoordinationError.storeClosed) {
+                try await store.atomicPut(key, [2], condition: .absent)
+            }
+            await #expect(throws: CoordinationError.storeClosed) {
+                try await store.atomicDelete(key, revision: Revision(1))
+            }
             await #expect(throws: CoordinationError.storeClosed) { try await store.watch(key) }
             await #expect(throws: CoordinationError.storeClosed) { try await store.watchTree(key) }
             await #expect(throws: CoordinationError.storeClosed) { try await store.makeSession(ttl: .seconds(10)) }
@@ -438,14 +451,17 @@ struct MemoryStoreUnitTests {
             try await store.put(key, Array(repeating: 7, count: limit))
             #expect(try await store.get(key)?.value.count == limit)
 
-            let error = try #require(await #expect(throws: CoordinationError.self) {
-                try await store.put(key, Array(repeating: 8, count: limit + 1))
-            })
+            let error = try #require(
+                await #expect(throws: CoordinationError.self) {
+                    try await store.put(key, Array(repeating: 8, count: limit + 1))
+                })
             #expect(error.code == .valueTooLarge)
             #expect(error.key == "big")
             #expect(error.backend == "memory")
             #expect(error.message.contains("\(limit)"))
-            #expect(try await store.get(key)?.value == Array(repeating: 7, count: limit), "the rejected write changed nothing")
+            #expect(
+                try await store.get(key)?.value == Array(repeating: 7, count: limit),
+                "the rejected write changed nothing")
 
             let other = try Key("big2")
             _ = try await store.atomicPut(other, Array(repeating: 1, count: limit), condition: .absent)
@@ -469,8 +485,12 @@ struct MemoryStoreUnitTests {
     @Test("session TTLs outside the limits are invalidArgument")
     func sessionTTLLimits() async throws {
         try await Self.makeStore().withRunning { store in
-            await #expect(throws: CoordinationError.invalidArgument) { try await store.makeSession(ttl: .milliseconds(1)) }
-            await #expect(throws: CoordinationError.invalidArgument) { try await store.makeSession(ttl: .seconds(8 * 24 * 3600)) }
+            await #expect(throws: CoordinationError.invalidArgument) {
+                try await store.makeSession(ttl: .milliseconds(1))
+            }
+            await #expect(throws: CoordinationError.invalidArgument) {
+                try await store.makeSession(ttl: .seconds(8 * 24 * 3600))
+            }
             let limits = store.limits
             let shortest = try await store.makeSession(ttl: limits.minimumSessionTTL)
             let longest = try await store.makeSession(ttl: limits.maximumSessionTTL)
@@ -506,9 +526,10 @@ struct MemoryStoreUnitTests {
         #expect(store.storeDescription.endpoint == "name")
         #expect(store.limits.maxValueSize == 10)
         try await store.put(try Key("k"), Array(repeating: 0, count: 10))
-        let error = try #require(await #expect(throws: CoordinationError.self) {
-            try await store.put(try Key("k"), Array(repeating: 0, count: 11))
-        })
+        let error = try #require(
+            await #expect(throws: CoordinationError.self) {
+                try await store.put(try Key("k"), Array(repeating: 0, count: 11))
+            })
         #expect(error.code == .valueTooLarge)
         #expect(error.endpoint == "name")
         await store.close()

@@ -84,7 +84,8 @@ public struct DiscoveryStream: AsyncSequence, Sendable {
                     change = old == nil ? .registered(instance) : (old == instance ? nil : .updated(instance))
                 case .deleted(let deletion):
                     let id = String(deletion.key.name)
-                    change = deletion.key.isChild(of: prefix) && members.removeValue(forKey: id) != nil
+                    change =
+                        deletion.key.isChild(of: prefix) && members.removeValue(forKey: id) != nil
                         ? .deregistered(id: id) : nil
                 }
                 if let change {

@@ -1,9 +1,10 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import CoordinationCore
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// One registered instance of a service.
 ///
@@ -60,7 +61,8 @@ public struct ServiceInstance: Sendable, Hashable, Codable {
         let nameKey = try Key(name)
         let idKey = try Key(id)
         guard nameKey.segments.count == 1, idKey.segments.count == 1 else {
-            throw CoordinationError(.invalidKey, "service name and instance id must be single key segments", key: "\(name)/\(id)")
+            throw CoordinationError(
+                .invalidKey, "service name and instance id must be single key segments", key: "\(name)/\(id)")
         }
         return base.appending(nameKey).appending(idKey)
     }

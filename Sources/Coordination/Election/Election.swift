@@ -144,7 +144,7 @@ public final class Leadership: Sendable {
         do {
             let entry = try await store.atomicPut(key, value, condition: .revision(current), options: .boundTo(session))
             revision.withLock { $0 = entry.modifyRevision }
-        } catch where error.code == .keyNotFound || error.code == .revisionMismatch || error.code == .sessionExpired {
+        } catch  where error.code == .keyNotFound || error.code == .revisionMismatch || error.code == .sessionExpired {
             throw CoordinationError(.notHolder, "proclaim refused: leadership of '\(key)' was lost", key: key.path)
         }
     }

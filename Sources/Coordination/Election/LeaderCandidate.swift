@@ -93,7 +93,7 @@ public final class LeaderCandidate: Service, Sendable {
         guard let leadership else { return }
         do {
             try await leadership.resign()
-        } catch where error.code == .notHolder {
+        } catch  where error.code == .notHolder {
             // Already lost: nothing to give up.
         }
     }
@@ -123,7 +123,8 @@ public final class LeaderCandidate: Service, Sendable {
                 session = try await store.makeSession(ttl: sessionTTL)
             } catch {
                 if error.code == .storeClosed { throw error }
-                logger.info("cannot open a session, retrying", metadata: ["election": "\(election.name)", "error": "\(error)"])
+                logger.info(
+                    "cannot open a session, retrying", metadata: ["election": "\(election.name)", "error": "\(error)"])
                 try? await Task.sleep(for: retryDelay)
                 continue
             }
@@ -134,7 +135,8 @@ public final class LeaderCandidate: Service, Sendable {
                 throw error
             } catch {
                 if !Task.isCancelled {
-                    logger.info("campaign interrupted", metadata: ["election": "\(election.name)", "error": "\(error)"])
+                    logger.info(
+                        "campaign interrupted", metadata: ["election": "\(election.name)", "error": "\(error)"])
                 }
             }
             if !session.isAbandoned {

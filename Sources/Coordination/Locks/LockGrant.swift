@@ -49,7 +49,8 @@ public struct LockGrant: Sendable, Hashable {
                 } catch let error as CoordinationError where error.code == .cancelled {
                     return nil
                 } catch {
-                    return CoordinationError(.lockLost, "grant '\(key)' lost: cannot watch it (\(error))", key: key.path)
+                    return CoordinationError(
+                        .lockLost, "grant '\(key)' lost: cannot watch it (\(error))", key: key.path)
                 }
             }
             defer { group.cancelAll() }
@@ -65,7 +66,7 @@ public struct LockGrant: Sendable, Hashable {
     public func release() async throws(CoordinationError) {
         do {
             try await store.atomicDelete(key, revision: revision)
-        } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
+        } catch  where error.code == .keyNotFound || error.code == .revisionMismatch {
             throw CoordinationError(
                 .notHolder,
                 "release of '\(key)' refused: this grant no longer holds it (lost or already released)",
@@ -133,7 +134,9 @@ func runGuarded<Result: Sendable>(
             await shielded { try? await grant.release() }
         }
         if let lost = error as? CoordinationError, lost.code == .lockLost { throw lost }
-        if grant.isLost { throw CoordinationError(.lockLost, "grant '\(grant.key)' was lost during the work: \(error)") }
+        if grant.isLost {
+            throw CoordinationError(.lockLost, "grant '\(grant.key)' was lost during the work: \(error)")
+        }
         throw error
     }
     await shielded { try? await grant.release() }

@@ -35,7 +35,8 @@ public struct Semaphore: Sendable {
                 for try await event in try await store.watchTree(name) {
                     line.apply(event)
                     guard let position = line.position(of: me.key) else {
-                        throw CoordinationError(.lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
+                        throw CoordinationError(
+                            .lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
                     }
                     if position < permits { return }
                 }

@@ -44,7 +44,8 @@ func whileActive<Value: Sendable>(
     case .value(let value):
         return value
     case .sessionEnded(let state):
-        throw CoordinationError(lostCode, "\(what): session \(session.id) \(state == .closed ? "was closed" : "expired")")
+        throw CoordinationError(
+            lostCode, "\(what): session \(session.id) \(state == .closed ? "was closed" : "expired")")
     case .cancelled:
         throw CoordinationError(.cancelled, "\(what): cancelled")
     }

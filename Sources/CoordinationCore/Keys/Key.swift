@@ -98,7 +98,9 @@ public struct Key: Hashable, Sendable, Comparable, CustomStringConvertible {
                 continue
             }
             guard isAllowed(byte) else {
-                let shown = byte >= 0x20 && byte < 0x7F ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16))"
+                let shown =
+                    byte >= 0x20 && byte < 0x7F
+                    ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16))"
                 throw reject("character \(shown) is not allowed (use ASCII letters, digits and - _ . ~ : @ + = ,)")
             }
             segmentLength += 1

@@ -98,7 +98,11 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
             guard let close = text.firstIndex(of: "]") else { throw fail("unterminated IPv6 address '\(text)'") }
             host = text[text.index(after: text.startIndex)..<close]
             let after = text[text.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty { throw fail("bad host '\(text)'") }
+            if after.hasPrefix(":") {
+                portText = after.dropFirst()
+            } else if !after.isEmpty {
+                throw fail("bad host '\(text)'")
+            }
         } else if let colon = text.lastIndex(of: ":") {
             host = text[..<colon]
             portText = text[text.index(after: colon)...]
@@ -117,7 +121,8 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
         guard hostIsValid else {
             throw fail(
                 host.contains(":") && !bracketed
-                    ? "an IPv6 address needs brackets, e.g. [::1]:2379" : "host '\(host)' has characters a host name cannot have"
+                    ? "an IPv6 address needs brackets, e.g. [::1]:2379"
+                    : "host '\(host)' has characters a host name cannot have"
             )
         }
         var port: Int?
@@ -164,9 +169,11 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
         text += endpoints.map(\.description).joined(separator: ",")
         if !path.isEmpty { text += "/" + path }
         if !query.isEmpty {
-            text += "?" + query.keys.sorted().map { key in
-                Self.secretQueryKeys.contains(key.lowercased()) ? "\(key)=***" : "\(key)=\(query[key]!)"
-            }.joined(separator: "&")
+            text +=
+                "?"
+                + query.keys.sorted().map { key in
+                    Self.secretQueryKeys.contains(key.lowercased()) ? "\(key)=***" : "\(key)=\(query[key]!)"
+                }.joined(separator: "&")
         }
         return text
     }

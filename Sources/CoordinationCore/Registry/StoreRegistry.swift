@@ -21,7 +21,8 @@ public struct StoreConfiguration: Sendable {
 /// let store = try registry.makeStore("memory://")
 /// ```
 public struct StoreRegistry: Sendable {
-    public typealias Factory = @Sendable (ConnectionString, StoreConfiguration) throws(CoordinationError) -> any KeyValueStore
+    public typealias Factory =
+        @Sendable (ConnectionString, StoreConfiguration) throws(CoordinationError) -> any KeyValueStore
 
     private var factories: [String: Factory] = [:]
 

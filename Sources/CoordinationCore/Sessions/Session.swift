@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Where a session stands.
 ///
 /// `alive` → `suspended` (contact lost; the server may still hold it) → `expired` (the server has,
@@ -29,8 +31,6 @@ public protocol SessionBackend: Sendable {
     /// Stops renewing the session without ending it, as a crashed process would.
     func abandonSession(_ id: SessionID)
 }
-
-import Synchronization
 
 /// A lease on the store that binds keys to the life of this client.
 ///

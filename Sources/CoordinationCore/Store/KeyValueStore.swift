@@ -60,7 +60,8 @@ public protocol KeyValueStore: Service, Sendable {
     /// Removes `prefix` and everything below it.
     func deleteTree(_ prefix: Key) async throws(CoordinationError)
     /// A conditional write; returns the entry as written.
-    func atomicPut(_ key: Key, _ value: [UInt8], condition: PutCondition, options: PutOptions) async throws(CoordinationError) -> Entry
+    func atomicPut(_ key: Key, _ value: [UInt8], condition: PutCondition, options: PutOptions)
+        async throws(CoordinationError) -> Entry
     /// Deletes `key` only if its modify revision is `revision`.
     func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError)
     /// Watches one key: a snapshot (present or absent), then every change.
@@ -77,14 +78,16 @@ public protocol KeyValueStore: Service, Sendable {
     /// docs/architecture.md) and returns it with its ordering number. A session has at most one
     /// contender under a prefix on backends that name contenders by session; a second gives
     /// `keyExists`.
-    func createContender(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session) async throws(CoordinationError) -> Contender
+    func createContender(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
+        async throws(CoordinationError) -> Contender
     /// All contenders directly under `prefix`, first in line first.
     func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender]
 
     /// Creates a contender (as ``createContender(under:role:value:session:)``) and says who heads
     /// the line right after — in one round trip where the backend can (etcd: one `Txn`), so an
     /// uncontended lock costs one request to take and one to release.
-    func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session) async throws(CoordinationError) -> LinePosition
+    func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
+        async throws(CoordinationError) -> LinePosition
 
     /// Ends the store's sessions and watches and releases its connection. Idempotent.
     func close() async
@@ -123,7 +126,9 @@ extension KeyValueStore {
         try await put(key, Array(value.utf8), options: options)
     }
 
-    public func atomicPut(_ key: Key, _ value: [UInt8], condition: PutCondition) async throws(CoordinationError) -> Entry {
+    public func atomicPut(_ key: Key, _ value: [UInt8], condition: PutCondition) async throws(CoordinationError)
+        -> Entry
+    {
         try await atomicPut(key, value, condition: condition, options: .none)
     }
 

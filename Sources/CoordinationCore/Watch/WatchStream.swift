@@ -57,7 +57,8 @@ public struct WatchStream: AsyncSequence, Sendable {
             }
         }
 
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws(CoordinationError) -> WatchEvent? {
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(CoordinationError) -> WatchEvent?
+        {
             do {
                 return try await base.next(isolation: actor)
             } catch {

@@ -83,7 +83,9 @@ final class LeaseKeeper: Sendable {
             }
             for id in actions.renew { outbox?.yield(id) }
             for id in actions.suspend {
-                logger.info("lease keep-alive unacknowledged: session suspended", metadata: ["lease": "\(SessionID(leaseID: id))"])
+                logger.info(
+                    "lease keep-alive unacknowledged: session suspended",
+                    metadata: ["lease": "\(SessionID(leaseID: id))"])
                 sessions[id]?.transition(to: .suspended)
             }
             for id in actions.expire {

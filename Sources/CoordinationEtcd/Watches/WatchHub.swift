@@ -1,14 +1,15 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import CoordinationCore
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwiftProtobuf
 import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Multiplexes every watch of one store onto a single `Watch` stream, with client-chosen watch ids.
 ///
@@ -47,7 +48,8 @@ final class WatchHub: Sendable {
     private let logger: Logger
     private let reconnectDelay: Duration
 
-    init(keySpace: EtcdKeySpace, errors: EtcdErrorMapper, logger: Logger, reconnectDelay: Duration = .milliseconds(200)) {
+    init(keySpace: EtcdKeySpace, errors: EtcdErrorMapper, logger: Logger, reconnectDelay: Duration = .milliseconds(200))
+    {
         self.keySpace = keySpace
         self.errors = errors
         self.logger = logger
@@ -59,7 +61,9 @@ final class WatchHub: Sendable {
     /// that starts at an older revision waits for etcd's catch-up loop (up to 100 ms). The caller then
     /// reads the snapshot at exactly that revision and hands it to ``deliverSnapshot(_:_:)``: events
     /// that arrive meanwhile are held back, so the stream is gap-free and in order.
-    func addLive(key: [UInt8], rangeEnd: [UInt8], continuation: WatchStream.Continuation, timeout: Duration) async throws -> (id: Int64, revision: Int64) {
+    func addLive(key: [UInt8], rangeEnd: [UInt8], continuation: WatchStream.Continuation, timeout: Duration)
+        async throws -> (id: Int64, revision: Int64)
+    {
         let id: Int64? = state.withLock { state in
             guard !state.closed else { return nil }
             let id = state.nextID
@@ -192,7 +196,10 @@ final class WatchHub: Sendable {
         if response.canceled {
             let watcher = state.withLock { $0.watchers.removeValue(forKey: id) }
             watcher?.continuation.fail(
-                errors.make(.serverError, "etcd cancelled the watch: \(response.cancelReason.isEmpty ? "no reason given" : response.cancelReason)")
+                errors.make(
+                    .serverError,
+                    "etcd cancelled the watch: \(response.cancelReason.isEmpty ? "no reason given" : response.cancelReason)"
+                )
             )
             return
         }
