@@ -251,16 +251,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         _ = try await call("deleteTree", key: prefix) { [kv, keySpace] options, metadata in
             try await kv.txn(
                 .with {
-                    $0.success = [
-                        .with { $0.requestDeleteRange = .with { $0.key = Data(keySpace.bytes(prefix)) } },
-                        .with {
-                            $0.requestDeleteRange = .with {
-                                $0.key = Data(start)
-                                $0.rangeEnd = Data(end)
-                            }
-                        },
-                    ]
-                }, metadata: metadata, options: options)
+                    $0.success = [.delete(Data(keySpace.bytes(prefix))), .delete(Data(start), rangeEnd: Data(end))]
+                },
+                metadata: metadata,
+                options: options
+            )
         }
     }
 
@@ -275,38 +270,20 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let bytes = Data(keySpace.bytes(key))
         let compare: Etcdserverpb_Compare
         switch condition {
-        case .absent:
-            compare = .with {
-                $0.key = bytes
-                $0.target = .create
-                $0.result = .equal
-                $0.createRevision = 0
-            }
-        case .revision(let revision):
-            compare = .with {
-                $0.key = bytes
-                $0.target = .mod
-                $0.result = .equal
-                $0.modRevision = Int64(revision.value)
-            }
+        case .absent: compare = .absent(bytes)
+        case .revision(let revision): compare = .modified(bytes, at: Int64(revision.value))
         }
         // One Txn: write if the condition holds, otherwise read the key so the error can say why.
         let response = try await call("atomicPut", key: key) { [kv] callOptions, metadata in
             try await kv.txn(
                 .with {
                     $0.compare = [compare]
-                    $0.success = [
-                        .with {
-                            $0.requestPut = .with {
-                                $0.key = bytes
-                                $0.value = Data(value)
-                                $0.lease = lease
-                                $0.prevKv = true
-                            }
-                        }
-                    ]
-                    $0.failure = [.with { $0.requestRange = .with { $0.key = bytes } }]
-                }, metadata: metadata, options: callOptions)
+                    $0.success = [.put(bytes, Data(value), lease: lease, previous: true)]
+                    $0.failure = [.range(bytes)]
+                },
+                metadata: metadata,
+                options: callOptions
+            )
         }
         if response.succeeded {
             let revision = Revision(UInt64(response.header.revision))
@@ -341,17 +318,13 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let response = try await call("atomicDelete", key: key) { [kv] options, metadata in
             try await kv.txn(
                 .with {
-                    $0.compare = [
-                        .with {
-                            $0.key = bytes
-                            $0.target = .mod
-                            $0.result = .equal
-                            $0.modRevision = Int64(revision.value)
-                        }
-                    ]
-                    $0.success = [.with { $0.requestDeleteRange = .with { $0.key = bytes } }]
-                    $0.failure = [.with { $0.requestRange = .with { $0.key = bytes } }]
-                }, metadata: metadata, options: options)
+                    $0.compare = [.modified(bytes, at: Int64(revision.value))]
+                    $0.success = [.delete(bytes)]
+                    $0.failure = [.range(bytes)]
+                },
+                metadata: metadata,
+                options: options
+            )
         }
         guard !response.succeeded else { return }
         guard let current = response.responses.first?.responseRange.kvs.first else {
@@ -484,33 +457,12 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let response = try await call("joinLine", key: key) { [kv] options, metadata in
             try await kv.txn(
                 .with {
-                    $0.compare = [
-                        .with {
-                            $0.key = bytes
-                            $0.target = .create
-                            $0.result = .equal
-                            $0.createRevision = 0
-                        }
-                    ]
-                    $0.success = [
-                        .with {
-                            $0.requestPut = .with {
-                                $0.key = bytes
-                                $0.value = Data(value)
-                                $0.lease = lease
-                            }
-                        },
-                        .with {
-                            $0.requestRange = .with {
-                                $0.key = Data(start)
-                                $0.rangeEnd = Data(end)
-                                $0.sortTarget = .create
-                                $0.sortOrder = .ascend
-                                $0.limit = 1
-                            }
-                        },
-                    ]
-                }, metadata: metadata, options: options)
+                    $0.compare = [.absent(bytes)]
+                    $0.success = [.put(bytes, Data(value), lease: lease), .firstCreated(Data(start), Data(end))]
+                },
+                metadata: metadata,
+                options: options
+            )
         }
         guard response.succeeded else {
             throw errors.make(.keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)

@@ -1,0 +1,76 @@
+import SwiftProtobuf
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// Builders for the few request shapes the store sends, so each operation reads as what it does.
+extension Etcdserverpb_Compare {
+    /// The key does not exist (`create_revision == 0`).
+    static func absent(_ key: Data) -> Self {
+        .with {
+            $0.key = key
+            $0.target = .create
+            $0.result = .equal
+            $0.createRevision = 0
+        }
+    }
+
+    /// The key's `mod_revision` is exactly `revision`.
+    static func modified(_ key: Data, at revision: Int64) -> Self {
+        .with {
+            $0.key = key
+            $0.target = .mod
+            $0.result = .equal
+            $0.modRevision = revision
+        }
+    }
+}
+
+extension Etcdserverpb_RequestOp {
+    static func put(_ key: Data, _ value: Data, lease: Int64, previous: Bool = false) -> Self {
+        .with {
+            $0.requestPut = .with {
+                $0.key = key
+                $0.value = value
+                $0.lease = lease
+                $0.prevKv = previous
+            }
+        }
+    }
+
+    /// Reads one key, or the range [key, rangeEnd).
+    static func range(_ key: Data, rangeEnd: Data = Data()) -> Self {
+        .with {
+            $0.requestRange = .with {
+                $0.key = key
+                $0.rangeEnd = rangeEnd
+            }
+        }
+    }
+
+    /// The first key of [start, end) by create revision: the head of a line of contenders.
+    static func firstCreated(_ start: Data, _ end: Data) -> Self {
+        .with {
+            $0.requestRange = .with {
+                $0.key = start
+                $0.rangeEnd = end
+                $0.sortTarget = .create
+                $0.sortOrder = .ascend
+                $0.limit = 1
+            }
+        }
+    }
+
+    /// Deletes one key, or the range [key, rangeEnd).
+    static func delete(_ key: Data, rangeEnd: Data = Data()) -> Self {
+        .with {
+            $0.requestDeleteRange = .with {
+                $0.key = key
+                $0.rangeEnd = rangeEnd
+            }
+        }
+    }
+}
