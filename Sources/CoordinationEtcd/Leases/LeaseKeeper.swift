@@ -140,7 +140,7 @@ final class LeaseKeeper: Sendable {
     private func acknowledge(_ message: Etcdserverpb_LeaseKeepAliveResponse) {
         let id = message.id
         let (result, session) = state.withLock { state in
-            (state.schedule.acknowledge(id, ttlSeconds: message.ttl), state.sessions[id])
+            (state.schedule.acknowledge(id, ttlSeconds: message.ttl, now: .now), state.sessions[id])
         }
         if !result.alive {
             logger.info("etcd reports the lease gone", metadata: ["lease": "\(SessionID(leaseID: id))"])

@@ -32,7 +32,7 @@ struct LeaseSchedule<Instant: InstantProtocol> where Instant.Duration == Duratio
     /// Renew at a third of the TTL, as etcd's own client does.
     static func renewalInterval(_ ttl: Duration) -> Duration { ttl / 3 }
 
-    /// Report `suspended` once less than half the TTL is guaranteed (a renewal went unanswered).
+    /// Report `suspended` once at most half the TTL is still guaranteed (a renewal went unanswered).
     static func suspendMargin(_ ttl: Duration) -> Duration { ttl / 2 }
 
     /// Adds a lease granted by a request sent at `requestedAt` with the granted TTL.
@@ -55,19 +55,26 @@ struct LeaseSchedule<Instant: InstantProtocol> where Instant.Duration == Duratio
     }
 
     /// Applies an acknowledgement. `alive` is `false` if the server says the lease is gone (TTL ≤ 0):
-    /// the caller must then report it expired. `recovered` says it was suspended until now.
-    mutating func acknowledge(_ id: Int64, ttlSeconds: Int64) -> (alive: Bool, recovered: Bool) {
+    /// the caller must then report it expired. `recovered` says it was suspended until now and the
+    /// acknowledgement brought the guarantee back above the suspend margin (an acknowledgement that
+    /// gives no new guarantee, or too little, does not end a suspension: no alive/suspended flapping).
+    mutating func acknowledge(_ id: Int64, ttlSeconds: Int64, now: Instant? = nil) -> (alive: Bool, recovered: Bool) {
         guard var lease = leases[id] else { return (true, false) }
         guard ttlSeconds > 0 else { return (false, false) }
         // Acknowledgements arrive in send order on one stream; one without a recorded send time
         // (the stream was replaced meanwhile) gives no new guarantee.
-        if !lease.outstanding.isEmpty {
-            let sentAt = lease.outstanding.removeFirst()
-            let until = sentAt.advanced(by: .seconds(ttlSeconds))
-            if until > lease.guaranteedUntil { lease.guaranteedUntil = until }
+        guard !lease.outstanding.isEmpty else { return (true, false) }
+        let sentAt = lease.outstanding.removeFirst()
+        let until = sentAt.advanced(by: .seconds(ttlSeconds))
+        if until > lease.guaranteedUntil { lease.guaranteedUntil = until }
+        var recovered = false
+        if lease.suspended {
+            let margin = Self.suspendMargin(lease.ttl)
+            if now.map({ lease.guaranteedUntil > $0.advanced(by: margin) }) ?? true {
+                lease.suspended = false
+                recovered = true
+            }
         }
-        let recovered = lease.suspended
-        lease.suspended = false
         leases[id] = lease
         return (true, recovered)
     }
