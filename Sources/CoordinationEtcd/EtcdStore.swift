@@ -468,7 +468,14 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             throw errors.make(.keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
         }
         let revision = Revision(UInt64(response.header.revision))
-        let me = Contender(key: key, order: revision, modifyRevision: revision, session: session.id, value: value)
+        let me = Contender(
+            key: key,
+            order: revision,
+            createRevision: revision,
+            modifyRevision: revision,
+            session: session.id,
+            value: value
+        )
         let first = response.responses.count > 1 ? response.responses[1].responseRange.kvs.first : nil
         guard let first, let firstKey = keySpace.key(first.key), firstKey.isChild(of: prefix) else {
             // Something other than a contender sorts first: read the line properly.

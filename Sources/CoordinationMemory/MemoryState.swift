@@ -28,6 +28,8 @@ struct MemoryState {
     var treeWatchers: [String: [Int: WatchStream.Continuation]] = [:]
     var nextWatcherID = 0
     var closed = false
+    /// The earliest deadline of an abandoned session, so that calls need not scan every session.
+    var earliestDeadline: Duration?
 
     /// Writes an entry at a new revision and notifies watchers.
     @discardableResult
@@ -73,7 +75,8 @@ struct MemoryState {
     /// Expires every abandoned session whose deadline has passed. The owner is told first, then
     /// its keys go: a holder's loss is visible before anyone can observe the deletion.
     mutating func expireDue(now: Duration, store: MemoryStore) {
-        guard sessions.values.contains(where: { $0.deadline.map { $0 <= now } ?? false }) else { return }
+        guard let earliest = earliestDeadline, earliest <= now else { return }
+        defer { earliestDeadline = nextDeadline() }
         let due = sessions.values.filter { $0.deadline.map { $0 <= now } ?? false }.sorted {
             $0.deadline! < $1.deadline!
         }
@@ -128,7 +131,8 @@ struct MemoryState {
     }
 
     private static func parent(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "" }
+        // The UTF-8 view: keys are ASCII, and Character-wise search pays for grapheme breaking.
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "" }
         return String(path[..<slash])
     }
 

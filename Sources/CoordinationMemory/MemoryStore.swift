@@ -291,7 +291,9 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
         let now = configuration.clock.now()
         state.withLock { state in
             if let record = state.sessions[id], record.deadline == nil {
-                state.sessions[id]?.deadline = now + record.ttl
+                let deadline = now + record.ttl
+                state.sessions[id]?.deadline = deadline
+                state.earliestDeadline = min(state.earliestDeadline ?? deadline, deadline)
             }
         }
         wake.signal()

@@ -9,7 +9,8 @@ public enum RecipeConformance {
     static let suite = "recipes"
 
     public static let checks: [ConformanceCheck] = [
-        lockMutualExclusion, lockIsFIFO, lockReleaseWakesExactlyOneWaiter, lockFencingTokensIncrease,
+        lockMutualExclusion, lockRequeueUnderTheSameKeyDoesNotStall, lockIsFIFO, lockReleaseWakesExactlyOneWaiter,
+        lockFencingTokensIncrease,
         lockLossIsSignalledBeforeTheNextGrant, cancelledWaiterLeavesNoKey, tryAcquireLeavesNoKey,
         unlockIsGuarded, withLockCancelsWorkOnLoss, leaderFailoverOnCrash, leaderFailoverOnResign,
         followerSeesEveryLeaderChange, proclaimKeepsTheTerm, registrationSurvivesSessionLoss,
@@ -93,6 +94,35 @@ public enum RecipeConformance {
         try expect(
             zip(result.tokens, result.tokens.dropFirst()).allSatisfy { $0 < $1 },
             "tokens strictly increase in grant order: \(result.tokens)")
+    }
+
+    static let lockRequeueUnderTheSameKeyDoesNotStall = check(
+        "lock: contenders that release and queue again with the same session never stall the line",
+        clients: 2
+    ) { ctx in
+        // With one session per contender the key (`name/<session>`) comes back after every release:
+        // a waiter must wait for its predecessor's incarnation, not for the key, to be gone.
+        let name = try ctx.key("requeue")
+        let grants = Locked(0)
+        try await withDeadline(.seconds(60), "4 contenders × 25 grants each") {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<4 {
+                    let store = ctx.clients[index % ctx.clients.count]
+                    group.addTask {
+                        let session = try await store.makeSession(ttl: ctx.sessionTTL * 10)
+                        let lock = Lock(name, session: session, store: store)
+                        for _ in 0..<25 {
+                            let grant = try await lock.acquire()
+                            grants.withLock { $0 += 1 }
+                            try await grant.release()
+                        }
+                        try await session.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        try expectEqual(grants.withLock { $0 }, 100, "grants")
     }
 
     static let lockIsFIFO = check("lock: waiters are granted in arrival order", clients: 2) { ctx in

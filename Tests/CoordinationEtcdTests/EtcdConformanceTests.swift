@@ -12,6 +12,12 @@ struct EtcdConformanceTests {
 
     @Test("recipes", arguments: RecipeConformance.checks)
     func recipes(_ check: ConformanceCheck) async throws {
-        #expect(try await check.run(on: EtcdBackend()) == .passed)
+        let outcome = try await check.run(on: EtcdBackend())
+        if case .optedOut(let reason) = outcome {
+            // Reported, never silent: the opt-out shows in the test output with its reason.
+            print("etcd opts out of '\(check.name)': \(reason)")
+        } else {
+            #expect(outcome == .passed)
+        }
     }
 }

@@ -119,11 +119,13 @@ public final class Leadership: Sendable {
     public let term: FencingToken
     public let session: Session
     let store: any KeyValueStore
+    private let createRevision: Revision
     private let revision: Mutex<Revision>
 
     init(contender: Contender, session: Session, store: any KeyValueStore) {
         self.key = contender.key
         self.term = contender.token
+        self.createRevision = contender.createRevision
         self.session = session
         self.store = store
         self.revision = Mutex(contender.modifyRevision)
@@ -159,6 +161,7 @@ public final class Leadership: Sendable {
             contender: Contender(
                 key: key,
                 order: Revision(term.value),
+                createRevision: createRevision,
                 modifyRevision: revision.withLock { $0 },
                 session: session.id,
                 value: []

@@ -13,12 +13,14 @@ public struct LockGrant: Sendable, Hashable {
     /// The session the grant lives in.
     public let session: Session
     let revision: Revision
+    let createRevision: Revision
     let store: any KeyValueStore
 
     init(contender: Contender, session: Session, store: any KeyValueStore) {
         self.key = contender.key
         self.token = contender.token
         self.revision = contender.modifyRevision
+        self.createRevision = contender.createRevision
         self.session = session
         self.store = store
     }
@@ -33,6 +35,7 @@ public struct LockGrant: Sendable, Hashable {
         let session = self.session
         let store = self.store
         let key = self.key
+        let createRevision = self.createRevision
         return await withTaskGroup(of: CoordinationError?.self) { group in
             group.addTask {
                 guard let end = await session.waitUntilEnded() else { return nil }
@@ -44,7 +47,7 @@ public struct LockGrant: Sendable, Hashable {
             }
             group.addTask {
                 do {
-                    try await store.waitUntilAbsent(key)
+                    try await store.waitUntilGone(key, createdAt: createRevision)
                     return CoordinationError(.lockLost, "grant '\(key)' lost: its key was removed", key: key.path)
                 } catch let error as CoordinationError where error.code == .cancelled {
                     return nil

@@ -21,7 +21,8 @@ struct ContenderQueue: Sendable {
                 )
             }
             if position == 0 { return }
-            try await store.waitUntilAbsent(line[position - 1].key)
+            let predecessor = line[position - 1]
+            try await store.waitUntilGone(predecessor.key, createdAt: predecessor.createRevision)
         }
     }
 

@@ -54,22 +54,31 @@ func whileActive<Value: Sendable>(
 extension KeyValueStore {
     /// Waits until `key` does not exist (returns at once if it is already absent).
     func waitUntilAbsent(_ key: Key) async throws {
+        try await waitUntilGone(key, createdAt: nil)
+    }
+
+    /// Waits until the incarnation of `key` created at `createRevision` is gone: the key is absent,
+    /// deleted, or was created again since (a contender that released and queued again under the
+    /// same key is a different contender, later in line). Returns at once if that is already so.
+    func waitUntilGone(_ key: Key, createdAt createRevision: Revision?) async throws {
+        func isOther(_ entry: Entry) -> Bool {
+            createRevision.map { entry.createRevision != $0 } ?? false
+        }
         let events = try await watch(key)
         for try await event in events {
             switch event {
             case .snapshot(let snapshot):
-                if snapshot.entries.isEmpty { return }
+                guard let entry = snapshot.entries.first, !isOther(entry) else { return }
             case .deleted:
                 return
-            case .put:
-                continue
+            case .put(let entry):
+                if isOther(entry) { return }
             }
         }
         throw CoordinationError(.cancelled, "stopped waiting for '\(key)' to be removed")
     }
 }
 
-/// Maps any error thrown inside a recipe onto ``CoordinationError``.
 /// A failure of a waiting task that was cancelled is reported as `cancelled`, whatever the transport
 /// said about the interrupted call.
 func coordinationError(_ error: any Error, cancelled: Bool = false, _ context: String) -> CoordinationError {

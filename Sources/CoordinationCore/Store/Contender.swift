@@ -23,6 +23,8 @@ public struct Contender: Sendable, Hashable {
     /// Its ordering number: create revision (etcd, memory), sequence number (ZooKeeper),
     /// CreateIndex (Consul), createdIndex (etcd v2). Lower is earlier in line.
     public var order: Revision
+    /// The revision its key was created at: tells this contender from a later one under the same key.
+    public var createRevision: Revision
     /// Its revision for guarded updates and removal (modify revision).
     public var modifyRevision: Revision
     /// The session it is bound to, where the backend reports it.
@@ -30,9 +32,17 @@ public struct Contender: Sendable, Hashable {
     /// The value it carries (a leader's proclaimed value, for example).
     public var value: [UInt8]
 
-    public init(key: Key, order: Revision, modifyRevision: Revision, session: SessionID?, value: [UInt8]) {
+    public init(
+        key: Key,
+        order: Revision,
+        createRevision: Revision,
+        modifyRevision: Revision,
+        session: SessionID?,
+        value: [UInt8]
+    ) {
         self.key = key
         self.order = order
+        self.createRevision = createRevision
         self.modifyRevision = modifyRevision
         self.session = session
         self.value = value
@@ -43,6 +53,7 @@ public struct Contender: Sendable, Hashable {
         self.init(
             key: entry.key,
             order: entry.createRevision,
+            createRevision: entry.createRevision,
             modifyRevision: entry.modifyRevision,
             session: entry.session,
             value: entry.value
