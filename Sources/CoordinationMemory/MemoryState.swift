@@ -116,18 +116,14 @@ struct MemoryState {
         }
     }
 
+    /// Removes a path that no longer exists from its parent's index. Its ancestors stay indexed as
+    /// empty directories, so a line that empties and fills again on every grant does not rebuild the
+    /// chain up to the root each time (listings skip paths without an entry). The index grows with
+    /// the number of distinct directories ever used, not with the number of keys.
     private mutating func unlink(_ path: String) {
-        var child = path
-        while children[child]?.isEmpty ?? true, entries[child] == nil {
-            children.removeValue(forKey: child)
-            let parent = Self.parent(of: child)
-            children[parent]?.remove(child)
-            if parent.isEmpty {
-                if children[parent]?.isEmpty == true { children.removeValue(forKey: parent) }
-                return
-            }
-            child = parent
-        }
+        guard children[path]?.isEmpty ?? true, entries[path] == nil else { return }
+        children.removeValue(forKey: path)
+        children[Self.parent(of: path)]?.remove(path)
     }
 
     private static func parent(of path: String) -> String {
