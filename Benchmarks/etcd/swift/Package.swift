@@ -1,0 +1,31 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// The etcd benchmark's Swift side, in a package of its own so that it builds without the benchmark
+// tooling of ../../Package.swift. Run through ../run, which starts etcd and the Go peer too.
+
+let package = Package(
+    name: "swift-coordination-etcd-benchmark",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "swift-coordination", path: "../../.."),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "etcd-bench",
+            dependencies: [
+                .product(name: "Coordination", package: "swift-coordination"),
+                .product(name: "CoordinationCore", package: "swift-coordination"),
+                .product(name: "CoordinationEtcd", package: "swift-coordination"),
+                .product(name: "CoordinationTestKit", package: "swift-coordination"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+                .enableUpcomingFeature("MemberImportVisibility"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

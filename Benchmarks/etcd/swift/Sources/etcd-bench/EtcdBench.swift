@@ -1,0 +1,43 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The Swift side of the etcd benchmark: the three workloads of ../../README.md against one etcd
+/// member, one line per figure, in the format of the Go peer (`swift uncontended ops_per_s=…`).
+///
+///     etcd-bench --endpoint 127.0.0.1:2379 [--contended-duration 10s] [--only uncontended|contended|leader_handoff] …
+@main
+struct EtcdBench {
+    static func main() async {
+        do {
+            var arguments = Array(CommandLine.arguments.dropFirst())
+            var only: Set<String> = []
+            while let index = arguments.firstIndex(of: "--only"), index + 1 < arguments.count {
+                only.insert(arguments[index + 1])
+                arguments.removeSubrange(index...(index + 1))
+            }
+            let options = try Options.parse(arguments, environment: getenv("ETCD_ENDPOINT").map { String(cString: $0) })
+            let workloads: [(String, (Options) async throws -> [String])] = [
+                ("uncontended", uncontended),
+                ("contended", contended),
+                ("leader_handoff", leaderHandoff),
+            ]
+            // A workload that fails is reported on its own line and the others still run.
+            var failed = false
+            for (name, workload) in workloads where only.isEmpty || only.contains(name) {
+                do {
+                    for line in try await workload(options) { print(line) }
+                } catch {
+                    print("swift \(name) failed reason: \(error)")
+                    failed = true
+                }
+            }
+            if failed { exit(1) }
+        } catch {
+            print("etcd-bench: \(error)")
+            exit(1)
+        }
+    }
+}

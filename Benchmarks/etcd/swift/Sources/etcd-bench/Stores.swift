@@ -1,0 +1,33 @@
+import CoordinationCore
+import CoordinationEtcd
+import Logging
+
+/// One client of the member under test: an `EtcdStore` has its own connection, lease stream and
+/// watch stream, as one process of an application would.
+func makeStore(_ options: Options) throws -> EtcdStore {
+    var logger = Logger(label: "etcd-bench")
+    logger.logLevel = .warning
+    return try EtcdStore(configuration: .init(endpoints: [options.endpoint], logger: logger))
+}
+
+/// Runs `count` clients for the duration of `body`, then closes them (closing revokes their
+/// sessions, so no key of this run outlives it).
+func withStores<Result: Sendable>(
+    _ count: Int,
+    _ options: Options,
+    _ body: ([EtcdStore]) async throws -> Result
+) async throws -> Result {
+    let stores = try (0..<count).map { _ in try makeStore(options) }
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        for store in stores { group.addTask { try await store.run() } }
+        defer { group.cancelAll() }
+        do {
+            let result = try await body(stores)
+            for store in stores { await store.close() }
+            return result
+        } catch {
+            for store in stores { await store.close() }
+            throw error
+        }
+    }
+}
