@@ -67,7 +67,8 @@ let benchmarks: @Sendable () -> Void = {
     } setup: {
         uncontendedStore.start()
         let session = try await uncontendedStore.store.makeSession(ttl: Workload.sessionTTL)
-        uncontendedLock.set(Lock(Workload.key("bench/locks/uncontended"), session: session, store: uncontendedStore.store))
+        uncontendedLock.set(
+            Lock(Workload.key("bench/locks/uncontended"), session: session, store: uncontendedStore.store))
     } teardown: {
         try? await uncontendedLock.value.session.close()
         uncontendedLock.set(nil)
@@ -112,7 +113,8 @@ let benchmarks: @Sendable () -> Void = {
         try await fanOut.value.putAndAwaitDelivery()
     } setup: {
         fanOutStore.start()
-        let watchers = WatchFanOut(store: fanOutStore.store, key: Workload.key("bench/watch/fan-out"), watchers: Workload.watchers)
+        let watchers = WatchFanOut(
+            store: fanOutStore.store, key: Workload.key("bench/watch/fan-out"), watchers: Workload.watchers)
         try await watchers.start()
         fanOut.set(watchers)
     } teardown: {

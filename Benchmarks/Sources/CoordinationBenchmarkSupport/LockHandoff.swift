@@ -2,9 +2,9 @@ import Coordination
 import CoordinationCore
 import CoordinationMemory
 
-/// Several tasks taking turns on one ``Lock``: each loops `acquire(); yield; release()` with its own
-/// session(s), so in steady state every contender is in line and every release hands the lock to
-/// the next one.
+/// Several tasks, each with its own session, taking turns on one ``Lock``: each loops
+/// `acquire(); yield; release()`, so in steady state every contender is in line and every release
+/// hands the lock to the next one.
 ///
 /// The holder suspends once (`Task.yield()`) while it holds the lock. Without that, a contender
 /// whose acquire takes the uncontended path never suspends, so on a small cooperative thread pool
@@ -12,28 +12,18 @@ import CoordinationMemory
 /// even scheduled, and the benchmark would measure mostly uncontended grants.
 public struct LockHandoff: Sendable {
     public let name: Key
-    /// Per contender, the locks (one per session) it uses in turn; see
-    /// ``Workload/sessionsPerContender``.
-    public let contenders: [[Lock]]
+    /// One lock (and session) per contender.
+    public let locks: [Lock]
 
-    /// Opens `sessionsPerContender` sessions per contender on `store`.
-    public init(
-        store: MemoryStore,
-        name: Key,
-        contenders: Int,
-        sessionsPerContender: Int = Workload.sessionsPerContender
-    ) async throws {
-        var all: [[Lock]] = []
+    /// Opens one session per contender on `store`.
+    public init(store: MemoryStore, name: Key, contenders: Int) async throws {
+        var locks: [Lock] = []
         for _ in 0..<contenders {
-            var locks: [Lock] = []
-            for _ in 0..<sessionsPerContender {
-                let session = try await store.makeSession(ttl: Workload.sessionTTL)
-                locks.append(Lock(name, session: session, store: store))
-            }
-            all.append(locks)
+            let session = try await store.makeSession(ttl: Workload.sessionTTL)
+            locks.append(Lock(name, session: session, store: store))
         }
         self.name = name
-        self.contenders = all
+        self.locks = locks
     }
 
     /// Performs `grants` acquire/release pairs in all, split as evenly as possible over the
@@ -41,16 +31,15 @@ public struct LockHandoff: Sendable {
     /// calling `acquire()` to holding the lock is passed to `recordWait` when it is given.
     public func run(grants: Int, recordWait: (@Sendable (Duration) -> Void)? = nil) async throws {
         let gate = StartGate()
-        let share = grants / contenders.count
-        let extra = grants % contenders.count
+        let share = grants / locks.count
+        let extra = grants % locks.count
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for (index, locks) in contenders.enumerated() {
+            for (index, lock) in locks.enumerated() {
                 let count = share + (index < extra ? 1 : 0)
                 group.addTask {
                     await gate.wait()
                     let clock = ContinuousClock()
-                    for turn in 0..<count {
-                        let lock = locks[turn % locks.count]
+                    for _ in 0..<count {
                         let start = recordWait.map { _ in clock.now }
                         let grant = try await lock.acquire()
                         if let recordWait, let start { recordWait(clock.now - start) }
@@ -66,6 +55,6 @@ public struct LockHandoff: Sendable {
 
     /// Closes the contenders' sessions.
     public func close() async {
-        for lock in contenders.joined() { try? await lock.session.close() }
+        for lock in locks { try? await lock.session.close() }
     }
 }

@@ -9,11 +9,6 @@ public enum Workload {
     public static let value: [UInt8] = Array(repeating: 0xA5, count: 64)
     /// How many tasks, each with its own session, contend for one lock in the hand-off measurement.
     public static let lockContenders = 16
-    /// How many sessions each hand-off contender alternates between: one, so that every contender
-    /// re-queues under the very key it just released (`name/<session id>`). This once stalled the
-    /// lock (a waiter waited for its predecessor's key rather than its create revision to go); the
-    /// recipe conformance suite now checks it too.
-    public static let sessionsPerContender = 1
     /// How many watchers receive each put in the fan-out measurement.
     public static let watchers = 1_000
     /// Long enough that no session expires during a run.

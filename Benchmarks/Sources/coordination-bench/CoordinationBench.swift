@@ -1,5 +1,4 @@
 import Foundation
-import CoordinationBenchmarkSupport
 
 /// Runs the MemoryStore measurements with fixed operation counts and prints one table, with the
 /// figures the issue sets as targets compared against them.
@@ -13,12 +12,9 @@ struct CoordinationBench {
         if arguments.contains("--help") || arguments.contains("-h") {
             print(
                 """
-                usage: coordination-bench [--quick] [--only NAME ...] [--sessions-per-contender N]
+                usage: coordination-bench [--quick] [--only NAME ...]
                   --quick      a tenth of the operations (a smoke test, noisier figures)
                   --only NAME  run only this measurement (repeatable): \(Measurements.names.joined(separator: ", "))
-                  --sessions-per-contender N
-                               sessions each hand-off contender alternates between (default \(Workload.sessionsPerContender);
-                               1 checks the lock's re-queue stall, see README.md)
                 """
             )
             return
@@ -33,18 +29,12 @@ struct CoordinationBench {
                     exit(2)
                 }
                 measurements.only.insert(name)
-            case "--sessions-per-contender":
-                guard let text = remaining.popFirst(), let count = Int(text), count > 0 else {
-                    print("--sessions-per-contender takes a positive number")
-                    exit(2)
-                }
-                measurements.sessionsPerContender = count
             default:
                 continue
             }
         }
         #if DEBUG
-        print("warning: a debug build; run `swift run -c release coordination-bench` for real figures\n")
+            print("warning: a debug build; run `swift run -c release coordination-bench` for real figures\n")
         #endif
         print("swift-coordination MemoryStore, \(processorDescription())\n")
         let figures = try await runAll(measurements)

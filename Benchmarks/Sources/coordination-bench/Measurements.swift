@@ -14,8 +14,6 @@ struct Measurements: Sendable {
     var scale: Double
     /// The measurements to run, by name; empty for all.
     var only: Set<String> = []
-    /// Sessions per hand-off contender (see `Workload.sessionsPerContender`).
-    var sessionsPerContender = Workload.sessionsPerContender
 
     /// The names `--only` accepts, in the order the measurements run.
     static let names = ["put", "get", "lock", "handoff", "fan-out"]
@@ -141,8 +139,7 @@ struct Measurements: Sendable {
             let handoff = try await LockHandoff(
                 store: store,
                 name: Workload.key("bench/locks/handoff"),
-                contenders: Workload.lockContenders,
-                sessionsPerContender: sessionsPerContender
+                contenders: Workload.lockContenders
             )
             try await handoff.run(grants: count(3_200))
 
@@ -169,7 +166,8 @@ struct Measurements: Sendable {
 
     func watchFanOut() async throws -> Figure {
         try await MemoryStore().withRunning { store in
-            let fanOut = WatchFanOut(store: store, key: Workload.key("bench/watch/fan-out"), watchers: Workload.watchers)
+            let fanOut = WatchFanOut(
+                store: store, key: Workload.key("bench/watch/fan-out"), watchers: Workload.watchers)
             try await fanOut.start()
             for _ in 0..<count(20) { try await fanOut.putAndAwaitDelivery() }
 
@@ -191,7 +189,8 @@ struct Measurements: Sendable {
                 elapsed: elapsed,
                 cpuTime: cpuTime,
                 latency: latency,
-                note: "\(Format.grouped(Double(rounds * Workload.watchers) / (elapsed.nanoseconds / 1e9))) events delivered/s"
+                note:
+                    "\(Format.grouped(Double(rounds * Workload.watchers) / (elapsed.nanoseconds / 1e9))) events delivered/s"
             )
         }
     }

@@ -5,7 +5,8 @@ struct Report {
     var text: String {
         var lines: [String] = []
         let columns: [(String, Int, Bool)] = [
-            ("benchmark", 38, false), ("operations", 11, true), ("per second", 14, true), ("per CPU-second", 14, true), ("p50", 10, true), ("p99", 10, true),
+            ("benchmark", 38, false), ("operations", 11, true), ("per second", 14, true), ("per CPU-second", 14, true),
+            ("p50", 10, true), ("p99", 10, true),
         ]
         lines.append(columns.map { Format.pad($0.0, $0.1, right: $0.2) }.joined(separator: "  "))
         lines.append(String(repeating: "-", count: columns.reduce(0) { $0 + $1.1 } + 2 * (columns.count - 1)))
@@ -21,8 +22,10 @@ struct Report {
             lines.append(zip(cells, columns).map { Format.pad($0, $1.1, right: $1.2) }.joined(separator: "  "))
         }
         lines.append("")
-        lines.append("One operation: put, get, acquire+release, grant, and for the fan-out a put received by every watcher.")
-        lines.append("per second: operations / wall-clock time; per CPU-second: operations / CPU time of the whole process.")
+        lines.append(
+            "One operation: put, get, acquire+release, grant, and for the fan-out a put received by every watcher.")
+        lines.append(
+            "per second: operations / wall-clock time; per CPU-second: operations / CPU time of the whole process.")
         for figure in figures {
             if let note = figure.note { lines.append("\(figure.name): \(note)") }
         }
@@ -31,7 +34,8 @@ struct Report {
             guard let target = figure.target else { continue }
             func versus(_ rate: Double) -> String {
                 let ratio = rate / target
-                return "\(Format.grouped(rate))/s (\(Format.fixed(ratio, 2))× the \(Format.grouped(target))/s target, \(ratio >= 1 ? "met" : "MISSED"))"
+                return
+                    "\(Format.grouped(rate))/s (\(Format.fixed(ratio, 2))× the \(Format.grouped(target))/s target, \(ratio >= 1 ? "met" : "MISSED"))"
             }
             lines.append("\(figure.name): \(versus(figure.perSecond)); per CPU-second \(versus(figure.perCPUSecond))")
         }
