@@ -2,10 +2,12 @@
 // the etcd benchmark, so that swift-coordination's figures can be read against it. It prints one
 // line per figure:
 //
-//	go uncontended ops_per_s=812.3 p50_ms=1.20 p99_ms=2.00 cycles=3000
+//	go uncontended ops_per_s=812.3 p50_ms=1.20 p99_ms=2.00 acquire_p50_ms=0.60 cycles=3000
 //	go uncontended_rpcs per_cycle=2.000 Txn=1.000 DeleteRange=1.000 Range=0.000 Put=0.000 client_per_cycle=2.000
 //	go contended contenders=16 grants_per_s=160.0 handoff_p50_ms=… handoff_p99_ms=… grants=… seconds=10.0
-//	go leader_handoff p50_ms=… p99_ms=… rounds=200
+//	go contended_rpcs per_grant=… Txn=… DeleteRange=… Range=…
+//	go leader_handoff p50_ms=… p99_ms=… rounds=300
+//	go round_trip range_p50_ms=… range_p99_ms=… put_p50_ms=… put_p99_ms=… calls=3000
 //
 // Run by ../run; see ../README.md for what each workload measures.
 package main
@@ -28,6 +30,7 @@ import (
 	"go.etcd.io/etcd/clientv3"
 	"go.etcd.io/etcd/clientv3/concurrency"
 	"go.etcd.io/etcd/mvcc/mvccpb"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
@@ -70,7 +73,10 @@ func (c *rpcCounter) snapshot() map[string]int {
 }
 
 func newClient(counter *rpcCounter) *clientv3.Client {
-	config := clientv3.Config{Endpoints: []string{*endpoint}, DialTimeout: 5 * time.Second}
+	// Errors only: cancelling the observer at the end is logged as a warning otherwise.
+	logConfig := zap.NewProductionConfig()
+	logConfig.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
+	config := clientv3.Config{Endpoints: []string{*endpoint}, DialTimeout: 5 * time.Second, LogConfig: &logConfig}
 	if counter != nil {
 		config.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(counter.interceptor)}
 	}
@@ -144,21 +150,21 @@ func uncontended() {
 	defer session.Close()
 	mutex := concurrency.NewMutex(session, *prefix+"/lock-uncontended")
 	ctx := context.Background()
-	cycle := func() {
+	for i := 0; i < *warmupCycles; i++ {
 		check(mutex.Lock(ctx), "lock")
 		check(mutex.Unlock(ctx), "unlock")
 	}
-	for i := 0; i < *warmupCycles; i++ {
-		cycle()
-	}
 
 	samples := make([]time.Duration, *cycles)
+	locks := make([]time.Duration, *cycles)
 	serverBefore := serverCounts()
 	clientBefore := counter.snapshot()
 	start := time.Now()
 	for i := range samples {
 		began := time.Now()
-		cycle()
+		check(mutex.Lock(ctx), "lock")
+		locks[i] = time.Since(began)
+		check(mutex.Unlock(ctx), "unlock")
 		samples[i] = time.Since(began)
 	}
 	elapsed := time.Since(start)
@@ -166,8 +172,9 @@ func uncontended() {
 	serverAfter := serverCounts()
 
 	sortDurations(samples)
-	fmt.Printf("go uncontended ops_per_s=%.1f p50_ms=%.3f p99_ms=%.3f cycles=%d\n",
-		float64(*cycles)/elapsed.Seconds(), percentile(samples, 0.50), percentile(samples, 0.99), *cycles)
+	sortDurations(locks)
+	fmt.Printf("go uncontended ops_per_s=%.1f p50_ms=%.3f p99_ms=%.3f acquire_p50_ms=%.3f cycles=%d\n",
+		float64(*cycles)/elapsed.Seconds(), percentile(samples, 0.50), percentile(samples, 0.99), percentile(locks, 0.50), *cycles)
 
 	n := float64(*cycles)
 	perCycle := func(method string) float64 { return (serverAfter[method] - serverBefore[method]) / n }
@@ -236,6 +243,7 @@ func contended() {
 	}
 	close(gate)
 	time.Sleep(*contendedWarmup)
+	serverBefore := serverCounts()
 	mu.Lock()
 	measureStart = time.Now()
 	atomic.StoreInt32(&measuring, 1)
@@ -247,6 +255,7 @@ func contended() {
 	counted := grants
 	samples := append([]time.Duration(nil), handoffs...)
 	mu.Unlock()
+	serverAfter := serverCounts()
 	// Drain: every contender takes the lock once more and leaves.
 	atomic.StoreInt32(&stopping, 1)
 	wg.Wait()
@@ -259,6 +268,15 @@ func contended() {
 	seconds := measureEnd.Sub(measureStart).Seconds()
 	fmt.Printf("go contended contenders=%d grants_per_s=%.1f handoff_p50_ms=%.3f handoff_p99_ms=%.3f grants=%d seconds=%.1f\n",
 		*contenders, float64(counted)/seconds, percentile(samples, 0.50), percentile(samples, 0.99), counted, seconds)
+	perGrant := func(method string) float64 {
+		return (serverAfter[method] - serverBefore[method]) / math.Max(float64(counted), 1)
+	}
+	total := 0.0
+	for method := range serverAfter {
+		total += perGrant(method)
+	}
+	fmt.Printf("go contended_rpcs per_grant=%.3f Txn=%.3f DeleteRange=%.3f Range=%.3f\n",
+		total, perGrant("Txn"), perGrant("DeleteRange"), perGrant("Range"))
 }
 
 // leaderHandoff: two candidates, an observer; the leader resigns right after the other candidate
@@ -339,6 +357,41 @@ func leaderHandoff() {
 		percentile(samples, 0.50), percentile(samples, 0.99), len(samples))
 }
 
+// roundTrip is not a target: the round trip of one plain RPC (Get = Range, Put) on a warm client,
+// to tell the cost of the transport from the cost of the lock recipe.
+func roundTrip() {
+	client := newClient(nil)
+	defer client.Close()
+	ctx := context.Background()
+	key := *prefix + "/round-trip"
+	_, err := client.Put(ctx, key, "v")
+	check(err, "put")
+	for i := 0; i < *warmupCycles; i++ {
+		_, err := client.Get(ctx, key)
+		check(err, "get")
+	}
+	ranges := make([]time.Duration, *cycles)
+	puts := make([]time.Duration, *cycles)
+	for i := range ranges {
+		began := time.Now()
+		_, err := client.Get(ctx, key)
+		check(err, "get")
+		ranges[i] = time.Since(began)
+	}
+	for i := range puts {
+		began := time.Now()
+		_, err := client.Put(ctx, key, "v")
+		check(err, "put")
+		puts[i] = time.Since(began)
+	}
+	_, err = client.Delete(ctx, key)
+	check(err, "delete")
+	sortDurations(ranges)
+	sortDurations(puts)
+	fmt.Printf("go round_trip range_p50_ms=%.3f range_p99_ms=%.3f put_p50_ms=%.3f put_p99_ms=%.3f calls=%d\n",
+		percentile(ranges, 0.50), percentile(ranges, 0.99), percentile(puts, 0.50), percentile(puts, 0.99), *cycles)
+}
+
 func main() {
 	flag.Parse()
 	if *endpoint == "" {
@@ -352,4 +405,5 @@ func main() {
 	uncontended()
 	contended()
 	leaderHandoff()
+	roundTrip()
 }

@@ -13,9 +13,12 @@ struct LockStalled: Error, CustomStringConvertible {
 func contended(_ options: Options) async throws -> [String] {
     let name = try Key("\(options.prefix)/lock-contended")
     let recorder = HandoffRecorder()
+    let metrics = ServerMetrics(host: options.endpoint.host, port: options.endpoint.port)
     return try await withStores(options.contenders, options) { stores in
         var sessions: [Session] = []
         for store in stores { sessions.append(try await store.makeSession(ttl: options.sessionTTL)) }
+        var serverBefore: [String: Double] = [:]
+        var serverAfter: [String: Double] = [:]
         let result: (LatencySamples, Int, Duration) = try await withThrowingTaskGroup(of: Void.self) { group in
             for (store, session) in zip(stores, sessions) {
                 let lock = Lock(name, session: session, store: store)
@@ -31,9 +34,11 @@ func contended(_ options: Options) async throws -> [String] {
                 }
             }
             try await Task.sleep(for: options.contendedWarmup)
+            serverBefore = try metrics.unaryCounts()
             recorder.startMeasuring()
             try await Task.sleep(for: options.contendedDuration)
             let window = recorder.stopMeasuring()
+            serverAfter = try metrics.unaryCounts()
             recorder.stopping.store(true, ordering: .relaxed)
 
             // Drain; a lock that stops granting is reported with the line as it stands.
@@ -59,11 +64,17 @@ func contended(_ options: Options) async throws -> [String] {
         }
         for session in sessions { try? await session.close() }
         let (handoffs, grants, elapsed) = result
+        func perGrant(_ method: String) -> Double {
+            (serverAfter[method, default: 0] - serverBefore[method, default: 0]) / Double(max(grants, 1))
+        }
+        let total = serverAfter.keys.reduce(0) { $0 + perGrant($1) }
         return [
             "swift contended contenders=\(options.contenders) grants_per_s=\(fixed(Double(grants) / elapsed.seconds, 1))"
                 + " handoff_p50_ms=\(fixed(handoffs.percentileMilliseconds(0.5)))"
                 + " handoff_p99_ms=\(fixed(handoffs.percentileMilliseconds(0.99))) grants=\(grants)"
-                + " seconds=\(fixed(elapsed.seconds, 1))"
+                + " seconds=\(fixed(elapsed.seconds, 1))",
+            "swift contended_rpcs per_grant=\(fixed(total)) Txn=\(fixed(perGrant("Txn")))"
+                + " DeleteRange=\(fixed(perGrant("DeleteRange"))) Range=\(fixed(perGrant("Range")))",
         ]
     }
 }

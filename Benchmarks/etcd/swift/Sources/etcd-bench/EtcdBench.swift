@@ -7,7 +7,7 @@ import Darwin
 /// The Swift side of the etcd benchmark: the three workloads of ../../README.md against one etcd
 /// member, one line per figure, in the format of the Go peer (`swift uncontended ops_per_s=…`).
 ///
-///     etcd-bench --endpoint 127.0.0.1:2379 [--contended-duration 10s] [--only uncontended|contended|leader_handoff] …
+///     etcd-bench --endpoint 127.0.0.1:2379 [--contended-duration 10s] [--only uncontended|contended|leader_handoff|round_trip] …
 @main
 struct EtcdBench {
     static func main() async {
@@ -23,6 +23,7 @@ struct EtcdBench {
                 ("uncontended", uncontended),
                 ("contended", contended),
                 ("leader_handoff", leaderHandoff),
+                ("round_trip", roundTrip),
             ]
             // A workload that fails is reported on its own line and the others still run.
             var failed = false

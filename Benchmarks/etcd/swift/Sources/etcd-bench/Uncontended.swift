@@ -16,13 +16,16 @@ func uncontended(_ options: Options) async throws -> [String] {
         }
 
         var samples = LatencySamples()
+        var acquires = LatencySamples()
         store.resetCounts()
         let serverBefore = try metrics.unaryCounts()
         let clock = ContinuousClock()
         let start = clock.now
         for _ in 0..<options.cycles {
             let began = clock.now
-            try await lock.acquire().release()
+            let grant = try await lock.acquire()
+            acquires.record(began.duration(to: clock.now))
+            try await grant.release()
             samples.record(began.duration(to: clock.now))
         }
         let elapsed = start.duration(to: clock.now)
@@ -36,7 +39,8 @@ func uncontended(_ options: Options) async throws -> [String] {
         let callTotal = Double(calls.reduce(0) { $0 + store.count($1) }) / cycles
         return [
             "swift uncontended ops_per_s=\(fixed(cycles / elapsed.seconds, 1)) p50_ms=\(fixed(samples.percentileMilliseconds(0.5)))"
-                + " p99_ms=\(fixed(samples.percentileMilliseconds(0.99))) cycles=\(options.cycles)",
+                + " p99_ms=\(fixed(samples.percentileMilliseconds(0.99))) acquire_p50_ms=\(fixed(acquires.percentileMilliseconds(0.5)))"
+                + " cycles=\(options.cycles)",
             "swift uncontended_rpcs per_cycle=\(fixed(serverTotal)) Txn=\(fixed(server("Txn")))"
                 + " DeleteRange=\(fixed(server("DeleteRange"))) Range=\(fixed(server("Range"))) Put=\(fixed(server("Put")))"
                 + " store_calls_per_cycle=\(fixed(callTotal)) joinLine=\(fixed(Double(store.count("joinLine")) / cycles))"
