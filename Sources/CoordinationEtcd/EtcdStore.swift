@@ -103,6 +103,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             var transportConfig = HTTP2ClientTransport.Posix.Config.defaults
             transportConfig.backoff = .init(initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
             transportConfig.connection.maxIdleTime = nil
+            // Answer etcd's BDP pings below swift-nio-http2's control-frame limit (see PingAnsweringHandler).
+            transportConfig.channelDebuggingCallbacks.onCreateTCPConnection = { PingAnsweringHandler.install(on: $0) }
             let transport = try HTTP2ClientTransport.Posix(
                 target: target,
                 transportSecurity: .plaintext,
@@ -525,7 +527,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     /// Runs one unary call with the store's deadline, mapping failures to ``CoordinationError``.
     /// With credentials configured it logs in first, and again once if the token was rejected.
-    private func call<Response: Sendable>(
+    func call<Response: Sendable>(
         _ operation: String,
         key: Key? = nil,
         _ body: @Sendable (CallOptions, Metadata) async throws -> Response
@@ -557,5 +559,30 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
                 $0.password = credentials.password
             }, options: callOptions())
         authToken.withLock { $0 = response.token }
+    }
+}
+
+// MARK: - Hooks for the tests (reached with @testable import)
+
+extension EtcdStore {
+    /// A watch of `key` that resumes after `revision` as a watch does after a reconnect (no snapshot
+    /// of its own); if etcd has compacted that revision away, the watch answers with a fresh
+    /// snapshot marked `historyLost`.
+    func watchResuming(_ key: Key, after revision: Revision) throws(CoordinationError) -> WatchStream {
+        let (stream, continuation) = WatchStream.makeStream()
+        try watches.addResuming(
+            key: keySpace.bytes(key), rangeEnd: [], after: Int64(revision.value), continuation: continuation)
+        return stream
+    }
+
+    /// Compacts etcd's history up to `revision` (physically, so watches from before it are refused).
+    func compact(through revision: Revision) async throws(CoordinationError) {
+        _ = try await call("compact") { [kv] options, metadata in
+            try await kv.compact(
+                .with {
+                    $0.revision = Int64(revision.value)
+                    $0.physical = true
+                }, metadata: metadata, options: options)
+        }
     }
 }

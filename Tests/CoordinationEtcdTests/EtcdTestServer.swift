@@ -49,11 +49,7 @@ struct EtcdBackend: ConformanceBackend {
     let sessionTTL: Duration = .seconds(2)
 
     /// Explicit, reported opt-outs (see the closing note of the etcd issue).
-    let optOuts: [String: String] = [
-        "lock: contenders that release and queue again with the same session never stall the line":
-            "under this rapid requeue churn the client's HTTP/2 connection to etcd is closed mid-call "
-            + "(grpc-swift reports channelInactive, etcd 'transport is closing'); cause not found yet — open in the etcd issue"
-    ]
+    let optOuts: [String: String] = [:]
 
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
         let stores = try (0..<count).map { _ in try EtcdTestServer.makeStore() }

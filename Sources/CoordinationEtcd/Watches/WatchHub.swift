@@ -33,6 +33,9 @@ final class WatchHub: Sendable {
         var pending: [WatchEvent]?
         /// Waits for the server's `created` answer, which carries the revision the watch starts after.
         var createdWaiter: CheckedContinuation<Int64, any Error>?
+        /// Set while the server's answer to our own cancel of this id (sent before re-creating it
+        /// after a compaction) is still to come: that `canceled` answer is expected, not a failure.
+        var awaitingCancelAnswer = false
     }
 
     private struct State {
@@ -108,6 +111,25 @@ final class WatchHub: Sendable {
         return (id, revision)
     }
 
+    /// Starts a watch that resumes after `revision` without a snapshot of its own, as a watch does
+    /// after a reconnect. Used by the tests to reach the compaction path deterministically.
+    func addResuming(key: [UInt8], rangeEnd: [UInt8], after revision: Int64, continuation: WatchStream.Continuation)
+        throws(CoordinationError)
+    {
+        let id: Int64? = state.withLock { state in
+            guard !state.closed else { return nil }
+            let id = state.nextID
+            state.nextID += 1
+            let watcher = Watcher(
+                continuation: continuation, key: key, rangeEnd: rangeEnd, nextRevision: revision + 1, pending: nil)
+            state.watchers[id] = watcher
+            state.outbox?.yield(Self.create(id, watcher))
+            return id
+        }
+        guard let id else { throw errors.make(.storeClosed, "the store was closed") }
+        continuation.onTermination { [weak self] in self?.remove(id) }
+    }
+
     /// Delivers the snapshot read at the watch's start revision, then the events held back meanwhile.
     func deliverSnapshot(_ id: Int64, _ snapshot: WatchSnapshot) {
         state.withLock { state in
@@ -152,7 +174,11 @@ final class WatchHub: Sendable {
             let (requests, outbox) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
             state.withLock { state in
                 state.outbox = outbox
-                for (id, watcher) in state.watchers { outbox.yield(Self.create(id, watcher)) }
+                for (id, var watcher) in state.watchers {
+                    watcher.awaitingCancelAnswer = false  // a new stream has no old ids to cancel
+                    state.watchers[id] = watcher
+                    outbox.yield(Self.create(id, watcher))
+                }
             }
             do {
                 var options = CallOptions.defaults
@@ -194,6 +220,13 @@ final class WatchHub: Sendable {
             return
         }
         if response.canceled {
+            let expected = state.withLock { state -> Bool in
+                guard var watcher = state.watchers[id], watcher.awaitingCancelAnswer else { return false }
+                watcher.awaitingCancelAnswer = false
+                state.watchers[id] = watcher
+                return true
+            }
+            if expected { return }
             let watcher = state.withLock { $0.watchers.removeValue(forKey: id) }
             watcher?.continuation.fail(
                 errors.make(
@@ -245,7 +278,11 @@ final class WatchHub: Sendable {
                     .snapshot(WatchSnapshot(entries: entries, revision: Revision(UInt64(revision)), historyLost: true))
                 )
                 current.nextRevision = revision + 1
+                // etcd keeps the id of a compacted watch registered until it is cancelled: cancel it
+                // first, or the re-create is refused as a duplicate id. Both go out in this order.
+                current.awaitingCancelAnswer = state.outbox != nil
                 state.watchers[id] = current
+                state.outbox?.yield(.with { $0.cancelRequest = .with { $0.watchID = id } })
                 state.outbox?.yield(Self.create(id, current))
             }
         } catch {
