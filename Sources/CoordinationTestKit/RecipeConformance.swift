@@ -190,7 +190,11 @@ public enum RecipeConformance {
             try expectEqual(first, 0, "the first waiter is granted")
             // Give any wrongly woken waiter time to show itself; a correct lock makes no more calls.
             try await Task.sleep(for: .milliseconds(200))
-            try expectEqual(counted.count("contenders"), 1, "waiters that looked at the line after one release")
+            // The woken waiter may re-read the line once (or not at all when its predecessor was the
+            // head); nobody else reads the line or starts a watch.
+            let reads = counted.count("contenders")
+            try expect(reads <= 1, "waiters that looked at the line after one release: \(reads)")
+            try expectEqual(counted.count("watch"), 0, "watches started after one release")
             for session in sessions { try await session.close() }
             group.cancelAll()
         }
