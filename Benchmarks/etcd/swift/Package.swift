@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(name: "swift-coordination", path: "../../.."),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
     ],
     targets: [
         .executableTarget(
@@ -20,6 +21,8 @@ let package = Package(
                 .product(name: "CoordinationEtcd", package: "swift-coordination"),
                 .product(name: "CoordinationTestKit", package: "swift-coordination"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: [
                 .enableUpcomingFeature("ExistentialAny"),

@@ -8,9 +8,8 @@ import Darwin
 /// member, one line per figure, in the format of the Go peer (`swift uncontended ops_per_s=…`).
 ///
 ///     etcd-bench --endpoint 127.0.0.1:2379 [--contended-duration 10s] [--only uncontended|contended|leader_handoff|round_trip] …
-@main
-struct EtcdBench {
-    static func main() async {
+enum EtcdBench {
+    static func run() async {
         do {
             var arguments = Array(CommandLine.arguments.dropFirst())
             var only: Set<String> = []
