@@ -169,8 +169,10 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         // throwing: a ServiceGroup sees a clean stop.
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await self.client.runConnections() }
-            group.addTask { await self.leases.run(client: self.leaseClient) }
-            group.addTask { await self.watches.run(client: self.watchClient, snapshot: snapshotter) }
+            group.addTask { await self.leases.run(client: self.leaseClient, metadata: self.streamMetadata) }
+            group.addTask {
+                await self.watches.run(client: self.watchClient, snapshot: snapshotter, metadata: self.streamMetadata)
+            }
             await stopped.wait()
             client.beginGracefulShutdown()
             group.cancelAll()
@@ -357,6 +359,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let (stream, continuation) = WatchStream.makeStream()
         let watch: (id: Int64, revision: Int64)
         do {
+            _ = try await streamMetadata()  // a login failure surfaces here, not as a watch timeout
             watch = try await watches.addLive(
                 key: start, rangeEnd: end, continuation: continuation, timeout: configuration.requestTimeout)
         } catch {
@@ -549,6 +552,15 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             if Task.isCancelled { throw errors.make(.cancelled, "\(operation) was cancelled", key: key) }
             throw errors.map(error, operation, key: key)
         }
+    }
+
+    /// The metadata a long-lived stream opens with: logs in first when credentials are configured
+    /// (etcd checks a watch's permissions against the token its stream was opened with).
+    @Sendable private func streamMetadata() async throws -> Metadata {
+        if configuration.credentials != nil, authToken.withLock({ $0 }) == nil {
+            try await authenticate()
+        }
+        return metadata()
     }
 
     private func authenticate() async throws {

@@ -60,6 +60,10 @@ public func expectError<T>(
 
 /// Runs `operation` with a deadline: a hang becomes a failure instead of a stuck suite. The deadline
 /// is generous; it guards against hangs and is not a timing assertion.
+///
+/// The operation runs in a task of its own that is cancelled, but not waited for, when the deadline
+/// passes: an operation that ignores cancellation (awaiting another task's value, say) still fails
+/// the check on time rather than holding the suite.
 public func withDeadline<T: Sendable>(
     _ deadline: Duration,
     _ what: String,
@@ -67,17 +71,56 @@ public func withDeadline<T: Sendable>(
     line: Int = #line,
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try? await Task.sleep(for: deadline)
-            return nil
+    let race = DeadlineRace<T>()
+    let work = Task { race.finish(with: await Result(catching: operation)) }
+    let timer = Task {
+        try? await Task.sleep(for: deadline)
+        race.finish(with: .failure(ConformanceFailure("\(what) did not happen within \(deadline)", file: file, line: line)))
+    }
+    return try await withTaskCancellationHandler {
+        let result = await race.outcome()
+        work.cancel()
+        timer.cancel()
+        return try result.get()
+    } onCancel: {
+        work.cancel()
+        timer.cancel()
+    }
+}
+
+/// The first of the operation and the timer to finish decides; later results are dropped.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var result: Result<T, any Error>?
+        var waiter: CheckedContinuation<Result<T, any Error>, Never>?
+    }
+    private let state = Mutex(State())
+
+    func finish(with result: Result<T, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<Result<T, any Error>, Never>? in
+            guard state.result == nil else { return nil }
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
         }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw ConformanceFailure("\(what) did not happen within \(deadline)", file: file, line: line)
+        waiter?.resume(returning: result)
+    }
+
+    func outcome() async -> Result<T, any Error> {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                if let result = state.result { return result }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
         }
-        return value
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }
 

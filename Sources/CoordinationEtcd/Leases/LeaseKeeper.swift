@@ -63,10 +63,10 @@ final class LeaseKeeper: Sendable {
     }
 
     /// Runs the renewal timer and the keep-alive stream until cancelled.
-    func run(client: Client) async {
+    func run(client: Client, metadata: @escaping @Sendable () async throws -> Metadata) async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.runTimer() }
-            group.addTask { await self.runStream(client: client) }
+            group.addTask { await self.runStream(client: client, metadata: metadata) }
         }
     }
 
@@ -105,7 +105,7 @@ final class LeaseKeeper: Sendable {
         }
     }
 
-    private func runStream(client: Client) async {
+    private func runStream(client: Client, metadata: @Sendable () async throws -> Metadata) async {
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Int64>.makeStream()
             state.withLock { state in
@@ -116,7 +116,7 @@ final class LeaseKeeper: Sendable {
             do {
                 var options = CallOptions.defaults
                 options.waitForReady = true
-                try await client.leaseKeepAlive(options: options) { writer in
+                try await client.leaseKeepAlive(metadata: try await metadata(), options: options) { writer in
                     for await id in requests {
                         try await writer.write(.with { $0.id = id })
                     }

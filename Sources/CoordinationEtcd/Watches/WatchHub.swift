@@ -42,7 +42,17 @@ final class WatchHub: Sendable {
         var watchers: [Int64: Watcher] = [:]
         var nextID: Int64 = 1
         var outbox: AsyncStream<Etcdserverpb_WatchRequest>.Continuation?
+        /// Ids of the creates sent on the current stream and not yet answered, oldest first. etcd
+        /// answers creates in order, and answers a refused one (permission denied, say) with watch
+        /// id -1: the oldest unanswered create is the one it refused.
+        var unansweredCreates: [Int64] = []
         var closed = false
+
+        mutating func send(create id: Int64, _ watcher: Watcher) {
+            guard let outbox else { return }
+            unansweredCreates.append(id)
+            outbox.yield(WatchHub.create(id, watcher))
+        }
     }
 
     private let state = Mutex(State())
@@ -88,7 +98,7 @@ final class WatchHub: Sendable {
                             createdWaiter: waiter
                         )
                         state.watchers[id] = watcher
-                        state.outbox?.yield(Self.create(id, watcher))
+                        state.send(create: id, watcher)
                     }
                 }
             }
@@ -123,7 +133,7 @@ final class WatchHub: Sendable {
             let watcher = Watcher(
                 continuation: continuation, key: key, rangeEnd: rangeEnd, nextRevision: revision + 1, pending: nil)
             state.watchers[id] = watcher
-            state.outbox?.yield(Self.create(id, watcher))
+            state.send(create: id, watcher)
             return id
         }
         guard let id else { throw errors.make(.storeClosed, "the store was closed") }
@@ -169,21 +179,27 @@ final class WatchHub: Sendable {
     }
 
     /// Keeps the shared stream open until cancelled.
-    func run(client: Client, snapshot: @escaping Snapshotter) async {
+    func run(
+        client: Client,
+        snapshot: @escaping Snapshotter,
+        metadata: @escaping @Sendable () async throws -> Metadata
+    ) async {
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
-            state.withLock { state in
-                state.outbox = outbox
-                for (id, var watcher) in state.watchers {
-                    watcher.awaitingCancelAnswer = false  // a new stream has no old ids to cancel
-                    state.watchers[id] = watcher
-                    outbox.yield(Self.create(id, watcher))
-                }
-            }
             do {
+                let opening = try await metadata()
+                state.withLock { state in
+                    state.outbox = outbox
+                    state.unansweredCreates = []
+                    for (id, var watcher) in state.watchers {
+                        watcher.awaitingCancelAnswer = false  // a new stream has no old ids to cancel
+                        state.watchers[id] = watcher
+                        state.send(create: id, watcher)
+                    }
+                }
                 var options = CallOptions.defaults
                 options.waitForReady = true
-                try await client.watch(options: options) { writer in
+                try await client.watch(metadata: opening, options: options) { writer in
                     for await request in requests { try await writer.write(request) }
                 } onResponse: { response in
                     for try await message in response.messages {
@@ -202,7 +218,7 @@ final class WatchHub: Sendable {
         }
     }
 
-    private static func create(_ id: Int64, _ watcher: Watcher) -> Etcdserverpb_WatchRequest {
+    fileprivate static func create(_ id: Int64, _ watcher: Watcher) -> Etcdserverpb_WatchRequest {
         .with {
             $0.createRequest = .with { create in
                 create.key = Data(watcher.key)
@@ -214,6 +230,15 @@ final class WatchHub: Sendable {
     }
 
     private func handle(_ response: Etcdserverpb_WatchResponse, snapshot: Snapshotter) async {
+        if response.created {
+            let answered = state.withLock { state -> Int64? in
+                state.unansweredCreates.isEmpty ? nil : state.unansweredCreates.removeFirst()
+            }
+            if response.watchID == -1, let refused = answered {
+                refuse(refused, reason: response.cancelReason)
+                return
+            }
+        }
         let id = response.watchID
         if response.compactRevision > 0 {
             await resnapshot(id, snapshot: snapshot, compactedAt: response.compactRevision)
@@ -266,6 +291,18 @@ final class WatchHub: Sendable {
         if gone { remove(id) }
     }
 
+    /// etcd refused to create watch `id`: fail its creation and its stream with a typed error.
+    private func refuse(_ id: Int64, reason: String) {
+        let watcher = state.withLock { $0.watchers.removeValue(forKey: id) }
+        let code: CoordinationError.Code =
+            reason.contains("permission denied")
+            ? .permissionDenied
+            : (reason.contains("token") || reason.contains("user name") ? .authenticationFailed : .serverError)
+        let failure = errors.make(code, "etcd refused the watch: \(reason.isEmpty ? "no reason given" : reason)")
+        watcher?.createdWaiter?.resume(throwing: failure)
+        watcher?.continuation.fail(failure)
+    }
+
     /// Answers a compaction: a fresh snapshot marked `historyLost`, then the watch continues from it.
     private func resnapshot(_ id: Int64, snapshot: Snapshotter, compactedAt: Int64) async {
         guard let watcher = state.withLock({ $0.watchers[id] }) else { return }
@@ -283,7 +320,7 @@ final class WatchHub: Sendable {
                 current.awaitingCancelAnswer = state.outbox != nil
                 state.watchers[id] = current
                 state.outbox?.yield(.with { $0.cancelRequest = .with { $0.watchID = id } })
-                state.outbox?.yield(Self.create(id, current))
+                state.send(create: id, current)
             }
         } catch {
             let watcher = state.withLock { $0.watchers.removeValue(forKey: id) }
