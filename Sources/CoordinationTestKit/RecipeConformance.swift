@@ -21,9 +21,10 @@ public enum RecipeConformance {
     static func check(
         _ name: String,
         clients: Int = 1,
+        requires: StoreCapabilities = [],
         _ body: @escaping @Sendable (ConformanceContext) async throws -> Void
     ) -> ConformanceCheck {
-        ConformanceCheck(suite: suite, name, clients: clients, body: body)
+        ConformanceCheck(suite: suite, name, clients: clients, requires: requires, body: body)
     }
 
     /// Waits until the line under `prefix` has `count` contenders.
@@ -290,7 +291,8 @@ public enum RecipeConformance {
     }
 
     static let withLockCancelsWorkOnLoss = check(
-        "lock: withLock cancels the work and throws lockLost when the grant is lost", clients: 2
+        "lock: withLock cancels the work and throws lockLost when the grant is lost", clients: 2,
+        requires: .revokeForeignSession
     ) { ctx in
         let name = try ctx.key("withLock")
         let session = try await ctx.clients[0].makeSession(ttl: ctx.sessionTTL * 10)
@@ -432,7 +434,8 @@ public enum RecipeConformance {
     // MARK: Registration and discovery
 
     static let registrationSurvivesSessionLoss = check(
-        "registration: re-registered automatically after its session is lost", clients: 2
+        "registration: re-registered automatically after its session is lost", clients: 2,
+        requires: .revokeForeignSession
     ) { ctx in
         let base = try ctx.key("services")
         let registration = ServiceRegistration(
