@@ -101,6 +101,21 @@ struct V2Watch: Sendable {
     }
 
     private func entry(for node: V2Node) -> Entry? {
+        V2EventTranslator(keySpace: keySpace, key: key, recursive: recursive).entry(for: node)
+    }
+
+    func translate(_ response: V2Response, known: inout [Key: Entry]) -> [WatchEvent] {
+        V2EventTranslator(keySpace: keySpace, key: key, recursive: recursive).translate(response, known: &known)
+    }
+}
+
+/// Turns v2 watch answers into ``WatchEvent``s for one watched key or subtree (pure).
+struct V2EventTranslator: Sendable {
+    let keySpace: V2KeySpace
+    let key: Key
+    let recursive: Bool
+
+    func entry(for node: V2Node) -> Entry? {
         guard !node.isDirectory, let key = keySpace.key(node.key) else { return nil }
         return EtcdV2Entries.entry(node, key: key)
     }
