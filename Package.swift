@@ -98,6 +98,7 @@ let package = Package(
                 "CoordinationCore",
                 "CoordinationMemory",
                 "CoordinationEtcd",
+                "CoordinationEtcdV2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -575,6 +575,17 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
 
     // MARK: - Plumbing
 
+    /// etcd v2 hides every node whose name starts with `_` from listings and recursive watches,
+    /// so such a key could be written but never listed or watched: refuse it before any I/O.
+    static func checkVisible(_ key: Key) throws(CoordinationError) {
+        if key.segments.contains(where: { $0.hasPrefix("_") }) {
+            throw CoordinationError(
+                .invalidKey,
+                "invalid key for etcd v2: a segment starting with '_' is a hidden node, left out of listings and watches",
+                key: key.path, backend: "etcdv2")
+        }
+    }
+
     private func checkOpen(_ key: Key?) throws(CoordinationError) {
         if closed.load(ordering: .acquiring) {
             throw errors.make(.storeClosed, "the store was closed", key: key)
@@ -591,6 +602,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         key: Key? = nil
     ) async throws(CoordinationError) -> V2Reply {
         try checkOpen(key)
+        if let key { try Self.checkVisible(key) }
         return try await connection.send(
             method, path, query: query, value: value, timeout: timeout ?? configuration.requestTimeout,
             operation: operation, key: key)
