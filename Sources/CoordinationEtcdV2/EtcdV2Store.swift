@@ -177,7 +177,8 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         await withDiscardingTaskGroup { group in
             for tracked in sessions.allSessions() where !tracked.abandoned {
                 group.addTask {
-                    try? await self.endSession(tracked.session.id)
+                    _ = self.sessions.remove(tracked.session.id)
+                    try? await self.endSession(tracked.session.id, alsoKnown: Array(tracked.keys.keys))
                     tracked.session.transition(to: .closed)
                 }
             }
@@ -215,6 +216,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         try validate(value: value, for: key)
         let ttl = try sessionTTL(options.session, key: key)
         let stored = V2ValueCodec.encode(value, session: options.session?.id.rawValue)
+        if let session = options.session { try await recordBinding(session.id, key) }
         // A plain v2 `set` replaces the node and gives it a new createdIndex; an update of an existing
         // key (prevExist=true) keeps it. So: update, and create only when there is nothing to update.
         for attempt in 1...3 {
@@ -312,6 +314,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         try validate(value: value, for: key)
         let ttl = try sessionTTL(options.session, key: key)
         let stored = V2ValueCodec.encode(value, session: options.session?.id.rawValue)
+        if let session = options.session { try await recordBinding(session.id, key) }
         var attempt = 0
         while true {
             attempt += 1
@@ -428,32 +431,33 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         guard (try? Key(id.rawValue))?.segments.count == 1 else {
             throw errors.make(.invalidArgument, "'\(id)' is not an etcd v2 session id")
         }
-        try await endSession(id)
-        if let tracked = sessions.remove(id) {
-            tracked.session.transition(to: .expired)
-        }
+        let tracked = sessions.remove(id)
+        try await endSession(id, alsoKnown: tracked.map { Array($0.keys.keys) } ?? [])
+        tracked?.session.transition(to: .expired)
     }
 
     public func closeSession(_ id: SessionID) async throws(CoordinationError) {
-        guard sessions.remove(id) != nil else { return }
-        try await endSession(id)
+        guard let tracked = sessions.remove(id) else { return }
+        try await endSession(id, alsoKnown: Array(tracked.keys.keys))
     }
 
     public func abandonSession(_ id: SessionID) {
         sessions.abandon(id)
     }
 
-    /// Deletes the keys a session's record lists (each only while still bound to the session),
-    /// then the record.
-    private func endSession(_ id: SessionID) async throws(CoordinationError) {
+    /// Deletes the keys a session's record lists, and those this store knows it bound (each only
+    /// while still bound to the session), then the record.
+    private func endSession(_ id: SessionID, alsoKnown: [Key] = []) async throws(CoordinationError) {
         let reply = try await send(
             .get, keySpace.sessionPath(id), query: [("recursive", "true")], operation: "revokeSession")
-        var bound: [Key] = []
+        var bound = Set(alsoKnown)
         switch reply {
         case .success(let response, _):
-            bound = response.node.leaves.compactMap { $0.isDirectory ? nil : try? Key($0.value ?? "") }
+            for leaf in response.node.leaves where !leaf.isDirectory {
+                if let key = try? Key(leaf.value ?? "") { bound.insert(key) }
+            }
         case .failure(let body) where body.errorCode == V2ErrorCode.keyNotFound:
-            return  // already gone
+            if bound.isEmpty { return }  // already gone
         case .failure(let body):
             throw errors.etcd(body, "revokeSession")
         }
@@ -551,6 +555,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
             throw errors.make(.protocolError, "etcd named the in-order key '\(node.key)'", key: prefix)
         }
         try await track(key, node: node, session: session)
+        try await recordBinding(session.id, key)
         return Contender(entry: EtcdV2Entries.entry(node, key: key))
     }
 
@@ -632,9 +637,15 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
             return
         }
         sessions.bind(key, to: session.id, index: node.modifiedIndex)
-        // The record lets any client revoke the session; it goes with the session's directory.
+    }
+
+    /// Lists `key` in the session's record, so that any client can find and revoke it. Written
+    /// before the key itself where the name is known, so a cancelled write never leaves a bound
+    /// key that the record does not list; an entry for a key that was not written is harmless
+    /// (revocation checks the key's own session first).
+    private func recordBinding(_ id: SessionID, _ key: Key) async throws(CoordinationError) {
         let reply = try await send(
-            .put, keySpace.boundKeyRecordPath(session.id, key), value: key.path, operation: "bind", key: key)
+            .put, keySpace.boundKeyRecordPath(id, key), value: key.path, operation: "bind", key: key)
         if case .failure(let body) = reply {
             configuration.logger.info(
                 "could not record a bound key in its session", metadata: ["key": "\(key)", "error": "\(body.message)"])

@@ -20,6 +20,10 @@ struct EtcdV2BadInputTests {
                 _ = try await store.makeSession(ttl: .seconds(5))
             }
             #expect(session?.code == .connectionFailed || session?.code == .timeout)
+            let watch = try await withDeadline(.seconds(20), "the watch fails") {
+                await #expect(throws: CoordinationError.self) { _ = try await store.watchTree("some/prefix") }
+            }
+            #expect(watch?.code == .connectionFailed || watch?.code == .timeout)
         }
     }
 
@@ -52,6 +56,14 @@ struct EtcdV2BadInputTests {
                 try await store.put("tests/v2big", [UInt8](repeating: 1, count: store.limits.maxValueSize + 1))
             }
             await #expect(throws: CoordinationError.invalidArgument) { _ = try await store.makeSession(ttl: .zero) }
+            // etcd v2 hides '_' nodes from listings and watches: such keys are refused up front.
+            let hidden = await #expect(throws: CoordinationError.self) { try await store.put("tests/_hidden", "x") }
+            #expect(hidden?.code == .invalidKey)
+            // A binary value at the size limit is accepted and reads back intact.
+            let big = (0..<store.limits.maxValueSize).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            try await store.put("tests/v2big", big)
+            #expect(try await store.get("tests/v2big")?.value == big)
+            try await store.delete("tests/v2big")
             // Sub-second TTLs round up to whole seconds.
             let session = try await store.makeSession(ttl: .milliseconds(1500))
             #expect(session.ttl == .seconds(2))

@@ -12,7 +12,8 @@ import Testing
 
 /// libkv's CAS-plus-watch lock against a real etcd v2.
 @Suite(
-    "etcd v2 lock", .enabled(if: EtcdV2TestServer.isAvailable, "needs ETCD_V2_ENDPOINT (scripts/test starts etcd)"))
+    "etcd v2 lock", .serialized,
+    .enabled(if: EtcdV2TestServer.isAvailable, "needs ETCD_V2_ENDPOINT (scripts/test starts etcd)"))
 struct EtcdV2LockTests {
     static func freshKey(_ name: String) throws -> Key {
         try Key("tests/v2lock/\(name)-\(UInt32.random(in: 0 ... .max))")
@@ -88,16 +89,16 @@ struct EtcdV2LockTests {
     func refreshKeepsTheLock() async throws {
         let key = try Self.freshKey("refresh")
         try await EtcdV2TestServer.withStore { store in
-            let hold = try await EtcdV2Lock(key, store: store, ttl: .seconds(1)).lock()
+            let hold = try await EtcdV2Lock(key, store: store, ttl: .seconds(2)).lock()
             let granted = Atomic<Bool>(false)
             let waiter = Task {
-                let next = try await EtcdV2Lock(key, store: store, ttl: .seconds(1)).lock()
+                let next = try await EtcdV2Lock(key, store: store, ttl: .seconds(2)).lock()
                 granted.store(true, ordering: .sequentiallyConsistent)
                 try await next.unlock()
                 return next.token
             }
-            try await Task.sleep(for: .seconds(4))  // four TTLs
-            #expect(hold.state == .held, "still held after four TTLs")
+            try await Task.sleep(for: .seconds(7))  // three and a half TTLs
+            #expect(hold.state == .held, "still held after several TTLs")
             let grantedMeanwhile = granted.load(ordering: .sequentiallyConsistent)
             #expect(!grantedMeanwhile, "the waiter was not granted meanwhile")
             let entry = try await store.get(key)

@@ -61,7 +61,7 @@ public struct EtcdV2Lock: Sendable {
             switch attempt {
             case .held(let node, let sentAt):
                 let hold = EtcdV2LockHold(
-                    key: key, path: path, store: store, token: FencingToken(node.createdIndex),
+                    key: key, path: path, store: store, owner: owner, token: FencingToken(node.createdIndex),
                     index: node.modifiedIndex, ttlSeconds: ttlSeconds, sentAt: sentAt)
                 if Task.isCancelled {
                     try? await hold.unlock()
@@ -222,9 +222,13 @@ public final class EtcdV2LockHold: Sendable {
     public let token: FencingToken
     private let path: String
     private let store: EtcdV2Store
+    private let owner: String
     private let ttlSeconds: Int64
     private let broadcast = StateBroadcast<State>(.held, isTerminal: { $0 != .held })
     private let stop = WakeSignal()
+    /// Set once the refresh loop has returned: unlock waits for it, so no refresh is in flight
+    /// when it reads the index to compare-and-delete on.
+    private let loopDone = StateBroadcast<Bool>(false, isTerminal: { $0 })
     private struct Progress {
         var index: UInt64
         var lastAckedSend: ContinuousClock.Instant
@@ -233,12 +237,13 @@ public final class EtcdV2LockHold: Sendable {
     private let progress: Mutex<Progress>
 
     init(
-        key: Key, path: String, store: EtcdV2Store, token: FencingToken, index: UInt64, ttlSeconds: Int64,
-        sentAt: ContinuousClock.Instant
+        key: Key, path: String, store: EtcdV2Store, owner: String, token: FencingToken, index: UInt64,
+        ttlSeconds: Int64, sentAt: ContinuousClock.Instant
     ) {
         self.key = key
         self.path = path
         self.store = store
+        self.owner = owner
         self.token = token
         self.ttlSeconds = ttlSeconds
         self.progress = Mutex(Progress(index: index, lastAckedSend: sentAt))
@@ -264,6 +269,15 @@ public final class EtcdV2LockHold: Sendable {
         }
         progress.withLock { $0.refreshing = false }
         stop.signal()
+        // Let a refresh in flight land first (bounded: the loop may never have started if the
+        // store is not running).
+        let bound = store.configuration.requestTimeout + .seconds(1)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { _ = await self.loopDone.wait(until: { $0 }) }
+            group.addTask { try? await Task.sleep(for: bound) }
+            await group.next()
+            group.cancelAll()
+        }
         for _ in 0..<3 {
             let index = progress.withLock { $0.index }
             let reply = try await store.send(
@@ -273,8 +287,12 @@ public final class EtcdV2LockHold: Sendable {
                 broadcast.set(.released)
                 return
             case .failure(let body) where body.errorCode == V2ErrorCode.testFailed:
-                // A refresh that was in flight may have landed: try its index.
-                if progress.withLock({ $0.index }) != index { continue }
+                // A refresh whose answer we never got may have landed: if the key is still ours,
+                // try again on its current index.
+                if let current = try await ownCurrentIndex(), current != index {
+                    acknowledge(index: current, sentAt: nil)
+                    continue
+                }
                 broadcast.set(.lost)
                 throw store.errors.make(.notHolder, "unlock: the key was changed by someone else", key: key)
             case .failure(let body) where body.errorCode == V2ErrorCode.keyNotFound:
@@ -296,19 +314,30 @@ public final class EtcdV2LockHold: Sendable {
     }
 
     func startRefreshing() {
-        let submitted = store.runner.submit(until: stop) { await self.refreshLoop() }
-        if !submitted { broadcast.set(.lost) }
+        let submitted = store.runner.submit { await self.refreshLoop() }
+        if !submitted {
+            broadcast.set(.lost)
+            loopDone.set(true)
+        }
     }
 
-    /// Every third of the TTL, a CAS refresh on the index we last wrote. Lost when the key changed
-    /// or vanished, or when a whole TTL has passed since the last acknowledged refresh was sent.
+    /// Every third of the TTL, a CAS refresh on the index we last wrote. Lost when the key was
+    /// changed by someone else or vanished, or when a whole TTL has passed since the last
+    /// acknowledged refresh was sent. Requests are never cancelled half-way by unlock (it waits).
     private func refreshLoop() async {
+        defer { loopDone.set(true) }
         let ttl = Duration.seconds(ttlSeconds)
         let interval = ttl / 3
         var next = ContinuousClock.now + interval
         while !Task.isCancelled {
             let expiry = progress.withLock { $0.lastAckedSend } + ttl
-            try? await Task.sleep(until: min(next, expiry), clock: .continuous)
+            let wakeAt = min(next, expiry)
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await Task.sleep(until: wakeAt, clock: .continuous) }
+                group.addTask { await self.stop.wait() }
+                await group.next()
+                group.cancelAll()
+            }
             guard progress.withLock({ $0.refreshing }), broadcast.value == .held, !Task.isCancelled else { return }
             if ContinuousClock.now >= expiry {
                 broadcast.set(.lost)
@@ -323,23 +352,44 @@ public final class EtcdV2LockHold: Sendable {
                         ("refresh", "true"), ("prevExist", "true"), ("prevIndex", String(index)),
                         ("ttl", String(ttlSeconds)),
                     ],
-                    timeout: max(interval, .milliseconds(500)), operation: "lock (refresh)", key: key)
+                    timeout: max(interval * 2, .seconds(1)), operation: "lock (refresh)", key: key)
                 switch reply {
                 case .success(let response, _):
-                    progress.withLock {
-                        if $0.index == index { $0.index = response.node.modifiedIndex }
-                        $0.lastAckedSend = max($0.lastAckedSend, sentAt)
-                    }
+                    acknowledge(index: response.node.modifiedIndex, sentAt: sentAt)
                     next = sentAt + interval
+                case .failure(let body) where body.errorCode == V2ErrorCode.testFailed:
+                    // Perhaps our own earlier refresh landed after we stopped waiting for it: the
+                    // key is still ours if it is the same incarnation with our owner token.
+                    if let current = try await ownCurrentIndex() {
+                        acknowledge(index: current, sentAt: nil)
+                        next = ContinuousClock.now
+                    } else {
+                        broadcast.set(.lost)
+                        return
+                    }
                 case .failure:
-                    // Changed or gone (or refused): this holder no longer owns the key — unless an
-                    // unlock is under way, which reports for itself.
-                    if progress.withLock({ $0.refreshing }) { broadcast.set(.lost) }
+                    broadcast.set(.lost)  // gone (100) or refused
                     return
                 }
             } catch {
                 next = ContinuousClock.now + interval / 2  // try again soon; expiry stays put
             }
         }
+    }
+
+    private func acknowledge(index: UInt64, sentAt: ContinuousClock.Instant?) {
+        progress.withLock {
+            $0.index = index
+            if let sentAt { $0.lastAckedSend = max($0.lastAckedSend, sentAt) }
+        }
+    }
+
+    /// The key's current index if it is still this hold's key (same createdIndex, our owner token).
+    private func ownCurrentIndex() async throws(CoordinationError) -> UInt64? {
+        let reply = try await store.send(.get, path, operation: "lock (read back)", key: key)
+        guard case .success(let response, _) = reply, response.node.createdIndex == token.value,
+            V2ValueCodec.decode(response.node.value ?? "").session == owner
+        else { return nil }
+        return response.node.modifiedIndex
     }
 }

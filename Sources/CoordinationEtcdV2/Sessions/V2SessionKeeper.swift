@@ -158,6 +158,9 @@ final class V2SessionKeeper: Sendable {
 
     private enum KeyOutcome: Sendable {
         case refreshed(Key, sent: UInt64, now: UInt64)
+        /// Still ours at another index (an earlier refresh landed after we stopped waiting for it):
+        /// take the index, but do not count this round as acknowledged for that key.
+        case adopted(Key, sent: UInt64, now: UInt64)
         case gone(Key, sent: UInt64)
         case failed
     }
@@ -167,8 +170,9 @@ final class V2SessionKeeper: Sendable {
         let sentAt = ContinuousClock.now
         guard let tracked = state.withLock({ $0[id] }) else { return }
         let ttl = String(tracked.ttlSeconds)
-        let timeout = max(tracked.interval, .milliseconds(500))
+        let timeout = max(tracked.interval * 2, .seconds(1))
         var failed = false
+        var retrySoon = false
         var revoked = false
         do {
             let reply = try await connection.send(
@@ -196,8 +200,16 @@ final class V2SessionKeeper: Sendable {
                             switch reply {
                             case .success(let response, _):
                                 return .refreshed(key, sent: bound.current, now: response.node.modifiedIndex)
-                            case .failure(let body)
-                            where body.errorCode == V2ErrorCode.keyNotFound || body.errorCode == V2ErrorCode.testFailed:
+                            case .failure(let body) where body.errorCode == V2ErrorCode.testFailed:
+                                let read = try await self.connection.send(
+                                    .get, self.keySpace.path(key), timeout: timeout, operation: "refresh", key: key)
+                                if case .success(let response, _) = read,
+                                    V2ValueCodec.decode(response.node.value ?? "").session == id.rawValue
+                                {
+                                    return .adopted(key, sent: bound.current, now: response.node.modifiedIndex)
+                                }
+                                return .gone(key, sent: bound.current)
+                            case .failure(let body) where body.errorCode == V2ErrorCode.keyNotFound:
                                 return .gone(key, sent: bound.current)
                             case .failure:
                                 return .failed
@@ -216,6 +228,9 @@ final class V2SessionKeeper: Sendable {
                     switch outcome {
                     case .refreshed(let key, let sent, let now):
                         if sessions[id]?.keys[key]?.current == sent { sessions[id]?.keys[key]?.current = now }
+                    case .adopted(let key, let sent, let now):
+                        if sessions[id]?.keys[key]?.current == sent { sessions[id]?.keys[key]?.current = now }
+                        retrySoon = true
                     case .gone(let key, let sent):
                         // Deleted, expired or replaced by someone else — unless we rewrote it meanwhile.
                         if sessions[id]?.keys[key]?.current == sent { sessions[id]?.keys.removeValue(forKey: key) }
@@ -236,7 +251,7 @@ final class V2SessionKeeper: Sendable {
         let session: Session? = state.withLock { sessions in
             guard sessions[id] != nil else { return nil }
             sessions[id]!.refreshing = false
-            if failed {
+            if failed || retrySoon {
                 // Try again soon; the expiry deadline stays where the last good round put it.
                 sessions[id]!.nextRefresh = ContinuousClock.now + sessions[id]!.interval / 2
             } else {
