@@ -106,7 +106,7 @@ public struct EtcdV2Lock: Sendable {
         return outcome
     }
 
-    private enum Attempt {
+    enum Attempt {
         case held(V2Node, sentAt: ContinuousClock.Instant)
         /// Someone holds it: wait for a release after this etcd index.
         case wait(after: UInt64)
@@ -159,7 +159,7 @@ public struct EtcdV2Lock: Sendable {
     }
 
     /// After a connection error: read the key back and hold it only if it carries our owner token.
-    private func recover(path: String, owner: String) async throws(CoordinationError) -> Attempt {
+    func recover(path: String, owner: String) async throws(CoordinationError) -> Attempt {
         let sentAt = ContinuousClock.now
         let reply = try await store.send(.get, path, operation: "lock (read back)", key: key)
         switch reply {
