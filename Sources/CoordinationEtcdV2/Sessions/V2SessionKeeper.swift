@@ -117,32 +117,13 @@ final class V2SessionKeeper: Sendable {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let now = ContinuousClock.now
-                var next = now + .seconds(3600)
-                var expired: [Session] = []
-                var due: [SessionID] = []
-                state.withLock { sessions in
-                    for (id, tracked) in sessions {
-                        let expiry = tracked.lastAckedSend + tracked.ttl
-                        if now >= expiry {
-                            expired.append(tracked.session)
-                            sessions.removeValue(forKey: id)
-                            continue
-                        }
-                        next = min(next, expiry)
-                        guard !tracked.abandoned, !tracked.refreshing else { continue }
-                        if now >= tracked.nextRefresh {
-                            due.append(id)
-                            sessions[id]?.refreshing = true
-                        } else {
-                            next = min(next, tracked.nextRefresh)
-                        }
-                    }
-                }
-                for session in expired {
+                let plan = state.withLock { sessions in Self.plan(&sessions, now: now) }
+                let next = plan.next
+                for session in plan.expired {
                     logger.info("etcd v2 session expired", metadata: ["session": "\(session.id)"])
                     session.transition(to: .expired)
                 }
-                for id in due {
+                for id in plan.due {
                     group.addTask { await self.refresh(id) }
                 }
                 let deadline = next
@@ -154,6 +135,35 @@ final class V2SessionKeeper: Sendable {
                 }
             }
         }
+    }
+
+    /// What the loop does at `now` (pure, so the safety rule is unit-tested): sessions one TTL
+    /// past their last acknowledged send are removed and reported expired; sessions whose refresh
+    /// is due (not abandoned, none in flight) are marked refreshing; `next` is the earliest moment
+    /// anything else falls due.
+    static func plan(_ sessions: inout [SessionID: Tracked], now: ContinuousClock.Instant) -> (
+        expired: [Session], due: [SessionID], next: ContinuousClock.Instant
+    ) {
+        var next = now + .seconds(3600)
+        var expired: [Session] = []
+        var due: [SessionID] = []
+        for (id, tracked) in sessions {
+            let expiry = tracked.lastAckedSend + tracked.ttl
+            if now >= expiry {
+                expired.append(tracked.session)
+                sessions.removeValue(forKey: id)
+                continue
+            }
+            next = min(next, expiry)
+            guard !tracked.abandoned, !tracked.refreshing else { continue }
+            if now >= tracked.nextRefresh {
+                due.append(id)
+                sessions[id]?.refreshing = true
+            } else {
+                next = min(next, tracked.nextRefresh)
+            }
+        }
+        return (expired, due, next)
     }
 
     private enum KeyOutcome: Sendable {
