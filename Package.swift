@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "CoordinationCore", targets: ["CoordinationCore"]),
         .library(name: "CoordinationMemory", targets: ["CoordinationMemory"]),
         .library(name: "CoordinationEtcd", targets: ["CoordinationEtcd"]),
+        .library(name: "CoordinationEtcdV2", targets: ["CoordinationEtcdV2"]),
         .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
     ],
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.36.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -63,6 +65,18 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "CoordinationEtcdV2",
+            dependencies: [
+                "CoordinationCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Coordination",
             dependencies: [
                 "CoordinationCore",
@@ -87,6 +101,7 @@ let package = Package(
                 "CoordinationCore",
                 "CoordinationMemory",
                 "CoordinationEtcd",
+                "CoordinationEtcdV2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -101,6 +116,11 @@ let package = Package(
         .testTarget(
             name: "CoordinationEtcdTests",
             dependencies: ["CoordinationCore", "CoordinationEtcd", "CoordinationTestKit", "Coordination"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinationEtcdV2Tests",
+            dependencies: ["CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordination
 import CoordinationCore
 import CoordinationEtcd
+import CoordinationEtcdV2
 import CoordinationMemory
 import Logging
 
@@ -40,6 +41,7 @@ struct CoordinationDemo: AsyncParsableCommand {
         var registry = StoreRegistry()
         MemoryStore.register(in: &registry)
         EtcdStore.register(in: &registry)
+        EtcdV2Store.register(in: &registry)
         let kvStore: any KeyValueStore
         do {
             kvStore = try registry.makeStore(store)
