@@ -52,14 +52,14 @@ extension Etcdserverpb_RequestOp {
     }
 
     /// The first key of [start, end) by create revision: the head of a line of contenders.
-    static func firstCreated(_ start: Data, _ end: Data) -> Self {
+    /// Reads the range [start, end) in creation order (a line of contenders, first in line first).
+    static func byCreation(_ start: Data, _ end: Data) -> Self {
         .with {
             $0.requestRange = .with {
                 $0.key = start
                 $0.rangeEnd = end
                 $0.sortTarget = .create
                 $0.sortOrder = .ascend
-                $0.limit = 1
             }
         }
     }

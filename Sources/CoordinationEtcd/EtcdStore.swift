@@ -463,7 +463,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             try await kv.txn(
                 .with {
                     $0.compare = [.absent(bytes)]
-                    $0.success = [.put(bytes, Data(value), lease: lease), .firstCreated(Data(start), Data(end))]
+                    $0.success = [.put(bytes, Data(value), lease: lease), .byCreation(Data(start), Data(end))]
                 },
                 metadata: metadata,
                 options: options
@@ -481,12 +481,13 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             session: session.id,
             value: value
         )
-        let first = response.responses.count > 1 ? response.responses[1].responseRange.kvs.first : nil
-        guard let first, let firstKey = keySpace.key(first.key), firstKey.isChild(of: prefix) else {
-            // Something other than a contender sorts first: read the line properly.
-            return LinePosition(contender: me, head: try await contenders(under: prefix).first)
+        // The line as the same Txn left it (our put included), read in creation order.
+        let kvs = response.responses.count > 1 ? response.responses[1].responseRange.kvs : []
+        let line = kvs.compactMap { kv -> Contender? in
+            guard let key = keySpace.key(kv.key), key.isChild(of: prefix) else { return nil }
+            return Contender(entry: EtcdEntries.entry(kv, key: key))
         }
-        return LinePosition(contender: me, head: Contender(entry: EtcdEntries.entry(first, key: firstKey)))
+        return LinePosition(contender: me, head: line.first, line: line)
     }
 
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {

@@ -512,8 +512,8 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         try await Self.shielded { () throws(CoordinationError) in
             let contender = try await self.postContender(under: prefix, value: value, session: session)
             do throws(CoordinationError) {
-                let head = try await self.contenders(under: prefix).first
-                return LinePosition(contender: contender, head: head)
+                let line = try await self.contenders(under: prefix)
+                return LinePosition(contender: contender, head: line.first, line: line)
             } catch {
                 _ = try? await self.send(
                     .delete, self.keySpace.path(contender.key),

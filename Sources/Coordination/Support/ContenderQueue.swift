@@ -15,8 +15,10 @@ struct ContenderQueue: Sendable {
     /// without another read: the line is ordered by a number that only grows, so nobody who joins
     /// later can get ahead. That keeps a read off the hand-off path (the next holder starts one
     /// round trip sooner). Otherwise the line is read again to find the new predecessor.
-    func waitUntilFirst(_ me: Contender) async throws {
-        var line = try await store.contenders(under: prefix)
+    /// `known` is the line as joining left it, if the backend returned it (saves the first read).
+    func waitUntilFirst(_ me: Contender, known: [Contender]? = nil) async throws {
+        var line: [Contender]
+        if let known { line = known } else { line = try await store.contenders(under: prefix) }
         while true {
             guard let position = line.firstIndex(where: { $0.key == me.key }) else {
                 throw CoordinationError(

@@ -69,10 +69,15 @@ public struct LinePosition: Sendable, Hashable {
     public var contender: Contender
     /// The first in line right after joining (`nil` only if the line was emptied meanwhile).
     public var head: Contender?
+    /// The whole line right after joining, first in line first, when the backend read it in the
+    /// same round trip (`nil` otherwise). Recipes use it to find the contender just ahead without
+    /// another read.
+    public var line: [Contender]?
 
-    public init(contender: Contender, head: Contender?) {
+    public init(contender: Contender, head: Contender?, line: [Contender]? = nil) {
         self.contender = contender
         self.head = head
+        self.line = line
     }
 
     /// Whether the new contender is first in line.
@@ -88,8 +93,8 @@ extension KeyValueStore {
         session: Session
     ) async throws(CoordinationError) -> LinePosition {
         let contender = try await createContender(under: prefix, role: role, value: value, session: session)
-        let head = try await contenders(under: prefix).first
-        return LinePosition(contender: contender, head: head)
+        let line = try await contenders(under: prefix)
+        return LinePosition(contender: contender, head: line.first, line: line)
     }
 
     /// The default contender layout: `prefix/<session id>`, created if absent and bound to the
