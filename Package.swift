@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "CoordinationCore", targets: ["CoordinationCore"]),
         .library(name: "CoordinationMemory", targets: ["CoordinationMemory"]),
         .library(name: "CoordinationEtcd", targets: ["CoordinationEtcd"]),
+        .library(name: "CoordinationConsul", targets: ["CoordinationConsul"]),
         .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
     ],
@@ -25,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.0.0"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.0.0"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
     ],
     targets: [
         .target(
@@ -59,6 +62,18 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "CoordinationConsul",
+            dependencies: [
+                "CoordinationCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Coordination",
             dependencies: [
                 "CoordinationCore",
@@ -83,6 +98,7 @@ let package = Package(
                 "CoordinationCore",
                 "CoordinationMemory",
                 "CoordinationEtcd",
+                "CoordinationConsul",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -97,6 +113,11 @@ let package = Package(
         .testTarget(
             name: "CoordinationEtcdTests",
             dependencies: ["CoordinationCore", "CoordinationEtcd", "CoordinationTestKit", "Coordination"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinationConsulTests",
+            dependencies: ["CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -22,7 +22,8 @@ struct ContenderQueue: Sendable {
             }
             if position == 0 { return }
             let predecessor = line[position - 1]
-            try await store.waitUntilGone(predecessor.key, createdAt: predecessor.createRevision)
+            try await store.waitUntilGone(
+                predecessor.key, createdAt: predecessor.createRevision, session: predecessor.session)
         }
     }
 
