@@ -1,4 +1,6 @@
 import CoordinationCore
+import NIOHTTP1
+import Synchronization
 
 extension ConsulStore {
     public func createContender(
@@ -54,7 +56,7 @@ extension ConsulStore {
         }
         let entry = try written(pairs, key: key, value: value)
         if role == .lock || role == .leader {
-            exclusiveLines.withLock { $0[prefix, default: []].insert(session.id) }
+            exclusiveLines.withLock { _ = $0[prefix, default: []].insert(session.id) }
         }
         guard readLine else { return (Contender(entry: entry), nil) }
         // Write results come back without their value; the tree read has them all.

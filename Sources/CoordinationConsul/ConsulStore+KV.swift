@@ -1,15 +1,15 @@
 import CoordinationCore
+import NIOHTTP1
+import Synchronization
 
 extension ConsulStore {
     /// A single key and the index it was read at (`nil` entry: absent).
-    func readKey(_ key: Key, index: UInt64? = nil, operation: String) async throws(CoordinationError)
-        -> (index: UInt64?, entry: Entry?)
-    {
+    func readKey(
+        _ key: Key, index: UInt64? = nil, operation: String, sent: (@Sendable () -> Void)? = nil
+    ) async throws(CoordinationError) -> (index: UInt64?, entry: Entry?) {
         let query: [(String, String?)] =
             index.map { [("index", String($0)), ("wait", configuration.blockingWait.consulText)] } ?? []
-        let response = try await send(
-            .GET, kvPath(key), query: query, timeout: index == nil ? nil : blockingTimeout,
-            operation: operation, key: key)
+        let response = try await get(kvPath(key), query: query, blocking: index != nil, operation: operation, key: key, sent: sent)
         switch response.status {
         case 200:
             guard let pairs = ConsulWire.decode([ConsulWire.KVPair].self, response.body) else {
@@ -25,14 +25,13 @@ extension ConsulStore {
     }
 
     /// Every entry strictly below `prefix` (the trailing `/` keeps `prefixfoo` out).
-    func readTree(_ prefix: Key, index: UInt64? = nil, operation: String) async throws(CoordinationError)
-        -> (index: UInt64?, entries: [Entry])
-    {
+    func readTree(
+        _ prefix: Key, index: UInt64? = nil, operation: String, sent: (@Sendable () -> Void)? = nil
+    ) async throws(CoordinationError) -> (index: UInt64?, entries: [Entry]) {
         var query: [(String, String?)] = [("recurse", nil)]
         if let index { query += [("index", String(index)), ("wait", configuration.blockingWait.consulText)] }
-        let response = try await send(
-            .GET, treePath(prefix), query: query, timeout: index == nil ? nil : blockingTimeout,
-            operation: operation, key: prefix)
+        let response = try await get(
+            treePath(prefix), query: query, blocking: index != nil, operation: operation, key: prefix, sent: sent)
         switch response.status {
         case 200:
             guard let pairs = ConsulWire.decode([ConsulWire.KVPair].self, response.body) else {
@@ -45,6 +44,20 @@ extension ConsulStore {
         default:
             throw errors.status(response, operation, key: prefix)
         }
+    }
+
+    /// A read; blocking queries get the longer deadline, and `sent` (if any) hears when the request
+    /// is on the wire.
+    private func get(
+        _ path: String, query: [(String, String?)], blocking: Bool, operation: String, key: Key,
+        sent: (@Sendable () -> Void)?
+    ) async throws(CoordinationError) -> ConsulResponse {
+        let timeout = blocking ? blockingTimeout : configuration.requestTimeout
+        guard let sent else {
+            return try await send(.GET, path, query: query, timeout: timeout, operation: operation, key: key)
+        }
+        if isClosed { throw errors.make(.storeClosed, "\(operation): the store was closed", key: key) }
+        return try await http.get(path, query: query, timeout: timeout, operation: operation, key: key, sent: sent)
     }
 
     /// A blocking query waits `blockingWait` plus Consul's jitter of up to wait/16; the deadline
@@ -143,7 +156,8 @@ extension ConsulStore {
 
     public func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError) {
         let consulKey = keySpace.consulKey(key)
-        if let (prefix, session) = heldLockKey(for: key) {
+        if let held = heldLockKey(for: key) {
+            let (prefix, session) = held
             // A lock or leader contender of ours: leave the line and free `api.Lock`'s key in one step.
             let lockKey = keySpace.consulKey(ContenderLine.lockKey(under: prefix))
             let outcome = try await txn(
@@ -163,8 +177,10 @@ extension ConsulStore {
             // We did not hold the lock key after all: just leave the line.
             forgetExclusive(prefix: prefix, session: session)
         }
+        // `delete-cas` alone succeeds on a missing key; `check-index` fails on it.
         let outcome = try await txn(
-            [.kv("delete-cas", consulKey, index: revision.value)], operation: "atomicDelete", key: key)
+            [.kv("check-index", consulKey, index: revision.value), .kv("delete-cas", consulKey, index: revision.value)],
+            operation: "atomicDelete", key: key)
         if case .rolledBack = outcome {
             throw try await conditionFailure("compare-and-delete", key: key, expected: revision)
         }

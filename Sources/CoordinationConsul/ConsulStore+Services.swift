@@ -1,4 +1,6 @@
 import CoordinationCore
+import NIOHTTP1
+import Synchronization
 
 /// Consul's own service catalog: agent services with a TTL check, and `/v1/health/service`.
 extension ConsulStore {
@@ -74,7 +76,7 @@ extension ConsulStore {
             var last = firstRecords
             var failingSince: ContinuousClock.Instant?
             while !Task.isCancelled, let store = self {
-                do {
+                do throws(CoordinationError) {
                     let (newIndex, records) = try await store.readHealthy(name, index: index)
                     failingSince = nil
                     // Same rules as for keys: 0 counts as 1, a backwards index is a reset.

@@ -1,4 +1,6 @@
 import CoordinationCore
+import NIOHTTP1
+import Synchronization
 
 extension ConsulStore {
     public func makeSession(ttl: Duration) async throws(CoordinationError) -> Session {

@@ -111,9 +111,10 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
 
     public init(configuration: Configuration) throws(CoordinationError) {
         let endpoint = "\(configuration.host):\(configuration.port)"
+        let errors = ConsulErrorMapper(endpoint: endpoint)
         self.configuration = configuration
         self.storeDescription = StoreDescription(backend: "consul", endpoint: endpoint)
-        self.errors = ConsulErrorMapper(endpoint: endpoint)
+        self.errors = errors
         self.limits = StoreLimits(
             maxValueSize: configuration.maxValueSize,
             minimumSessionTTL: configuration.minimumSessionTTL,

@@ -15,17 +15,18 @@ struct ConsulBadInputTests {
         let store = try ConsulStore(
             configuration: .init(host: "127.0.0.1", port: 1, requestTimeout: .milliseconds(500), logger: logger))
         try await store.withRunning { store in
-            for call in [
-                { () async throws(CoordinationError) in _ = try await store.get(try Key("k")) },
-                { () async throws(CoordinationError) in _ = try await store.makeSession(ttl: .seconds(10)) },
-                { () async throws(CoordinationError) in _ = try await store.watch(try Key("k")) },
-            ] {
+            let calls: [@Sendable () async throws -> Void] = [
+                { _ = try await store.get(try Key("k")) },
+                { _ = try await store.makeSession(ttl: .seconds(10)) },
+                { _ = try await store.watch(try Key("k")) },
+            ]
+            for call in calls {
                 let error = try await withDeadline(.seconds(10), "the call fails") {
                     () async throws -> CoordinationError? in
                     do {
                         try await call()
                         return nil
-                    } catch {
+                    } catch let error as CoordinationError {
                         return error
                     }
                 }

@@ -5,6 +5,10 @@ import CoordinationTestKit
 import Foundation
 import Testing
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 /// A `Lock` from this library against `consul lock`, which uses Go's `api.Lock` on `PREFIX/.lock`
 /// with flags 0x2ddccbc058a50c18: a mixed fleet excludes each other in both orders.
 @Suite(

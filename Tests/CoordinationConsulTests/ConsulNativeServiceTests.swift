@@ -5,6 +5,10 @@ import CoordinationTestKit
 import Foundation
 import Testing
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 /// Registration in Consul's own catalog: what `consul catalog services`, the health API and DNS see.
 @Suite(
     "consul native service registration",
@@ -70,20 +74,26 @@ struct ConsulNativeServiceTests {
             let base = try Key("services")
             let discovery = ServiceDiscovery(base: base, store: store, catalog: .nativeWhenAvailable)
             let events = try await discovery.watch(name)
-            var iterator = events.makeAsyncIterator()
-            let first = try await iterator.next()
-            #expect(first?.change == .snapshot)
-            #expect(first?.instances.isEmpty == true)
+            let instance = ServiceInstance(
+                name: name, id: "\(name)-1", address: "127.0.0.1", port: 9000, metadata: ["v": "1"])
+            // Follows the membership until the instance is gone again.
+            let watcher = Task { () async throws -> [DiscoveryEvent] in
+                var seen: [DiscoveryEvent] = []
+                for try await event in events {
+                    seen.append(event)
+                    if case .deregistered = event.change { break }
+                }
+                return seen
+            }
 
-            let instance = ServiceInstance(name: name, id: "\(name)-1", address: "127.0.0.1", port: 9000, metadata: ["v": "1"])
             let registration = ServiceRegistration(
                 instance, base: base, store: store, sessionTTL: .seconds(2), catalog: .nativeWhenAvailable)
             let running = Task { try await registration.run() }
-            let registered = try await withDeadline(.seconds(20), "discovery sees the registration") {
-                try await iterator.next()
+            try await withDeadline(.seconds(20), "Consul's health API lists the instance") {
+                while Self.serviceIDs(try await Self.health(name, passingOnly: true)) != [instance.id] {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
             }
-            #expect(registered?.change == .registered(instance))
-            #expect(Self.serviceIDs(try await Self.health(name, passingOnly: true)) == [instance.id], "visible to Consul's own tools")
             // Nothing is written to the KV layout in this mode.
             #expect(try await store.list(base.appending(try Key(name))).isEmpty)
             #expect(try await discovery.instances(of: name) == [instance])
@@ -91,14 +101,20 @@ struct ConsulNativeServiceTests {
             // Heartbeats keep it passing well past its TTL.
             try await Task.sleep(for: .seconds(3))
             #expect(try await discovery.instances(of: name) == [instance])
+            #expect(Self.serviceIDs(try await Self.health(name, passingOnly: true)) == [instance.id])
 
             running.cancel()
             _ = try? await running.value
-            let gone = try await withDeadline(.seconds(20), "discovery sees the deregistration") {
-                try await iterator.next()
-            }
-            #expect(gone?.change == .deregistered(id: instance.id))
             #expect(Self.serviceIDs(try await Self.health(name, passingOnly: false)).isEmpty, "deregistered on stop")
+            let seen = try await withDeadline(.seconds(20), "discovery sees the deregistration") {
+                try await watcher.value
+            }
+            #expect(
+                seen.map(\.change) == [.snapshot, .registered(instance), .deregistered(id: instance.id)],
+                "\(seen)")
+            #expect(seen.first?.instances == [])
+            #expect(seen.dropFirst().first?.instances == [instance])
+            #expect(seen.last?.instances == [])
         }
     }
 

@@ -32,7 +32,7 @@ struct ConsulErrorMapper: Sendable {
 
     /// An answer that is not a success, by status and Consul's plain-text message.
     func status(_ response: ConsulResponse, _ operation: String, key: Key? = nil) -> CoordinationError {
-        let text = String(response.text.prefix(300)).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(response.text.prefix(300).filter { $0 != "\n" && $0 != "\r" })
         switch response.status {
         case 400 where text.lowercased().contains("session"):
             return make(.sessionExpired, "\(operation): \(text)", key: key)

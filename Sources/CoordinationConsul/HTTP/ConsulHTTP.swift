@@ -44,14 +44,7 @@ struct ConsulHTTP: Sendable {
         operation: String,
         key: Key? = nil
     ) async throws(CoordinationError) -> ConsulResponse {
-        var items = query
-        if let datacenter, !datacenter.isEmpty { items.append(("dc", datacenter)) }
-        var url = baseURL + path
-        if !items.isEmpty {
-            url += "?" + items.map { name, value in value.map { "\(name)=\(Self.escape($0))" } ?? name }
-                .joined(separator: "&")
-        }
-        var request = HTTPClientRequest(url: url)
+        var request = HTTPClientRequest(url: url(path, query: query))
         request.method = method
         if let token, !token.isEmpty { request.headers.add(name: "X-Consul-Token", value: token) }
         if let body {
@@ -66,6 +59,17 @@ struct ConsulHTTP: Sendable {
         } catch {
             throw errors.transport(error, operation, key: key, cancelled: Task.isCancelled)
         }
+    }
+
+    func url(_ path: String, query: [(String, String?)]) -> String {
+        var items = query
+        if let datacenter, !datacenter.isEmpty { items.append(("dc", datacenter)) }
+        var url = baseURL + path
+        if !items.isEmpty {
+            url += "?" + items.map { name, value in value.map { "\(name)=\(Self.escape($0))" } ?? name }
+                .joined(separator: "&")
+        }
+        return url
     }
 
     /// Query values are percent-encoded except for unreserved characters.

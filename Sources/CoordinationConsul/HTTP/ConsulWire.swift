@@ -96,22 +96,24 @@ enum ConsulWire {
 
     /// One element of `/v1/health/service/<name>`.
     struct HealthEntry: Decodable, Sendable {
-        struct Service: Decodable, Sendable {
+        struct ServicePart: Decodable, Sendable {
             var ID: String
             var Service: String
             var Address: String?
             var Port: Int?
             var Meta: [String: String]?
         }
-        struct Node: Decodable, Sendable { var Address: String? }
-        var Service: Service
-        var Node: Node?
+        struct NodePart: Decodable, Sendable { var Address: String? }
+        var Service: ServicePart
+        var Node: NodePart?
 
         var record: NativeServiceRecord {
-            let address = Service.Address.flatMap { $0.isEmpty ? nil : $0 } ?? Node?.Address ?? ""
+            let service = self.Service
+            let nodeAddress = self.Node?.Address ?? ""
+            let address = (service.Address?.isEmpty ?? true) ? nodeAddress : service.Address!
             return NativeServiceRecord(
-                name: Service.Service, id: Service.ID, address: address, port: Service.Port ?? 0,
-                metadata: Service.Meta ?? [:])
+                name: service.Service, id: service.ID, address: address, port: service.Port ?? 0,
+                metadata: service.Meta ?? [:])
         }
     }
 
