@@ -271,7 +271,15 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
             guard let decoded = ConsulWire.decode(ConsulWire.TxnResponse.self, response.body) else {
                 throw errors.make(.protocolError, "\(operation): unreadable transaction failure", key: key)
             }
-            return .rolledBack(decoded.Errors ?? [])
+            let failures = decoded.Errors ?? []
+            // ACL refusals inside a transaction come back as failed operations, not as 403.
+            if failures.contains(where: { $0.What.contains("ACL not found") }) {
+                throw errors.make(.authenticationFailed, "\(operation): Consul does not know the ACL token", key: key)
+            }
+            if failures.contains(where: { $0.What.lowercased().contains("permission denied") }) {
+                throw errors.make(.permissionDenied, "\(operation): permission denied by Consul's ACLs", key: key)
+            }
+            return .rolledBack(failures)
         default:
             throw errors.status(response, operation, key: key)
         }

@@ -1,8 +1,13 @@
 import CoordinationConsul
 import CoordinationCore
 import CoordinationTestKit
+import Foundation
 import Logging
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Failures that need no server, or a wrong one: typed errors, no hang, nothing leaked.
 @Suite("consul bad input")
@@ -106,6 +111,57 @@ struct ConsulAgentBadInputTests {
                 try await outside.deleteTree(try Key(namespace))
                 #expect(try await inside.get(try Key("a/b")) == nil)
             }
+        }
+    }
+}
+
+/// Against real ACLs (the test agent enables them with an anonymous-allow default and a throwaway
+/// management token): a wrong token and a too weak token give typed errors that never show the token.
+@Suite(
+    "consul ACL tokens",
+    .enabled(
+        if: ConsulTestServer.isAvailable && ConsulTestServer.environment("CONSUL_TEST_MANAGEMENT_TOKEN") != nil,
+        "needs CONSUL_HTTP_ADDR and CONSUL_TEST_MANAGEMENT_TOKEN (scripts/test starts a Consul agent with ACLs)"))
+struct ConsulACLTests {
+    @Test("an unknown token is authenticationFailed; it is never printed")
+    func unknownToken() async throws {
+        var configuration = try ConsulTestServer.configuration()
+        configuration.token = "00000000-dead-beef-0000-000000000000"
+        let store = try ConsulStore(configuration: configuration)
+        try await store.withRunning { store in
+            let error = try await expectError(.authenticationFailed) { try await store.get(try Key("acl/k")) }
+            #expect(!"\(error)".contains("dead-beef"))
+            try await expectError(.authenticationFailed) { try await store.makeSession(ttl: .seconds(10)) }
+        }
+    }
+
+    @Test("a read-only token reads, and writing with it is permissionDenied")
+    func readOnlyToken() async throws {
+        let management = try #require(ConsulTestServer.environment("CONSUL_TEST_MANAGEMENT_TOKEN"))
+        let address = try #require(ConsulTestServer.environment(ConsulTestServer.addressVariable))
+        func put(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
+            var request = URLRequest(url: URL(string: "http://\(address)\(path)")!)
+            request.httpMethod = "PUT"
+            request.setValue(management, forHTTPHeaderField: "X-Consul-Token")
+            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+            let (data, _) = try await URLSession.shared.data(for: request)
+            return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        }
+        let policy = try await put(
+            "/v1/acl/policy",
+            ["Name": "read-only-\(UInt32.random(in: 0 ... .max))", "Rules": #"key_prefix "" { policy = "read" }"#])
+        let policyID = try #require(policy["ID"] as? String)
+        let token = try await put("/v1/acl/token", ["Policies": [["ID": policyID]]])
+        let secret = try #require(token["SecretID"] as? String)
+
+        var configuration = try ConsulTestServer.configuration()
+        configuration.token = secret
+        let store = try ConsulStore(configuration: configuration)
+        try await store.withRunning { store in
+            #expect(try await store.get(try Key("acl/readable")) == nil)
+            let error = try await expectError(.permissionDenied) { try await store.put(try Key("acl/k"), Array("v".utf8)) }
+            #expect(!"\(error)".contains(secret))
+            try await expectError(.permissionDenied) { try await store.deleteTree(try Key("acl")) }
         }
     }
 }
