@@ -50,7 +50,8 @@ extension ConsulStore {
         let outcome = try await txn(operations, operation: "createContender", key: key)
         guard case .committed(let pairs) = outcome else {
             if outcome.failedAt(0) {
-                throw errors.make(.keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
+                throw errors.make(
+                    .keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
             }
             throw sessionFailure(outcome, session: session, key: key)
         }

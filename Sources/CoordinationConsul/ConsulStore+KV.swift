@@ -9,7 +9,8 @@ extension ConsulStore {
     ) async throws(CoordinationError) -> (index: UInt64?, entry: Entry?) {
         let query: [(String, String?)] =
             index.map { [("index", String($0)), ("wait", configuration.blockingWait.consulText)] } ?? []
-        let response = try await get(kvPath(key), query: query, blocking: index != nil, operation: operation, key: key, sent: sent)
+        let response = try await get(
+            kvPath(key), query: query, blocking: index != nil, operation: operation, key: key, sent: sent)
         switch response.status {
         case 200:
             guard let pairs = ConsulWire.decode([ConsulWire.KVPair].self, response.body) else {
@@ -179,7 +180,10 @@ extension ConsulStore {
         }
         // `delete-cas` alone succeeds on a missing key; `check-index` fails on it.
         let outcome = try await txn(
-            [.kv("check-index", consulKey, index: revision.value), .kv("delete-cas", consulKey, index: revision.value)],
+            [
+                .kv("check-index", consulKey, index: revision.value),
+                .kv("delete-cas", consulKey, index: revision.value),
+            ],
             operation: "atomicDelete", key: key)
         if case .rolledBack = outcome {
             throw try await conditionFailure("compare-and-delete", key: key, expected: revision)

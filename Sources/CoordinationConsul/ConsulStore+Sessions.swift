@@ -60,9 +60,10 @@ extension ConsulStore {
 
     /// A UUID, the only shape Consul gives session ids (checked so that no other text reaches a URL).
     static func isSessionID(_ text: String) -> Bool {
-        text.utf8.count == 36 && text.utf8.allSatisfy { byte in
-            byte == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-                || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
-        }
+        text.utf8.count == 36
+            && text.utf8.allSatisfy { byte in
+                byte == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+            }
     }
 }

@@ -21,9 +21,10 @@ extension ConsulStore {
     /// resumes without a gap) for up to `retryWindow`; then the stream fails.
     private func startWatch(
         _ key: Key,
-        read: @escaping @Sendable (ConsulStore, UInt64?, (@Sendable () -> Void)?) async throws(CoordinationError) -> (
-            UInt64?, [Entry]
-        )
+        read:
+            @escaping @Sendable (ConsulStore, UInt64?, (@Sendable () -> Void)?) async throws(CoordinationError) -> (
+                UInt64?, [Entry]
+            )
     ) async throws(CoordinationError) -> WatchStream {
         if isClosed { throw errors.make(.storeClosed, "the store was closed", key: key) }
         let (index, entries) = try await read(self, nil, nil)

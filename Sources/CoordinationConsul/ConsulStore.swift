@@ -125,7 +125,8 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
         }
         if !configuration.namespace.isEmpty {
             guard (try? Key(configuration.namespace))?.path == configuration.namespace else {
-                throw errors.make(.invalidConnectionString, "the namespace '\(configuration.namespace)' is not a valid key")
+                throw errors.make(
+                    .invalidConnectionString, "the namespace '\(configuration.namespace)' is not a valid key")
             }
         }
         let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host

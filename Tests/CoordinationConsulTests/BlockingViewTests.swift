@@ -63,7 +63,9 @@ struct BlockingViewTests {
         let events = view.apply(index: 40, entries: [entry("k", "0", create: 5, modify: 30)])
         #expect(
             events == [
-                .snapshot(WatchSnapshot(entries: [entry("k", "0", create: 5, modify: 30)], revision: Revision(40), historyLost: true))
+                .snapshot(
+                    WatchSnapshot(
+                        entries: [entry("k", "0", create: 5, modify: 30)], revision: Revision(40), historyLost: true))
             ])
         #expect(view.index == 40)
     }

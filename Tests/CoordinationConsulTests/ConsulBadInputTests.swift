@@ -74,7 +74,9 @@ struct ConsulBadInputTests {
         let store = try ConsulStore(configuration: .init(host: "127.0.0.1", port: 1))
         await #expect(throws: CoordinationError.invalidArgument) { try await store.makeSession(ttl: .seconds(9)) }
         await #expect(throws: CoordinationError.invalidArgument) { try await store.makeSession(ttl: .seconds(86_401)) }
-        await #expect(throws: CoordinationError.invalidArgument) { try await store.revokeSession(SessionID("../../kv")) }
+        await #expect(throws: CoordinationError.invalidArgument) {
+            try await store.revokeSession(SessionID("../../kv"))
+        }
         await #expect(throws: CoordinationError.valueTooLarge) {
             try await store.put(try Key("big"), [UInt8](repeating: 1, count: 512 * 1024 + 1))
         }
@@ -159,7 +161,9 @@ struct ConsulACLTests {
         let store = try ConsulStore(configuration: configuration)
         try await store.withRunning { store in
             #expect(try await store.get(try Key("acl/readable")) == nil)
-            let error = try await expectError(.permissionDenied) { try await store.put(try Key("acl/k"), Array("v".utf8)) }
+            let error = try await expectError(.permissionDenied) {
+                try await store.put(try Key("acl/k"), Array("v".utf8))
+            }
             #expect(!"\(error)".contains(secret))
             try await expectError(.permissionDenied) { try await store.deleteTree(try Key("acl")) }
         }

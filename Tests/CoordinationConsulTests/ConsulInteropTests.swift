@@ -29,7 +29,8 @@ struct ConsulInteropTests {
         let address = try #require(ConsulTestServer.environment(ConsulTestServer.addressVariable))
         try await withDeadline(.seconds(30), "consul lock opens its session") {
             while true {
-                let (data, _) = try await URLSession.shared.data(from: URL(string: "http://\(address)/v1/session/list")!)
+                let (data, _) = try await URLSession.shared.data(
+                    from: URL(string: "http://\(address)/v1/session/list")!)
                 let sessions = (try JSONSerialization.jsonObject(with: data) as? [[String: Any]]) ?? []
                 if sessions.contains(where: { !ours.contains($0["ID"] as? String ?? "") }) { return }
                 try await Task.sleep(for: .milliseconds(50))
@@ -67,9 +68,11 @@ struct ConsulInteropTests {
             // The child holds the lock until the test creates the release file.
             let peer = try ConsulLockPeer(
                 prefix: name,
-                shellCommand: "echo peer-holding; while [ ! -e '\(release.path)' ]; do sleep 0.05; done; echo peer-done")
+                shellCommand: "echo peer-holding; while [ ! -e '\(release.path)' ]; do sleep 0.05; done; echo peer-done"
+            )
             try await peer.waitForOutput("peer-holding")
-            let holder = try #require(try await Lock(try Key(name), session: store.makeSession(ttl: .seconds(10)), store: store).holder())
+            let holder = try #require(
+                try await Lock(try Key(name), session: store.makeSession(ttl: .seconds(10)), store: store).holder())
             #expect(holder.key.path == name + "/.lock", "consul lock's key heads the line")
             let session = try await store.makeSession(ttl: .seconds(10))
             let waiter = Task { try await Lock(try Key(name), session: session, store: store).acquire() }

@@ -54,7 +54,9 @@ struct ConsulNativeServiceTests {
             }
             #expect(emptied)
             #expect(Self.serviceIDs(try await Self.health(name, passingOnly: true)).isEmpty)
-            #expect(Self.serviceIDs(try await Self.health(name, passingOnly: false)) == [record.id], "still in the catalog, critical")
+            #expect(
+                Self.serviceIDs(try await Self.health(name, passingOnly: false)) == [record.id],
+                "still in the catalog, critical")
 
             // A heartbeat brings it back; deregistration removes it from the catalog.
             try await store.passServiceCheck(id: record.id)

@@ -20,7 +20,9 @@ struct ContenderLineTests {
             entries: [
                 entry("s2", create: 20, session: "s2"), entry("s1", create: 10, session: "s1"),
                 entry("plain", create: 5, session: nil),
-                Entry(key: try! Key("locks/job/s1/deep"), value: [], createRevision: Revision(1), modifyRevision: Revision(1), session: SessionID("x")),
+                Entry(
+                    key: try! Key("locks/job/s1/deep"), value: [], createRevision: Revision(1),
+                    modifyRevision: Revision(1), session: SessionID("x")),
             ])
         #expect(reading.contenders.map(\.key.name) == ["s1", "s2"])
         #expect(reading.lockHolder == nil)

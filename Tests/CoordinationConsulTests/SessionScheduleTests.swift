@@ -93,7 +93,8 @@ struct SessionScheduleTests {
                 let actions = schedule.tick(now: now)
                 if !actions.expire.isEmpty { expiredAt = now }
                 for _ in actions.renew {
-                    pending.append((now, now.advanced(by: .milliseconds(Int64.random(in: 1...3_000, using: &generator)))))
+                    pending.append(
+                        (now, now.advanced(by: .milliseconds(Int64.random(in: 1...3_000, using: &generator)))))
                 }
                 if expiredAt == nil {
                     #expect(now < serverUntil, "reported alive at \(now) after the server's guarantee \(serverUntil)")

@@ -141,7 +141,8 @@ public struct DiscoveryStream: AsyncSequence, Sendable {
                         ?? CoordinationError(.serverError, "service watch failed: \(error)", key: prefix.path)
                 }
                 guard let records else { return nil }
-                let fresh = Dictionary(records.map { ($0.id, ServiceInstance($0)) }, uniquingKeysWith: { _, last in last })
+                let fresh = Dictionary(
+                    records.map { ($0.id, ServiceInstance($0)) }, uniquingKeysWith: { _, last in last })
                 if !started {
                     started = true
                     members = fresh

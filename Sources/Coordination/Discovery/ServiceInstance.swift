@@ -89,6 +89,7 @@ extension ServiceInstance {
     }
 
     init(_ record: NativeServiceRecord) {
-        self.init(name: record.name, id: record.id, address: record.address, port: record.port, metadata: record.metadata)
+        self.init(
+            name: record.name, id: record.id, address: record.address, port: record.port, metadata: record.metadata)
     }
 }

@@ -110,7 +110,9 @@ public final class ServiceRegistration: Service, Sendable {
                     broadcast.set(.registered(Revision(0)))
                 }
             } catch {
-                if error.code == .invalidKey || error.code == .invalidArgument || error.code == .storeClosed { throw error }
+                if error.code == .invalidKey || error.code == .invalidArgument || error.code == .storeClosed {
+                    throw error
+                }
                 if Task.isCancelled { break }
                 if registered {
                     registered = false

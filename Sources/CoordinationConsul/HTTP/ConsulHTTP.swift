@@ -55,7 +55,8 @@ struct ConsulHTTP: Sendable {
             let response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
             let buffer = try await response.body.collect(upTo: 64 * 1024 * 1024)
             let index = response.headers.first(name: "X-Consul-Index").flatMap(UInt64.init)
-            return ConsulResponse(status: Int(response.status.code), index: index, body: Array(buffer.readableBytesView))
+            return ConsulResponse(
+                status: Int(response.status.code), index: index, body: Array(buffer.readableBytesView))
         } catch {
             throw errors.transport(error, operation, key: key, cancelled: Task.isCancelled)
         }
@@ -66,7 +67,9 @@ struct ConsulHTTP: Sendable {
         if let datacenter, !datacenter.isEmpty { items.append(("dc", datacenter)) }
         var url = baseURL + path
         if !items.isEmpty {
-            url += "?" + items.map { name, value in value.map { "\(name)=\(Self.escape($0))" } ?? name }
+            url +=
+                "?"
+                + items.map { name, value in value.map { "\(name)=\(Self.escape($0))" } ?? name }
                 .joined(separator: "&")
         }
         return url

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CoordinationCore
 import NIOCore
 import NIOHTTP1
 import Synchronization
@@ -84,5 +85,3 @@ extension ConsulHTTP {
         }
     }
 }
-
-import CoordinationCore

@@ -32,7 +32,8 @@ enum ContenderLine {
     /// Orders the entries read below `prefix` (a recursive read; deeper keys are ignored).
     static func read(prefix: Key, entries: [Entry]) -> Reading {
         let lockKey = lockKey(under: prefix)
-        var line = entries
+        var line =
+            entries
             .filter { $0.key.isChild(of: prefix) && $0.key != lockKey && $0.session != nil }
             .sorted { $0.createRevision < $1.createRevision }
             .map(Contender.init(entry:))

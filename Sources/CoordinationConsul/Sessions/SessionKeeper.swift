@@ -80,7 +80,8 @@ final class SessionKeeper: Sendable {
                     sessions[id]?.transition(to: .suspended)
                 }
                 for id in actions.expire {
-                    logger.info("session expired (no acknowledged renewal within its TTL)", metadata: ["session": "\(id)"])
+                    logger.info(
+                        "session expired (no acknowledged renewal within its TTL)", metadata: ["session": "\(id)"])
                     sessions[id]?.transition(to: .expired)
                 }
                 if let next {

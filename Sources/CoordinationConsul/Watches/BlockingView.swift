@@ -35,16 +35,26 @@ struct BlockingView: Sendable, Equatable {
         if newIndex < index {
             index = newIndex
             entries = freshByKey
-            return [.snapshot(WatchSnapshot(entries: fresh.sorted { $0.key < $1.key }, revision: Revision(newIndex), historyLost: true))]
+            return [
+                .snapshot(
+                    WatchSnapshot(
+                        entries: fresh.sorted { $0.key < $1.key }, revision: Revision(newIndex), historyLost: true))
+            ]
         }
         var events: [(order: UInt64, rank: Int, event: WatchEvent)] = []
         for (key, entry) in freshByKey {
             if let old = entries[key] {
                 if old.createRevision != entry.createRevision {
                     // Deleted and created again in between: both, the deletion first.
-                    events.append((entry.createRevision.value, 0, .deleted(Deletion(key: key, revision: entry.createRevision, reason: .unspecified))))
+                    events.append(
+                        (
+                            entry.createRevision.value, 0,
+                            .deleted(Deletion(key: key, revision: entry.createRevision, reason: .unspecified))
+                        ))
                     events.append((entry.modifyRevision.value, 1, .put(entry)))
-                } else if old.modifyRevision != entry.modifyRevision || old.value != entry.value || old.session != entry.session {
+                } else if old.modifyRevision != entry.modifyRevision || old.value != entry.value
+                    || old.session != entry.session
+                {
                     events.append((entry.modifyRevision.value, 1, .put(entry)))
                 }
             } else {
@@ -52,11 +62,13 @@ struct BlockingView: Sendable, Equatable {
             }
         }
         for key in entries.keys where freshByKey[key] == nil {
-            events.append((newIndex, 2, .deleted(Deletion(key: key, revision: Revision(newIndex), reason: .unspecified))))
+            events.append(
+                (newIndex, 2, .deleted(Deletion(key: key, revision: Revision(newIndex), reason: .unspecified))))
         }
         index = newIndex
         entries = freshByKey
-        return events.sorted { ($0.order, $0.rank, $0.event.keyPath) < ($1.order, $1.rank, $1.event.keyPath) }.map(\.event)
+        return events.sorted { ($0.order, $0.rank, $0.event.keyPath) < ($1.order, $1.rank, $1.event.keyPath) }.map(
+            \.event)
     }
 }
 

@@ -38,7 +38,9 @@ struct ConsulBench {
         let window: Duration = quick ? .seconds(3) : .seconds(10)
 
         print(try await uncontended(configuration, prefix: prefix, warmup: cycles / 10, cycles: cycles))
-        print(try await contended(configuration, prefix: prefix, contenders: contenders, warmup: .seconds(2), window: window))
+        print(
+            try await contended(
+                configuration, prefix: prefix, contenders: contenders, warmup: .seconds(2), window: window))
     }
 
     static func uncontended(
@@ -108,7 +110,8 @@ struct ConsulBench {
             }
             for session in sessions { try? await session.close() }
             for store in stores { await store.close() }
-            return "consul contended contenders=\(contenders): grants_per_s=\(format(Double(result.grants) / result.elapsed.seconds, 1))"
+            return
+                "consul contended contenders=\(contenders): grants_per_s=\(format(Double(result.grants) / result.elapsed.seconds, 1))"
                 + " handoff_p50_ms=\(format(percentile(result.handoffs, 0.5)))"
                 + " handoff_p99_ms=\(format(percentile(result.handoffs, 0.99))) grants=\(result.grants)"
                 + " seconds=\(format(result.elapsed.seconds, 1))"
