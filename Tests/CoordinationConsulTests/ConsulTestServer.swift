@@ -66,8 +66,8 @@ struct ConsulBackend: ConformanceBackend {
     let optOuts: [String: String] = [
         "no gap between snapshot and changes under concurrent writes":
             "Consul's blocking queries return the latest state, not every write in between (DESIGN.md, "
-            + "docs/architecture.md note 4): 60 back-to-back writes arrive coalesced. Creates, deletes and "
-            + "the latest value are never lost; the recipes rely only on those."
+            + "docs/architecture.md note 4): 60 back-to-back writes arrive coalesced. The latest state is "
+            + "never lost; the recipes rely only on that (see docs/consul.md, Coalescing)."
     ]
 
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
