@@ -118,6 +118,16 @@ extension ConsulStore {
         return exclusiveLines.withLock { $0[prefix]?.contains(session) ?? false } ? (prefix, session) : nil
     }
 
+    /// Forgets every line of an ended session.
+    func forgetExclusive(session: SessionID) {
+        exclusiveLines.withLock { lines in
+            for prefix in lines.keys {
+                lines[prefix]?.remove(session)
+                if lines[prefix]?.isEmpty == true { lines.removeValue(forKey: prefix) }
+            }
+        }
+    }
+
     func forgetExclusive(prefix: Key, session: SessionID) {
         exclusiveLines.withLock { lines in
             lines[prefix]?.remove(session)

@@ -28,11 +28,13 @@ extension ConsulStore {
             throw errors.make(.invalidArgument, "'\(id)' is not a Consul session id")
         }
         try await destroy(id, operation: "revokeSession")
+        forgetExclusive(session: id)
         sessions.expire(id.rawValue)
     }
 
     public func closeSession(_ id: SessionID) async throws(CoordinationError) {
         sessions.remove(id.rawValue)
+        forgetExclusive(session: id)
         guard Self.isSessionID(id.rawValue) else { return }
         try await destroy(id, operation: "closeSession")
     }

@@ -19,7 +19,9 @@ import Synchronization
 /// With `catalog: .nativeWhenAvailable` on a store that has a service catalog of its own
 /// (``NativeServiceRegistry``, e.g. Consul's agent services), the instance is registered there
 /// instead, with a TTL health check that this service passes every half `sessionTTL`; it is
-/// registered again if the backend forgets it, and deregistered when the service stops.
+/// registered again if the backend forgets it, and deregistered when the service stops. A native
+/// catalog has no revisions: the status then reads `.registered(Revision(0))`, and
+/// ``currentSession`` is `nil`.
 public final class ServiceRegistration: Service, Sendable {
     /// Where the registration stands.
     public enum Status: Sendable, Hashable {
