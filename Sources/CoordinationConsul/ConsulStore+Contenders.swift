@@ -80,14 +80,20 @@ extension ConsulStore {
                 return reading.contenders
             }
             let lockKey = ContenderLine.lockKey(under: prefix)
-            let response = try await send(
-                .PUT, kvPath(lockKey),
-                query: [("acquire", session.rawValue), ("flags", String(ContenderLine.lockFlags))],
-                body: first.value, operation: "acquireLockKey", key: lockKey)
-            guard response.isSuccess else { throw errors.status(response, "acquireLockKey", key: lockKey) }
-            let acquired = response.text.contains("true")
+            // Guarded by the contender's own key: once that contender has left (released, or
+            // cancelled, perhaps by another task of this store meanwhile), the lock key is not taken
+            // for it any more.
+            let outcome = try await txn(
+                [
+                    .kv("check-index", keySpace.consulKey(first.key), index: first.modifyRevision.value),
+                    .kv(
+                        "lock", keySpace.consulKey(lockKey), value: first.value, flags: ContenderLine.lockFlags,
+                        session: session.rawValue),
+                ], operation: "acquireLockKey", key: lockKey)
+            // Taken: the first contender heads the line as read (no second read needed).
+            if case .committed = outcome { return reading.contenders }
             entries = try await readTree(prefix, operation: "contenders").entries
-            if acquired { continue }
+            if outcome.failedAt(0) { continue }
             let again = ContenderLine.read(prefix: prefix, entries: entries)
             if again.lockHolder == nil, again.firstContender?.key == first.key {
                 // Free, but refused: a lock-delay from an invalidated session is still running.

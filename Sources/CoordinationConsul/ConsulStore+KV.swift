@@ -55,10 +55,28 @@ extension ConsulStore {
     ) async throws(CoordinationError) -> ConsulResponse {
         let timeout = blocking ? blockingTimeout : configuration.requestTimeout
         guard let sent else {
-            return try await send(.GET, path, query: query, timeout: timeout, operation: operation, key: key)
+            // Reads are idempotent: while the servers elect a leader (or a follower's connection to
+            // a dead leader breaks), retry them within the call's own deadline.
+            let deadline = ContinuousClock.now + timeout
+            while true {
+                let response = try await send(.GET, path, query: query, timeout: timeout, operation: operation, key: key)
+                guard response.status == 500, Self.isTransientServerFailure(response.text),
+                    ContinuousClock.now + .milliseconds(100) < deadline
+                else { return response }
+                do {
+                    try await Task.sleep(for: .milliseconds(100))
+                } catch {
+                    throw errors.make(.cancelled, "\(operation) was cancelled", key: key)
+                }
+            }
         }
         if isClosed { throw errors.make(.storeClosed, "\(operation): the store was closed", key: key) }
         return try await http.get(path, query: query, timeout: timeout, operation: operation, key: key, sent: sent)
+    }
+
+    /// Consul's answers while it has no leader or lost its connection to it.
+    static func isTransientServerFailure(_ text: String) -> Bool {
+        text.contains("No cluster leader") || text.contains("rpc error") || text.contains("leadership lost")
     }
 
     /// A blocking query waits `blockingWait` plus Consul's jitter of up to wait/16; the deadline
@@ -175,9 +193,21 @@ extension ConsulStore {
             if outcome.failedAt(0) {
                 throw try await conditionFailure("compare-and-delete", key: key, expected: revision)
             }
-            // We did not hold the lock key after all: just leave the line.
+            // We did not hold the lock key: leave the line, then make sure a lock-key acquisition
+            // that raced with this release (taken for our contender just before it left) does not
+            // outlive it. Later acquisitions check the contender's key and fail.
             forgetExclusive(prefix: prefix, session: session)
+            try await deleteAtRevision(key, revision: revision)
+            _ = try await txn(
+                [.kv("check-session", lockKey, session: session.rawValue), .kv("delete", lockKey)],
+                operation: "atomicDelete", key: key)
+            return
         }
+        try await deleteAtRevision(key, revision: revision)
+    }
+
+    private func deleteAtRevision(_ key: Key, revision: Revision) async throws(CoordinationError) {
+        let consulKey = keySpace.consulKey(key)
         // `delete-cas` alone succeeds on a missing key; `check-index` fails on it.
         let outcome = try await txn(
             [
