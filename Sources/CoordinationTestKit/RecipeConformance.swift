@@ -164,6 +164,8 @@ public enum RecipeConformance {
                         // Released at the end of the check.
                     }
                 }
+                // Arrival order is fixed: waiter 0 is first in line however the tasks are scheduled.
+                try await waitForLine(ctx.store, name, count: index + 2)
             }
             try await waitForLine(ctx.store, name, count: 7)
             // Every waiter has looked at the line once and now watches its predecessor.
