@@ -59,7 +59,8 @@ extension ConsulStore {
             // a dead leader breaks), retry them within the call's own deadline.
             let deadline = ContinuousClock.now + timeout
             while true {
-                let response = try await send(.GET, path, query: query, timeout: timeout, operation: operation, key: key)
+                let response = try await send(
+                    .GET, path, query: query, timeout: timeout, operation: operation, key: key)
                 guard response.status == 500, Self.isTransientServerFailure(response.text),
                     ContinuousClock.now + .milliseconds(100) < deadline
                 else { return response }

@@ -120,6 +120,41 @@ struct ConsulNativeServiceTests {
         }
     }
 
+    @Test("a registration the agent forgot is registered again by the next heartbeat")
+    func reregistersWhenForgotten() async throws {
+        let name = Self.uniqueName("worker")
+        let store = try ConsulTestServer.makeStore()
+        try await store.withRunning { store in
+            let instance = ServiceInstance(name: name, id: "\(name)-1", address: "127.0.0.1", port: 9100)
+            let registration = ServiceRegistration(
+                instance, base: try Key("services"), store: store, sessionTTL: .seconds(2),
+                retryDelay: .milliseconds(100), catalog: .nativeWhenAvailable)
+            let statuses = registration.statuses()
+            let running = Task { try await registration.run() }
+            try await withDeadline(.seconds(20), "registered") {
+                for await status in statuses { if case .registered = status { return } }
+            }
+            // As if the agent lost it (restarted without its state): the next heartbeat finds no check.
+            try await store.deregisterService(id: instance.id)
+            #expect(Self.serviceIDs(try await Self.health(name, passingOnly: false)).isEmpty)
+            let sequence = try await withDeadline(.seconds(20), "re-registered") {
+                () async -> [ServiceRegistration.Status] in
+                var seen: [ServiceRegistration.Status] = []
+                for await status in registration.statuses() {
+                    seen.append(status)
+                    if status == .reregistering { continue }
+                    if seen.contains(.reregistering), case .registered = status { return seen }
+                }
+                return seen
+            }
+            #expect(sequence.contains(.reregistering), "\(sequence)")
+            #expect(Self.serviceIDs(try await Self.health(name, passingOnly: true)) == [instance.id])
+            running.cancel()
+            _ = try? await running.value
+            #expect(Self.serviceIDs(try await Self.health(name, passingOnly: false)).isEmpty)
+        }
+    }
+
     @Test("service names and ids are validated before any I/O")
     func badNames() async throws {
         let store = try ConsulTestServer.makeStore()
