@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "CoordinationMemory", targets: ["CoordinationMemory"]),
         .library(name: "CoordinationEtcd", targets: ["CoordinationEtcd"]),
         .library(name: "CoordinationEtcdV2", targets: ["CoordinationEtcdV2"]),
+        .library(name: "CoordinationConsul", targets: ["CoordinationConsul"]),
         .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
     ],
@@ -77,6 +78,18 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "CoordinationConsul",
+            dependencies: [
+                "CoordinationCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Coordination",
             dependencies: [
                 "CoordinationCore",
@@ -102,6 +115,7 @@ let package = Package(
                 "CoordinationMemory",
                 "CoordinationEtcd",
                 "CoordinationEtcdV2",
+                "CoordinationConsul",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -121,6 +135,11 @@ let package = Package(
         .testTarget(
             name: "CoordinationEtcdV2Tests",
             dependencies: ["CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinationConsulTests",
+            dependencies: ["CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Coordination
+import CoordinationConsul
 import CoordinationCore
 import CoordinationEtcd
 import CoordinationEtcdV2
@@ -42,6 +43,7 @@ struct CoordinationDemo: AsyncParsableCommand {
         MemoryStore.register(in: &registry)
         EtcdStore.register(in: &registry)
         EtcdV2Store.register(in: &registry)
+        ConsulStore.register(in: &registry)
         let kvStore: any KeyValueStore
         do {
             kvStore = try registry.makeStore(store)
@@ -49,7 +51,9 @@ struct CoordinationDemo: AsyncParsableCommand {
             throw ValidationError("\(error.message)")
         }
         let timeline = Timeline()
-        let ttl = Duration.milliseconds(ttlMilliseconds)
+        // A backend may not go as low as asked (Consul: 10 s unless the agent allows less, see
+        // docs/consul.md); use its minimum then.
+        let ttl = max(Duration.milliseconds(ttlMilliseconds), kvStore.limits.minimumSessionTTL)
         let root = try Key("demo/run-\(String(UInt32.random(in: .min ... .max), radix: 36))")
         timeline.log("demo", "store \(kvStore.storeDescription), \(workers) workers, session TTL \(ttl)")
 

@@ -27,19 +27,12 @@ public enum RecipeConformance {
         ConformanceCheck(suite: suite, name, clients: clients, requires: requires, body: body)
     }
 
-    /// Waits until the line under `prefix` has `count` contenders.
+    /// Waits until the line under `prefix` has `count` contenders, as the store counts them
+    /// (`contenders(under:)`: on Consul the `api.Lock` key beside the line is not a contender).
     static func waitForLine(_ store: any KeyValueStore, _ prefix: Key, count: Int) async throws {
         try await withDeadline(.seconds(20), "\(count) contenders in line under \(prefix)") {
-            let events = try await store.watchTree(prefix)
-            var members = Set<Key>()
-            for try await event in events {
-                switch event {
-                case .snapshot(let snapshot):
-                    members = Set(snapshot.entries.filter { $0.key.isChild(of: prefix) }.map(\.key))
-                case .put(let entry): if entry.key.isChild(of: prefix) { members.insert(entry.key) }
-                case .deleted(let deletion): members.remove(deletion.key)
-                }
-                if members.count == count { return }
+            for try await _ in try await store.watchTree(prefix) {
+                if try await store.contenders(under: prefix).count == count { return }
             }
         }
     }
@@ -172,6 +165,8 @@ public enum RecipeConformance {
                         // Released at the end of the check.
                     }
                 }
+                // Arrival order is fixed: waiter 0 is first in line however the tasks are scheduled.
+                try await waitForLine(ctx.store, name, count: index + 2)
             }
             try await waitForLine(ctx.store, name, count: 7)
             // Every waiter has looked at the line (when joining, or with one read) and now watches

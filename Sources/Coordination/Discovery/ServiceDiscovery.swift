@@ -15,19 +15,29 @@ public struct DiscoveryEvent: Sendable, Hashable {
     public let instances: [ServiceInstance]
 }
 
-/// Finds the instances of services registered with ``ServiceRegistration`` under the same base.
+/// Finds the instances of services registered with ``ServiceRegistration`` under the same base
+/// (or, with `catalog: .nativeWhenAvailable`, the healthy instances in the store's own catalog).
 public struct ServiceDiscovery: Sendable {
     public let base: Key
     public let store: any KeyValueStore
+    public let catalog: ServiceCatalog
 
-    public init(base: Key, store: any KeyValueStore) {
+    public init(base: Key, store: any KeyValueStore, catalog: ServiceCatalog = .keyValue) {
         self.base = base
         self.store = store
+        self.catalog = catalog
+    }
+
+    private var nativeRegistry: (any NativeServiceRegistry)? {
+        catalog == .nativeWhenAvailable ? store as? any NativeServiceRegistry : nil
     }
 
     /// The live instances of `service`, sorted by id.
     public func instances(of service: String) async throws(CoordinationError) -> [ServiceInstance] {
         let prefix = try serviceKey(service)
+        if let native = nativeRegistry {
+            return try await native.healthyServices(named: service).map(ServiceInstance.init).sorted { $0.id < $1.id }
+        }
         return try await store.list(prefix)
             .filter { $0.key.isChild(of: prefix) }
             .compactMap(ServiceInstance.decode)
@@ -37,6 +47,9 @@ public struct ServiceDiscovery: Sendable {
     /// A snapshot of `service`'s instances, then every change.
     public func watch(_ service: String) async throws(CoordinationError) -> DiscoveryStream {
         let prefix = try serviceKey(service)
+        if let native = nativeRegistry {
+            return DiscoveryStream(memberships: try await native.watchHealthyServices(named: service), prefix: prefix)
+        }
         return DiscoveryStream(events: try await store.watchTree(prefix), prefix: prefix)
     }
 
@@ -54,19 +67,40 @@ public struct DiscoveryStream: AsyncSequence, Sendable {
     public typealias Element = DiscoveryEvent
     public typealias Failure = CoordinationError
 
-    let events: WatchStream
+    private enum Source: Sendable {
+        case keyValue(WatchStream)
+        case native(NativeMembershipStream)
+    }
+
+    private let source: Source
     let prefix: Key
+
+    init(events: WatchStream, prefix: Key) {
+        self.source = .keyValue(events)
+        self.prefix = prefix
+    }
+
+    init(memberships: NativeMembershipStream, prefix: Key) {
+        self.source = .native(memberships)
+        self.prefix = prefix
+    }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         public typealias Element = DiscoveryEvent
         public typealias Failure = CoordinationError
 
-        var events: WatchStream.AsyncIterator
+        var events: WatchStream.AsyncIterator?
+        var memberships: NativeMembershipStream.AsyncIterator?
         let prefix: Key
         var members: [String: ServiceInstance] = [:]
+        /// Changes from one native membership to the next, not yet returned.
+        var pending: [DiscoveryEvent.Change] = []
+        var started = false
 
         public mutating func next() async throws(CoordinationError) -> DiscoveryEvent? {
-            while let event = try await events.next() {
+            if memberships != nil { return try await nextNative() }
+            guard events != nil else { return nil }
+            while let event = try await events!.next() {
                 let change: DiscoveryEvent.Change?
                 switch event {
                 case .snapshot(let snapshot):
@@ -94,9 +128,53 @@ public struct DiscoveryStream: AsyncSequence, Sendable {
             }
             return nil
         }
+
+        /// A native catalog reports whole memberships; each is diffed against the last into the
+        /// same events the key/value layout gives.
+        private mutating func nextNative() async throws(CoordinationError) -> DiscoveryEvent? {
+            while pending.isEmpty {
+                let records: [NativeServiceRecord]?
+                do {
+                    records = try await memberships!.next()
+                } catch {
+                    throw (error as? CoordinationError)
+                        ?? CoordinationError(.serverError, "service watch failed: \(error)", key: prefix.path)
+                }
+                guard let records else { return nil }
+                let fresh = Dictionary(
+                    records.map { ($0.id, ServiceInstance($0)) }, uniquingKeysWith: { _, last in last })
+                if !started {
+                    started = true
+                    members = fresh
+                    pending = [.snapshot]
+                    break
+                }
+                for (id, instance) in fresh.sorted(by: { $0.key < $1.key }) {
+                    if let old = members[id] {
+                        if old != instance { pending.append(.updated(instance)) }
+                    } else {
+                        pending.append(.registered(instance))
+                    }
+                }
+                for id in members.keys.sorted() where fresh[id] == nil { pending.append(.deregistered(id: id)) }
+            }
+            // `members` is the view before this change: apply the change, then report it.
+            let change = pending.removeFirst()
+            switch change {
+            case .registered(let instance), .updated(let instance): members[instance.id] = instance
+            case .deregistered(let id): members.removeValue(forKey: id)
+            case .snapshot: break
+            }
+            return DiscoveryEvent(change: change, instances: members.values.sorted { $0.id < $1.id })
+        }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(events: events.makeAsyncIterator(), prefix: prefix)
+        switch source {
+        case .keyValue(let events):
+            AsyncIterator(events: events.makeAsyncIterator(), memberships: nil, prefix: prefix)
+        case .native(let memberships):
+            AsyncIterator(events: nil, memberships: memberships.makeAsyncIterator(), prefix: prefix)
+        }
     }
 }

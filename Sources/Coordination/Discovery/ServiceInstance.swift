@@ -81,3 +81,15 @@ public struct ServiceInstance: Sendable, Hashable, Codable {
         try? JSONDecoder().decode(ServiceInstance.self, from: Data(entry.value))
     }
 }
+
+extension ServiceInstance {
+    /// The instance as a native catalog entry.
+    var nativeRecord: NativeServiceRecord {
+        NativeServiceRecord(name: name, id: id, address: address, port: port, metadata: metadata)
+    }
+
+    init(_ record: NativeServiceRecord) {
+        self.init(
+            name: record.name, id: record.id, address: record.address, port: record.port, metadata: record.metadata)
+    }
+}

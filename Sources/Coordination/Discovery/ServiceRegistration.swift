@@ -15,6 +15,13 @@ import Synchronization
 /// alive (the TTL heartbeat). If that session is lost — a long pause, a partition — the registration
 /// opens a new session and registers again by itself. Cancelling ``run()`` (or graceful shutdown)
 /// deregisters.
+///
+/// With `catalog: .nativeWhenAvailable` on a store that has a service catalog of its own
+/// (``NativeServiceRegistry``, e.g. Consul's agent services), the instance is registered there
+/// instead, with a TTL health check that this service passes every half `sessionTTL`; it is
+/// registered again if the backend forgets it, and deregistered when the service stops. A native
+/// catalog has no revisions: the status then reads `.registered(Revision(0))`, and
+/// ``currentSession`` is `nil`.
 public final class ServiceRegistration: Service, Sendable {
     /// Where the registration stands.
     public enum Status: Sendable, Hashable {
@@ -30,6 +37,8 @@ public final class ServiceRegistration: Service, Sendable {
     public let store: any KeyValueStore
     public let sessionTTL: Duration
     public let retryDelay: Duration
+    /// Where the registration is kept.
+    public let catalog: ServiceCatalog
     private let logger: Logger
     private let instance: Mutex<ServiceInstance>
     private let session = Mutex<Session?>(nil)
@@ -41,8 +50,10 @@ public final class ServiceRegistration: Service, Sendable {
         store: any KeyValueStore,
         sessionTTL: Duration = .seconds(10),
         retryDelay: Duration = .milliseconds(500),
+        catalog: ServiceCatalog = .keyValue,
         logger: Logger = Logger(label: "swift-coordination.registration")
     ) {
+        self.catalog = catalog
         self.instance = Mutex(instance)
         self.base = base
         self.store = store
@@ -63,7 +74,9 @@ public final class ServiceRegistration: Service, Sendable {
             instance.metadata = metadata
             return instance
         }
-        if let session = currentSession, session.isActive {
+        if let native = nativeRegistry {
+            if case .registered = status { try await native.registerService(updated.nativeRecord, ttl: sessionTTL) }
+        } else if let session = currentSession, session.isActive {
             try await write(updated, session: session)
         }
     }
@@ -71,8 +84,54 @@ public final class ServiceRegistration: Service, Sendable {
     public func run() async throws {
         defer { broadcast.set(.stopped) }
         try await cancelWhenGracefulShutdown {
-            try await self.keepRegistered()
+            if let native = self.nativeRegistry {
+                try await self.keepRegistered(in: native)
+            } else {
+                try await self.keepRegistered()
+            }
         }
+    }
+
+    /// The store's own catalog, when asked for and offered.
+    private var nativeRegistry: (any NativeServiceRegistry)? {
+        catalog == .nativeWhenAvailable ? store as? any NativeServiceRegistry : nil
+    }
+
+    /// The native catalog: register with a TTL check, pass it every half TTL, register again if the
+    /// backend forgot the instance, deregister on the way out.
+    private func keepRegistered(in native: any NativeServiceRegistry) async throws {
+        var registered = false
+        while !Task.isCancelled {
+            let current = instance.withLock { $0 }
+            do {
+                if registered {
+                    try await native.passServiceCheck(id: current.id)
+                } else {
+                    try await native.registerService(current.nativeRecord, ttl: sessionTTL)
+                    registered = true
+                    broadcast.set(.registered(Revision(0)))
+                }
+            } catch {
+                if error.code == .invalidKey || error.code == .invalidArgument || error.code == .storeClosed {
+                    throw error
+                }
+                if Task.isCancelled { break }
+                if registered {
+                    registered = false
+                    broadcast.set(.reregistering)
+                }
+                logger.info("native registration failed, retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: retryDelay)
+                continue
+            }
+            do {
+                try await Task.sleep(for: sessionTTL / 2)
+            } catch {
+                break
+            }
+        }
+        let id = instance.withLock { $0.id }
+        await shielded { try? await native.deregisterService(id: id) }
     }
 
     private func keepRegistered() async throws {
@@ -122,4 +181,13 @@ public final class ServiceRegistration: Service, Sendable {
         let entry = try await store.get(key)
         broadcast.set(.registered(entry?.modifyRevision ?? Revision(0)))
     }
+}
+
+/// Where ``ServiceRegistration`` keeps an instance and ``ServiceDiscovery`` looks for it.
+public enum ServiceCatalog: Sendable, Hashable {
+    /// Session-bound keys under `base/<name>/<id>`: works on every backend.
+    case keyValue
+    /// The store's own service catalog when it offers one (``NativeServiceRegistry``), otherwise
+    /// the key/value layout.
+    case nativeWhenAvailable
 }

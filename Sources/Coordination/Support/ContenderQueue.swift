@@ -14,7 +14,8 @@ struct ContenderQueue: Sendable {
     /// When the contender just ahead was the head of the line, its departure makes `me` first
     /// without another read: the line is ordered by a number that only grows, so nobody who joins
     /// later can get ahead. That keeps a read off the hand-off path (the next holder starts one
-    /// round trip sooner). Otherwise the line is read again to find the new predecessor.
+    /// round trip sooner). Otherwise, or where the head takes effect only on a read (Consul), the
+    /// line is read again.
     /// `known` is the line as joining left it, if the backend returned it (saves the first read).
     func waitUntilFirst(_ me: Contender, known: [Contender]? = nil) async throws {
         var line: [Contender]
@@ -29,8 +30,9 @@ struct ContenderQueue: Sendable {
             }
             if position == 0 { return }
             let predecessor = line[position - 1]
-            try await store.waitUntilGone(predecessor.key, createdAt: predecessor.createRevision)
-            if position == 1 { return }
+            try await store.waitUntilGone(
+                predecessor.key, createdAt: predecessor.createRevision, session: predecessor.session)
+            if position == 1, !store.capabilities.contains(.headTakesEffectOnRead) { return }
             line = try await store.contenders(under: prefix)
         }
     }

@@ -60,9 +60,12 @@ extension KeyValueStore {
     /// Waits until the incarnation of `key` created at `createRevision` is gone: the key is absent,
     /// deleted, or was created again since (a contender that released and queued again under the
     /// same key is a different contender, later in line). Returns at once if that is already so.
-    func waitUntilGone(_ key: Key, createdAt createRevision: Revision?) async throws {
+    /// With `session`, a key that is no longer bound to that session is gone too (a shared lock key
+    /// such as Consul's `api.Lock` key is released, not deleted, when its holder lets go).
+    func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID? = nil) async throws {
         func isOther(_ entry: Entry) -> Bool {
-            createRevision.map { entry.createRevision != $0 } ?? false
+            if let session, entry.session != session { return true }
+            return createRevision.map { entry.createRevision != $0 } ?? false
         }
         let events = try await watch(key)
         for try await event in events {

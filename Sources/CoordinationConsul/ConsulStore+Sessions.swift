@@ -1,0 +1,71 @@
+import CoordinationCore
+import NIOHTTP1
+import Synchronization
+
+extension ConsulStore {
+    public func makeSession(ttl: Duration) async throws(CoordinationError) -> Session {
+        try validate(ttl: ttl)
+        let body = ConsulWire.encode(
+            ConsulWire.SessionCreate(
+                Name: configuration.sessionName,
+                TTL: ttl.consulText,
+                Behavior: "delete",
+                LockDelay: configuration.lockDelay.consulText
+            ))
+        let requestedAt = ContinuousClock.now
+        let response = try await send(.PUT, "/v1/session/create", body: body, operation: "makeSession")
+        guard response.isSuccess else { throw errors.status(response, "makeSession") }
+        guard let created = ConsulWire.decode(ConsulWire.SessionCreated.self, response.body) else {
+            throw errors.make(.protocolError, "makeSession: unreadable answer from Consul")
+        }
+        let session = Session(id: SessionID(created.ID), ttl: ttl, backend: self)
+        sessions.add(session, requestedAt: requestedAt)
+        return session
+    }
+
+    public func revokeSession(_ id: SessionID) async throws(CoordinationError) {
+        guard Self.isSessionID(id.rawValue) else {
+            throw errors.make(.invalidArgument, "'\(id)' is not a Consul session id")
+        }
+        try await destroy(id, operation: "revokeSession")
+        forgetExclusive(session: id)
+        sessions.expire(id.rawValue)
+    }
+
+    public func closeSession(_ id: SessionID) async throws(CoordinationError) {
+        sessions.remove(id.rawValue)
+        forgetExclusive(session: id)
+        guard Self.isSessionID(id.rawValue) else { return }
+        try await destroy(id, operation: "closeSession")
+    }
+
+    public func abandonSession(_ id: SessionID) {
+        sessions.abandon(id.rawValue)
+    }
+
+    func destroy(_ id: SessionID, operation: String) async throws(CoordinationError) {
+        let response = try await send(.PUT, "/v1/session/destroy/\(id.rawValue)", operation: operation)
+        guard response.isSuccess else { throw errors.status(response, operation) }
+    }
+
+    /// One renew request, for the ``SessionKeeper``.
+    func renew(_ id: String) async -> SessionKeeper.RenewResult {
+        do {
+            let response = try await send(.PUT, "/v1/session/renew/\(id)", operation: "renewSession")
+            if response.status == 404 { return .gone }
+            guard response.isSuccess else { return .failed(errors.status(response, "renewSession")) }
+            return .renewed
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    /// A UUID, the only shape Consul gives session ids (checked so that no other text reaches a URL).
+    static func isSessionID(_ text: String) -> Bool {
+        text.utf8.count == 36
+            && text.utf8.allSatisfy { byte in
+                byte == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+            }
+    }
+}

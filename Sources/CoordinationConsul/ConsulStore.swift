@@ -1,0 +1,320 @@
+import AsyncHTTPClient
+import CoordinationCore
+import Logging
+import NIOHTTP1
+import ServiceLifecycle
+import Synchronization
+
+/// The Consul backend, over Consul's HTTP API (one process-wide pool of keep-alive connections).
+///
+/// Keys live in Consul's KV store (`/v1/kv`); conditional writes and every multi-step change are
+/// single `/v1/txn` transactions; sessions are Consul sessions (behaviour `delete`, no node health
+/// checks, a configurable lock-delay) renewed by the store every TTL/2; watches are blocking
+/// queries, never sleep-polling. Contenders are `prefix/<session id>` acquired with their session
+/// and ordered by CreateIndex, and locks and elections also take `prefix/.lock` the way Go's
+/// `api.Lock` does, so they exclude `consul lock` and Go services (see docs/consul.md).
+///
+/// The store also offers Consul's own service catalog (``NativeServiceRegistry``): agent service
+/// registration with a TTL check, and discovery through `/v1/health/service`.
+///
+/// ```swift
+/// let store = try ConsulStore(configuration: .init(host: "127.0.0.1", port: 8500))
+/// try await store.withRunning { store in … }
+/// ```
+public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegistry {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// The datacenter to address (`?dc=`); `nil` for the agent's own.
+        public var datacenter: String?
+        /// An ACL token, sent in the `X-Consul-Token` header; never logged or shown in errors.
+        public var token: String?
+        /// A key prefix under which this store keeps everything (empty: none).
+        public var namespace: String
+        /// The deadline of every ordinary call.
+        public var requestTimeout: Duration
+        /// How long one blocking query waits at the server (Consul caps it at 10 minutes). The
+        /// HTTP deadline of such a query is this plus Consul's jitter (wait/16) plus `requestTimeout`.
+        public var blockingWait: Duration
+        /// Consul's lock-delay for the sessions this store creates: after a session is invalidated
+        /// (expiry, destroy), the keys it held cannot be acquired for this long. Consul's default is
+        /// 15 s. It delays failover of shared lock keys (`prefix/.lock`) by that much; contender keys
+        /// are named by their own session and never wait for it. `.zero` disables it.
+        public var lockDelay: Duration
+        /// How long to wait before trying again when Consul refuses to acquire a free lock key
+        /// (its lock-delay is still running). Go's `api.Lock` waits 5 s.
+        public var lockRetryInterval: Duration
+        /// The shortest session TTL to accept: Consul's `session_ttl_min`, 10 s unless the agent is
+        /// configured otherwise.
+        public var minimumSessionTTL: Duration
+        /// The session name shown in Consul's UI and API.
+        public var sessionName: String
+        /// For native service registrations: how long a service may stay critical before Consul
+        /// removes it (Consul's own minimum is one minute).
+        public var deregisterCriticalServiceAfter: Duration
+        /// The largest value accepted: Consul's `kv_max_value_size`, 512 KiB by default.
+        public var maxValueSize: Int
+        public var logger: Logger
+
+        public init(
+            host: String = "127.0.0.1",
+            port: Int = 8500,
+            datacenter: String? = nil,
+            token: String? = nil,
+            namespace: String = "",
+            requestTimeout: Duration = .seconds(5),
+            blockingWait: Duration = .seconds(60),
+            lockDelay: Duration = .seconds(15),
+            lockRetryInterval: Duration = .seconds(1),
+            minimumSessionTTL: Duration = .seconds(10),
+            sessionName: String = "swift-coordination",
+            deregisterCriticalServiceAfter: Duration = .seconds(60),
+            maxValueSize: Int = 512 * 1024,
+            logger: Logger = Logger(label: "swift-coordination.consul")
+        ) {
+            self.host = host
+            self.port = port
+            self.datacenter = datacenter
+            self.token = token
+            self.namespace = namespace
+            self.requestTimeout = requestTimeout
+            self.blockingWait = blockingWait
+            self.lockDelay = lockDelay
+            self.lockRetryInterval = lockRetryInterval
+            self.minimumSessionTTL = minimumSessionTTL
+            self.sessionName = sessionName
+            self.deregisterCriticalServiceAfter = deregisterCriticalServiceAfter
+            self.maxValueSize = maxValueSize
+            self.logger = logger
+        }
+    }
+
+    public let storeDescription: StoreDescription
+    public let limits: StoreLimits
+    public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession, .headTakesEffectOnRead]
+
+    let configuration: Configuration
+    let http: ConsulHTTP
+    let keySpace: ConsulKeySpace
+    let errors: ConsulErrorMapper
+    let sessions: SessionKeeper
+    let watches = WatchHub()
+    private let closed = Atomic<Bool>(false)
+    private let stopped = WakeSignal()
+    /// Lines where a contender of ours is a lock or leader: prefix → sessions. Only these take the
+    /// `api.Lock` key when they reach the head of the line (a semaphore must not).
+    let exclusiveLines = Mutex<[Key: Set<SessionID>]>([:])
+
+    /// One pool for every Consul store of the process: keep-alive connections per agent, with room
+    /// for many blocking queries at once. Never shut down (like `HTTPClient.shared`).
+    private static let sharedClient = ConsulHTTP.makeClient(maxConnections: 1024)
+
+    public init(configuration: Configuration) throws(CoordinationError) {
+        let endpoint = "\(configuration.host):\(configuration.port)"
+        let errors = ConsulErrorMapper(endpoint: endpoint)
+        self.configuration = configuration
+        self.storeDescription = StoreDescription(backend: "consul", endpoint: endpoint)
+        self.errors = errors
+        self.limits = StoreLimits(
+            maxValueSize: configuration.maxValueSize,
+            minimumSessionTTL: configuration.minimumSessionTTL,
+            maximumSessionTTL: .seconds(86_400)
+        )
+        guard !configuration.host.isEmpty, (1...65535).contains(configuration.port) else {
+            throw errors.make(.invalidConnectionString, "Consul needs a host and a port between 1 and 65535")
+        }
+        if !configuration.namespace.isEmpty {
+            guard (try? Key(configuration.namespace))?.path == configuration.namespace else {
+                throw errors.make(
+                    .invalidConnectionString, "the namespace '\(configuration.namespace)' is not a valid key")
+            }
+        }
+        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+        self.http = ConsulHTTP(
+            client: Self.sharedClient,
+            baseURL: "http://\(host):\(configuration.port)",
+            token: configuration.token,
+            datacenter: configuration.datacenter,
+            errors: errors
+        )
+        self.keySpace = ConsulKeySpace(namespace: configuration.namespace)
+        self.sessions = SessionKeeper(logger: configuration.logger)
+    }
+
+    /// Adds `consul://host:port[/namespace][?dc=…&token=…&timeout=5s&wait=60s&lock-delay=15s&ttl-min=10s]`
+    /// to `registry`. A token can also be given as the password (`consul://:TOKEN@host:port`).
+    public static func register(in registry: inout StoreRegistry) {
+        registry.register(scheme: "consul") { (connection, configuration) throws(CoordinationError) in
+            guard connection.endpoints.count == 1, let endpoint = connection.endpoints.first else {
+                throw CoordinationError(
+                    .invalidConnectionString, "consul:// takes one agent address (the agent forwards to the servers)")
+            }
+            var options = Configuration(
+                host: endpoint.host,
+                port: endpoint.port ?? 8500,
+                datacenter: connection.query["dc"],
+                token: connection.query["token"] ?? connection.password ?? connection.user,
+                namespace: connection.path,
+                logger: configuration.logger
+            )
+            func duration(_ name: String) throws(CoordinationError) -> Duration? {
+                guard let text = connection.query[name] else { return nil }
+                guard let value = parseDuration(text) else {
+                    throw CoordinationError(
+                        .invalidConnectionString, "\(name) must be a duration such as 500ms, 5s or 1m (got '\(text)')")
+                }
+                return value
+            }
+            if let value = try duration("timeout") { options.requestTimeout = value }
+            if let value = try duration("wait") { options.blockingWait = value }
+            if let value = try duration("lock-delay") { options.lockDelay = value }
+            if let value = try duration("ttl-min") { options.minimumSessionTTL = value }
+            return try ConsulStore(configuration: options)
+        }
+    }
+
+    /// `500ms`, `5s`, `2m`, or a bare number of seconds.
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let number = Double(text.dropLast(suffix.count)), number >= 0 else { return nil }
+            return .milliseconds(Int64((number * scale * 1000).rounded()))
+        }
+        guard let number = Double(text), number >= 0 else { return nil }
+        return .milliseconds(Int64((number * 1000).rounded()))
+    }
+
+    // MARK: - Service
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await self.sessions.run { id in await self.renew(id) }
+            }
+            group.addTask { await self.watches.run() }
+            await withTaskCancellationHandler {
+                await stopped.wait()
+            } onCancel: {
+                stopped.signal()
+            }
+            group.cancelAll()
+        }
+    }
+
+    public func close() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        watches.close(errors.make(.storeClosed, "the store was closed"))
+        // Destroy our sessions so their keys go now rather than a TTL (or two) later.
+        await withDiscardingTaskGroup { group in
+            for session in sessions.allSessions() {
+                group.addTask {
+                    self.sessions.remove(session.id.rawValue)
+                    _ = try? await self.destroy(session.id, operation: "close")
+                    session.transition(to: .closed)
+                }
+            }
+        }
+        stopped.signal()
+    }
+
+    var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    // MARK: - Plumbing
+
+    func send(
+        _ method: HTTPMethod,
+        _ path: String,
+        query: [(String, String?)] = [],
+        body: [UInt8]? = nil,
+        timeout: Duration? = nil,
+        operation: String,
+        key: Key? = nil
+    ) async throws(CoordinationError) -> ConsulResponse {
+        if isClosed { throw errors.make(.storeClosed, "\(operation): the store was closed", key: key) }
+        return try await http.send(
+            method, path, query: query, body: body, timeout: timeout ?? configuration.requestTimeout,
+            operation: operation, key: key)
+    }
+
+    func kvPath(_ key: Key) -> String { "/v1/kv/" + keySpace.consulKey(key) }
+    func treePath(_ prefix: Key) -> String { "/v1/kv/" + keySpace.consulKey(prefix) + "/" }
+
+    /// The outcome of a `/v1/txn`: committed with its results, or rolled back with why.
+    enum TxnOutcome {
+        case committed([ConsulWire.KVPair])
+        case rolledBack([ConsulWire.TxnResponse.Failure])
+
+        func failedAt(_ index: Int) -> Bool {
+            if case .rolledBack(let failures) = self { return failures.contains { $0.OpIndex == index } }
+            return false
+        }
+
+        var failureText: String {
+            if case .rolledBack(let failures) = self { return failures.map(\.What).joined(separator: "; ") }
+            return ""
+        }
+    }
+
+    func txn(
+        _ operations: [ConsulWire.TxnOperation],
+        operation: String,
+        key: Key?
+    ) async throws(CoordinationError) -> TxnOutcome {
+        let response = try await send(
+            .PUT, "/v1/txn", body: ConsulWire.encode(operations), operation: operation, key: key)
+        switch response.status {
+        case 200:
+            guard let decoded = ConsulWire.decode(ConsulWire.TxnResponse.self, response.body) else {
+                throw errors.make(.protocolError, "\(operation): unreadable transaction result", key: key)
+            }
+            return .committed(decoded.pairs)
+        case 409:
+            guard let decoded = ConsulWire.decode(ConsulWire.TxnResponse.self, response.body) else {
+                throw errors.make(.protocolError, "\(operation): unreadable transaction failure", key: key)
+            }
+            let failures = decoded.Errors ?? []
+            // ACL refusals inside a transaction come back as failed operations, not as 403.
+            if failures.contains(where: { $0.What.contains("ACL not found") }) {
+                throw errors.make(.authenticationFailed, "\(operation): Consul does not know the ACL token", key: key)
+            }
+            if failures.contains(where: { $0.What.lowercased().contains("permission denied") }) {
+                throw errors.make(.permissionDenied, "\(operation): permission denied by Consul's ACLs", key: key)
+            }
+            return .rolledBack(failures)
+        default:
+            throw errors.status(response, operation, key: key)
+        }
+    }
+
+    /// The entry a write in a transaction produced (the last result for that key).
+    func written(_ pairs: [ConsulWire.KVPair], key: Key, value: [UInt8]) throws(CoordinationError) -> Entry {
+        let consulKey = keySpace.consulKey(key)
+        guard let pair = pairs.last(where: { $0.Key == consulKey }) else {
+            throw errors.make(.protocolError, "the transaction result does not name the key written", key: key)
+        }
+        return Entry(
+            key: key,
+            value: value,
+            createRevision: Revision(pair.CreateIndex),
+            modifyRevision: Revision(pair.ModifyIndex),
+            session: pair.Session.flatMap { $0.isEmpty ? nil : SessionID($0) }
+        )
+    }
+
+    func activeSessionID(_ session: Session?, key: Key) throws(CoordinationError) -> String? {
+        guard let session else { return nil }
+        guard session.isActive else {
+            throw errors.make(.sessionExpired, "session \(session.id) has ended; cannot bind a key to it", key: key)
+        }
+        return session.id.rawValue
+    }
+
+    func sessionFailure(_ outcome: TxnOutcome, session: Session?, key: Key) -> CoordinationError {
+        let text = outcome.failureText
+        if text.lowercased().contains("session") && (text.contains("invalid") || text.contains("not found")) {
+            if let session { sessions.expire(session.id.rawValue) }
+            return errors.make(.sessionExpired, "session \(session?.id.rawValue ?? "?") is gone: \(text)", key: key)
+        }
+        return errors.make(.keyExists, "the key is held by another session: \(text)", key: key)
+    }
+}
