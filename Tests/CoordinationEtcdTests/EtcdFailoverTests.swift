@@ -80,6 +80,18 @@ struct EtcdFailoverTests {
         try await store.withRunning { store in
             let root = try Key("failover/run-\(UInt32.random(in: 0 ... .max))")
             let lockName = try root.appending("lock")
+            // Setup is not under test: wait until the cluster serves this client (on a saturated
+            // machine the first calls can miss their deadline while the members settle).
+            try await withDeadline(.seconds(30), "the cluster serves") {
+                while true {
+                    do {
+                        try await store.put(try root.appending("ready"), Array("1".utf8))
+                        return
+                    } catch {
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+            }
             let holderSession = try await store.makeSession(ttl: .seconds(6))
             let waiterSession = try await store.makeSession(ttl: .seconds(6))
             let holder = try await Lock(lockName, session: holderSession, store: store).acquire()
