@@ -118,7 +118,9 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
 
     deinit {
         // The HTTP client must be shut down; close() does it, this covers a store never closed.
-        if !closing.load(ordering: .acquiring) { try? http.syncShutdown() }
+        // Without blocking: a deinit can run on a thread of Swift's small cooperative pool, and a
+        // blocking shutdown there can starve the very work it waits for.
+        if !closing.load(ordering: .acquiring) { _ = http.shutdown() }
     }
 
     /// Adds the `etcdv2://host:port[/namespace][?timeout=5s]` scheme to `registry`.
