@@ -28,8 +28,13 @@ public struct WatchStream: AsyncSequence, Sendable {
         }
 
         /// Called once when the consumer stops (left the loop, cancelled, or the stream ended).
+        ///
+        /// The handler runs in a task of its own, never inside the termination itself: a consumer's
+        /// cancellation terminates the stream while the Swift runtime holds that task's status
+        /// lock, and a backend that takes its own lock in the handler (to drop the watcher) while
+        /// another thread yields events under that lock would otherwise deadlock both threads.
         public func onTermination(_ handler: @escaping @Sendable () -> Void) {
-            base.onTermination = { _ in handler() }
+            base.onTermination = { _ in Task { handler() } }
         }
     }
 
