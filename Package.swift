@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "CoordinationMemory", targets: ["CoordinationMemory"]),
         .library(name: "CoordinationEtcd", targets: ["CoordinationEtcd"]),
         .library(name: "CoordinationEtcdV2", targets: ["CoordinationEtcdV2"]),
+        .library(name: "CoordinationZooKeeper", targets: ["CoordinationZooKeeper"]),
         .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
     ],
@@ -77,6 +78,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "CoordinationZooKeeper",
+            dependencies: [
+                "CoordinationCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Coordination",
             dependencies: [
                 "CoordinationCore",
@@ -121,6 +131,16 @@ let package = Package(
         .testTarget(
             name: "CoordinationEtcdV2Tests",
             dependencies: ["CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinationZooKeeperTests",
+            dependencies: [
+                "CoordinationCore",
+                "CoordinationZooKeeper",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
