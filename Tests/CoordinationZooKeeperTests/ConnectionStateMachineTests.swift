@@ -23,10 +23,14 @@ struct ConnectionStateMachineTests {
     }
 
     func handshake(timeout: Int32 = 3000, sessionID: Int64 = 0x42) -> ByteBuffer {
-        frame { ConnectResponse(timeoutMilliseconds: timeout, sessionID: sessionID, password: password).encode(into: &$0) }
+        frame {
+            ConnectResponse(timeoutMilliseconds: timeout, sessionID: sessionID, password: password).encode(into: &$0)
+        }
     }
 
-    func reply(xid: Int32, zxid: Int64 = 10, err: ZooKeeperErrorCode = .ok, _ body: (inout ByteBuffer) -> Void = { _ in }) -> ByteBuffer {
+    func reply(
+        xid: Int32, zxid: Int64 = 10, err: ZooKeeperErrorCode = .ok, _ body: (inout ByteBuffer) -> Void = { _ in }
+    ) -> ByteBuffer {
         frame {
             ReplyHeader(xid: xid, zxid: zxid, err: err.rawValue).encode(into: &$0)
             body(&$0)
@@ -53,7 +57,10 @@ struct ConnectionStateMachineTests {
         var machine = Machine(configuration: .init(requestedTimeout: .seconds(3)))
         #expect(machine.start() == [.connect])
         let actions = machine.connectionEstablished(now: t0)
-        guard case .write(var buffer) = actions.first else { Issue.record("no ConnectRequest"); return }
+        guard case .write(var buffer) = actions.first else {
+            Issue.record("no ConnectRequest")
+            return
+        }
         #expect(buffer.readInteger(as: Int32.self) == 45)
         let request = try ConnectRequest(from: &buffer)
         #expect(request.sessionID == 0)
@@ -78,7 +85,10 @@ struct ConnectionStateMachineTests {
         }
         #expect(machine.received(dataReply, now: at(2)) == [.succeed(xid: 1, .data([5], stat), zxid: 11)])
         let failed = machine.received(reply(xid: 2, zxid: 12, err: .noNode), now: at(3))
-        guard case .fail(2, let error) = failed.first else { Issue.record("expected a failure, got \(failed)"); return }
+        guard case .fail(2, let error) = failed.first else {
+            Issue.record("expected a failure, got \(failed)")
+            return
+        }
         #expect(error.code == .keyNotFound)
         #expect(machine.lastZxidSeen == 12)
     }
@@ -89,7 +99,10 @@ struct ConnectionStateMachineTests {
         _ = machine.send(.sync(path: "/"), now: at(1))
         _ = machine.send(.sync(path: "/"), now: at(1))
         let actions = machine.received(reply(xid: 2), now: at(2))
-        guard case .protocolError(let error) = actions.first else { Issue.record("got \(actions)"); return }
+        guard case .protocolError(let error) = actions.first else {
+            Issue.record("got \(actions)")
+            return
+        }
         #expect(error.code == .protocolError)
         #expect(actions.last == .closeConnection)
     }
@@ -99,7 +112,10 @@ struct ConnectionStateMachineTests {
         var machine = connected()
         _ = machine.send(.getData(path: "/a", watch: false), now: at(1))
         let actions = machine.received(reply(xid: 1) { $0.writeJuteInt(-7) }, now: at(2))
-        guard case .protocolError = actions.first else { Issue.record("got \(actions)"); return }
+        guard case .protocolError = actions.first else {
+            Issue.record("got \(actions)")
+            return
+        }
     }
 
     @Test("pings go out after a third of the negotiated timeout without sending; their replies complete nothing")
@@ -122,28 +138,42 @@ struct ConnectionStateMachineTests {
         let event = WatcherEvent(type: .nodeDataChanged, state: .syncConnected, path: "/w")
         let notification = reply(xid: -1, zxid: -1) { event.encode(into: &$0) }
         #expect(machine.received(notification, now: at(2)) == [.watchEvent(event)])
-        #expect(machine.received(reply(xid: 1) { $0.writeJuteString("/") }, now: at(3)) == [.succeed(xid: 1, .synced(path: "/"), zxid: 10)])
+        #expect(
+            machine.received(reply(xid: 1) { $0.writeJuteString("/") }, now: at(3)) == [
+                .succeed(xid: 1, .synced(path: "/"), zxid: 10)
+            ])
     }
 
-    @Test("disconnect: requests in flight fail with connectionFailed, the session is suspended and resumed with its id and password")
+    @Test(
+        "disconnect: requests in flight fail with connectionFailed, the session is suspended and resumed with its id and password"
+    )
     func disconnectAndResume() throws {
         var machine = connected()
         let request = machine.send(.exists(path: "/a", watch: true), now: at(100))
         _ = machine.received(reply(xid: request.xid, zxid: 20) { Stat.zero.encode(into: &$0) }, now: at(110))
         let pending = machine.send(.setData(path: "/a", data: [1], version: 0), now: at(200))
         let actions = machine.connectionClosed(now: at(300))
-        guard case .fail(pending.xid, let error) = actions.first else { Issue.record("got \(actions)"); return }
+        guard case .fail(pending.xid, let error) = actions.first else {
+            Issue.record("got \(actions)")
+            return
+        }
         #expect(error.code == .connectionFailed)
         #expect(actions.contains(.sessionState(.suspended)))
         #expect(actions.last == .reconnect(after: .milliseconds(100)))
 
         // While disconnected, new requests fail at once.
         let refused = machine.send(.sync(path: "/"), now: at(350))
-        guard case .fail(_, let refusal) = refused.actions.first else { Issue.record("not refused"); return }
+        guard case .fail(_, let refusal) = refused.actions.first else {
+            Issue.record("not refused")
+            return
+        }
         #expect(refusal.code == .connectionFailed)
 
         let resume = machine.connectionEstablished(now: at(400))
-        guard case .write(var buffer) = resume.first else { Issue.record("no ConnectRequest"); return }
+        guard case .write(var buffer) = resume.first else {
+            Issue.record("no ConnectRequest")
+            return
+        }
         _ = buffer.readInteger(as: Int32.self)
         let connect = try ConnectRequest(from: &buffer)
         #expect(connect.sessionID == 0x42)
@@ -166,10 +196,11 @@ struct ConnectionStateMachineTests {
         #expect(machine.nextDeadline() == at(4000))
         let expiry = machine.tick(now: at(4000))
         #expect(expiry == [.sessionState(.expired), .closeConnection])
-        #expect(machine.send(.sync(path: "/"), now: at(4001)).actions.first.map { action in
-            if case .fail(_, let error) = action { return error.code == .sessionExpired }
-            return false
-        } == true)
+        #expect(
+            machine.send(.sync(path: "/"), now: at(4001)).actions.first.map { action in
+                if case .fail(_, let error) = action { return error.code == .sessionExpired }
+                return false
+            } == true)
     }
 
     @Test("suspended once half the timeout passed without an acknowledged send; alive again after a timely reply")
@@ -215,7 +246,10 @@ struct ConnectionStateMachineTests {
         _ = machine.connectionClosed(now: at(100))
         _ = machine.connectionEstablished(now: at(200))
         let actions = machine.received(handshake(sessionID: 0x99), now: at(210))
-        guard case .protocolError = actions.first else { Issue.record("got \(actions)"); return }
+        guard case .protocolError = actions.first else {
+            Issue.record("got \(actions)")
+            return
+        }
     }
 
     @Test("close sends CloseSession (op -11) and ends closed on its reply; later requests fail sessionClosed")
@@ -238,5 +272,15 @@ struct ConnectionStateMachineTests {
         _ = machine.start()
         #expect(machine.connectionClosed(now: t0) == [.reconnect(after: .milliseconds(100))])
         #expect(machine.tick(now: at(100_000)) == [])
+    }
+
+    @Test("a server that never answers the handshake is given up after the requested timeout")
+    func handshakeTimeout() {
+        var machine = Machine(configuration: .init(requestedTimeout: .seconds(3)))
+        _ = machine.start()
+        _ = machine.connectionEstablished(now: t0)
+        #expect(machine.nextDeadline() == at(3000))
+        #expect(machine.tick(now: at(2999)) == [])
+        #expect(machine.tick(now: at(3000)) == [.closeConnection, .reconnect(after: .milliseconds(100))])
     }
 }

@@ -22,7 +22,8 @@ struct JuteCodecTests {
         #expect(encoded { $0.writeJuteString("/a") } == [0, 0, 0, 2, 0x2F, 0x61])
         #expect(encoded { $0.writeJuteString(nil) } == [0xFF, 0xFF, 0xFF, 0xFF])
         #expect(encoded { $0.writeJuteBuffer([9]) } == [0, 0, 0, 1, 9])
-        #expect(encoded { $0.writeJuteStrings(["x", "yz"]) } == [0, 0, 0, 2, 0, 0, 0, 1, 0x78, 0, 0, 0, 2, 0x79, 0x7A])
+        #expect(
+            encoded { $0.writeJuteStrings(["x", "yz"]) } == [0, 0, 0, 2, 0, 0, 0, 1, 0x78, 0, 0, 0, 2, 0x79, 0x7A])
 
         var buffer = ByteBuffer(bytes: [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])
         #expect(try buffer.readJuteString() == nil)
@@ -31,7 +32,8 @@ struct JuteCodecTests {
 
     @Test("a new session's ConnectRequest is the classic 45-byte handshake")
     func connectRequestBytes() throws {
-        let request = ConnectRequest(lastZxidSeen: 0, timeoutMilliseconds: 30_000, sessionID: 0, password: [UInt8](repeating: 0, count: 16))
+        let request = ConnectRequest(
+            lastZxidSeen: 0, timeoutMilliseconds: 30_000, sessionID: 0, password: [UInt8](repeating: 0, count: 16))
         var buffer = ByteBuffer()
         ZooKeeperFrameEncoder.frame(into: &buffer) { request.encode(into: &$0) }
         let expected: [UInt8] =
@@ -52,7 +54,8 @@ struct JuteCodecTests {
 
     @Test("ConnectResponse round-trips, and a response without the read-only byte decodes")
     func connectResponse() throws {
-        let response = ConnectResponse(timeoutMilliseconds: 4000, sessionID: 0x1234_5678_9ABC, password: Array(0..<16), readOnly: false)
+        let response = ConnectResponse(
+            timeoutMilliseconds: 4000, sessionID: 0x1234_5678_9ABC, password: Array(0..<16), readOnly: false)
         var buffer = ByteBuffer()
         response.encode(into: &buffer)
         #expect(buffer.readableBytes == 4 + 4 + 8 + 4 + 16 + 1)
@@ -115,7 +118,9 @@ struct JuteCodecTests {
         var buffer = ByteBuffer()
         buffer.writeJuteString("/lock-0000000007")
         Self.stat.encode(into: &buffer)
-        #expect(try ZooKeeperResponse.decode(for: .create2, from: &buffer) == .created(path: "/lock-0000000007", stat: Self.stat))
+        #expect(
+            try ZooKeeperResponse.decode(for: .create2, from: &buffer)
+                == .created(path: "/lock-0000000007", stat: Self.stat))
         #expect(buffer.readableBytes == 0)
 
         buffer.clear()
@@ -136,7 +141,8 @@ struct JuteCodecTests {
     @Test("multi: each op behind a MultiHeader, ended by (-1, true, -1); results likewise")
     func multi() throws {
         var buffer = ByteBuffer()
-        ZooKeeperRequest.multi([.check(path: "/a", version: 3), .delete(path: "/b", version: -1)]).encode(xid: 4, into: &buffer)
+        ZooKeeperRequest.multi([.check(path: "/a", version: 3), .delete(path: "/b", version: -1)]).encode(
+            xid: 4, into: &buffer)
         let expected: [UInt8] =
             [0, 0, 0, 4, 0, 0, 0, 14]
             + [0, 0, 0, 13, 0, 0xFF, 0xFF, 0xFF, 0xFF] + [0, 0, 0, 2, 0x2F, 0x61, 0, 0, 0, 3]
@@ -151,7 +157,9 @@ struct JuteCodecTests {
         MultiHeader(type: -1, done: false, err: -2).encode(into: &reply)
         reply.writeJuteInt(-2)
         MultiHeader.end.encode(into: &reply)
-        #expect(try ZooKeeperResponse.decode(for: .multi, from: &reply) == .multi([.error(.badVersion), .error(.runtimeInconsistency)]))
+        #expect(
+            try ZooKeeperResponse.decode(for: .multi, from: &reply)
+                == .multi([.error(.badVersion), .error(.runtimeInconsistency)]))
 
         var success = ByteBuffer()
         MultiHeader(type: 15, done: false, err: 0).encode(into: &success)
@@ -161,7 +169,9 @@ struct JuteCodecTests {
         Self.stat.encode(into: &success)
         MultiHeader(type: 13, done: false, err: 0).encode(into: &success)
         MultiHeader.end.encode(into: &success)
-        #expect(try ZooKeeperResponse.decode(for: .multi, from: &success) == .multi([.created(path: "/n", stat: Self.stat), .set(Self.stat), .checked]))
+        #expect(
+            try ZooKeeperResponse.decode(for: .multi, from: &success)
+                == .multi([.created(path: "/n", stat: Self.stat), .set(Self.stat), .checked]))
 
         var unknown = ByteBuffer()
         MultiHeader(type: 77, done: false, err: 0).encode(into: &unknown)
@@ -177,8 +187,12 @@ struct JuteCodecTests {
         #expect(bytes(buffer) == [0, 0, 0, 2, 0, 0, 0, 106, 0, 0, 0, 4] + Array("/svc".utf8) + [0, 0, 0, 1])
 
         buffer.clear()
-        ZooKeeperRequest.setWatches(WatchRegistrations(relativeZxid: 8, data: ["/d"])).encode(xid: ReservedXid.setWatches, into: &buffer)
-        #expect(bytes(buffer) == [0xFF, 0xFF, 0xFF, 0xF8, 0, 0, 0, 101] + [0, 0, 0, 0, 0, 0, 0, 8] + [0, 0, 0, 1, 0, 0, 0, 2, 0x2F, 0x64] + [0, 0, 0, 0] + [0, 0, 0, 0])
+        ZooKeeperRequest.setWatches(WatchRegistrations(relativeZxid: 8, data: ["/d"])).encode(
+            xid: ReservedXid.setWatches, into: &buffer)
+        #expect(
+            bytes(buffer) == [0xFF, 0xFF, 0xFF, 0xF8, 0, 0, 0, 101] + [0, 0, 0, 0, 0, 0, 0, 8] + [
+                0, 0, 0, 1, 0, 0, 0, 2, 0x2F, 0x64,
+            ] + [0, 0, 0, 0] + [0, 0, 0, 0])
 
         buffer.clear()
         let registrations = WatchRegistrations(relativeZxid: 8, persistentRecursive: ["/svc"])
@@ -236,7 +250,9 @@ struct ZooKeeperFramingTests {
     @Test("lengths inside a record that exceed the frame, or are below -1, fail typed")
     func badFieldLengths() {
         var string = ByteBuffer(bytes: [0x7F, 0xFF, 0xFF, 0xFF, 0x41])
-        #expect(throws: JuteDecodingError.truncated(needed: Int(Int32.max), available: 1)) { try string.readJuteString() }
+        #expect(throws: JuteDecodingError.truncated(needed: Int(Int32.max), available: 1)) {
+            try string.readJuteString()
+        }
 
         var negative = ByteBuffer(bytes: [0xFF, 0xFF, 0xFF, 0xFE])
         #expect(throws: JuteDecodingError.negativeLength(-2)) { try negative.readJuteBuffer() }

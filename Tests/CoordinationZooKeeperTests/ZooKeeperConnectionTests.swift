@@ -7,7 +7,9 @@ import Testing
 /// Against the real standalone server of `scripts/with-servers` (ZOOKEEPER_CONNECT).
 @Suite(
     "ZooKeeper connection against a real server",
-    .enabled(if: ProcessInfo.processInfo.environment["ZOOKEEPER_CONNECT"] != nil, "needs ZOOKEEPER_CONNECT (scripts/with-servers)")
+    .enabled(
+        if: ProcessInfo.processInfo.environment["ZOOKEEPER_CONNECT"] != nil,
+        "needs ZOOKEEPER_CONNECT (scripts/with-servers)")
 )
 struct ZooKeeperConnectionTests {
     static func connect() async throws -> ZooKeeperConnection {
@@ -27,7 +29,10 @@ struct ZooKeeperConnectionTests {
         #expect(connection.sessionTimeout > .zero)
         let path = Self.uniquePath()
 
-        guard case .created(let createdPath, let stat) = try await connection.send(.create(path: path, data: Array("one".utf8), mode: .persistent)) else {
+        guard
+            case .created(let createdPath, let stat) = try await connection.send(
+                .create(path: path, data: Array("one".utf8), mode: .persistent))
+        else {
             Issue.record("create did not answer with a path and Stat")
             return
         }
@@ -57,7 +62,10 @@ struct ZooKeeperConnectionTests {
         async let first = connection.send(.exists(path: path, watch: false))
         async let second = connection.send(.getChildren2(path: path, watch: false))
         #expect(try await first == .stat(updated))
-        guard case .children(let children, _) = try await second else { Issue.record("no children"); return }
+        guard case .children(let children, _) = try await second else {
+            Issue.record("no children")
+            return
+        }
         #expect(children.isEmpty)
 
         #expect(try await connection.send(.delete(path: path, version: ZooKeeperRequest.anyVersion)) == .empty)
@@ -80,7 +88,6 @@ struct ZooKeeperConnectionTests {
         _ = try await connection.send(.setData(path: path, data: [1], version: ZooKeeperRequest.anyVersion))
         _ = try await connection.send(.create(path: path + "/child", data: [], mode: .ephemeral))
 
-
         let child = path + "/child"
         let received = try await withThrowingTaskGroup(of: [WatcherEvent]?.self) { group in
             group.addTask {
@@ -100,10 +107,11 @@ struct ZooKeeperConnectionTests {
             return first
         }
         // One notification per change for this connection, even with two watches on `path`.
-        #expect(received == [
-            WatcherEvent(type: .nodeDataChanged, state: .syncConnected, path: path),
-            WatcherEvent(type: .nodeCreated, state: .syncConnected, path: child),
-        ])
+        #expect(
+            received == [
+                WatcherEvent(type: .nodeDataChanged, state: .syncConnected, path: path),
+                WatcherEvent(type: .nodeCreated, state: .syncConnected, path: child),
+            ])
 
         let multi = try await connection.send(
             .multi([.check(path: path, version: 0), .delete(path: path + "/child", version: -1)])

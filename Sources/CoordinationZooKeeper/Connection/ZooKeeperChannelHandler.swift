@@ -24,6 +24,7 @@ final class ZooKeeperChannelHandler: ChannelDuplexHandler {
     private let states: AsyncStream<SessionState>.Continuation
     private var context: ChannelHandlerContext?
     private var timer: Scheduled<Void>?
+    private var handshakeStarted = false
 
     init(
         sessionTimeout: Duration,
@@ -40,12 +41,19 @@ final class ZooKeeperChannelHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         _ = machine.start()
-        if context.channel.isActive { run(machine.connectionEstablished(now: .now)) }
+        if context.channel.isActive { startHandshake() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        run(machine.connectionEstablished(now: .now))
+        startHandshake()
         context.fireChannelActive()
+    }
+
+    /// Added to an active channel or told it became active: either way, handshake once.
+    private func startHandshake() {
+        guard !handshakeStarted else { return }
+        handshakeStarted = true
+        run(machine.connectionEstablished(now: .now))
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -55,7 +63,8 @@ final class ZooKeeperChannelHandler: ChannelDuplexHandler {
                 run(machine.received(frame, now: .now))
             }
         } catch {
-            fail(CoordinationError(.protocolError, "ZooKeeper sent a bad frame (\(error.reason))", backend: "zookeeper"))
+            fail(
+                CoordinationError(.protocolError, "ZooKeeper sent a bad frame (\(error.reason))", backend: "zookeeper"))
             context.close(promise: nil)
         }
     }

@@ -15,7 +15,10 @@ final class ZooKeeperConnection: Sendable {
     let sessionStates: AsyncStream<SessionState>
     let endpoint: String
 
-    private init(channel: any Channel, session: ZooKeeperConnectionStateMachine<ContinuousClock.Instant>.Session, events: AsyncStream<WatcherEvent>, states: AsyncStream<SessionState>, endpoint: String) {
+    private init(
+        channel: any Channel, session: ZooKeeperConnectionStateMachine<ContinuousClock.Instant>.Session,
+        events: AsyncStream<WatcherEvent>, states: AsyncStream<SessionState>, endpoint: String
+    ) {
         self.channel = channel
         self.sessionID = session.id
         self.sessionTimeout = session.timeout
@@ -35,11 +38,16 @@ final class ZooKeeperConnection: Sendable {
     ) async throws -> ZooKeeperConnection {
         let endpoint = "\(host):\(port)"
         let eventLoop = group.next()
-        let established = eventLoop.makePromise(of: ZooKeeperConnectionStateMachine<ContinuousClock.Instant>.Session.self)
+        let established = eventLoop.makePromise(
+            of: ZooKeeperConnectionStateMachine<ContinuousClock.Instant>.Session.self)
         let (events, eventContinuation) = AsyncStream.makeStream(of: WatcherEvent.self)
         let (states, stateContinuation) = AsyncStream.makeStream(of: SessionState.self)
         let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(.milliseconds(connectTimeout.components.seconds * 1000 + connectTimeout.components.attoseconds / 1_000_000_000_000_000))
+            .connectTimeout(
+                .milliseconds(
+                    connectTimeout.components.seconds * 1000 + connectTimeout.components.attoseconds
+                        / 1_000_000_000_000_000)
+            )
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -57,11 +65,14 @@ final class ZooKeeperConnection: Sendable {
             channel = try await bootstrap.connect(host: host, port: port).get()
         } catch {
             established.fail(error)
-            throw CoordinationError(.connectionFailed, "could not connect to ZooKeeper", backend: "zookeeper", endpoint: endpoint, underlying: error)
+            throw CoordinationError(
+                .connectionFailed, "could not connect to ZooKeeper", backend: "zookeeper", endpoint: endpoint,
+                underlying: error)
         }
         do {
             let session = try await established.futureResult.get()
-            return ZooKeeperConnection(channel: channel, session: session, events: events, states: states, endpoint: endpoint)
+            return ZooKeeperConnection(
+                channel: channel, session: session, events: events, states: states, endpoint: endpoint)
         } catch {
             try? await channel.close()
             throw Self.attributed(error, endpoint: endpoint)
@@ -91,8 +102,12 @@ final class ZooKeeperConnection: Sendable {
     private static func attributed(_ error: any Error, endpoint: String) -> CoordinationError {
         if let error = error as? CoordinationError { return error.attributed(backend: "zookeeper", endpoint: endpoint) }
         if let error = error as? ChannelError, error == .ioOnClosedChannel || error == .alreadyClosed {
-            return CoordinationError(.connectionFailed, "the connection to ZooKeeper is closed", backend: "zookeeper", endpoint: endpoint, underlying: error)
+            return CoordinationError(
+                .connectionFailed, "the connection to ZooKeeper is closed", backend: "zookeeper", endpoint: endpoint,
+                underlying: error)
         }
-        return CoordinationError(.connectionFailed, "ZooKeeper connection failed", backend: "zookeeper", endpoint: endpoint, underlying: error)
+        return CoordinationError(
+            .connectionFailed, "ZooKeeper connection failed", backend: "zookeeper", endpoint: endpoint,
+            underlying: error)
     }
 }

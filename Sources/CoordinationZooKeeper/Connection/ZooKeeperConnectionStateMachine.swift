@@ -129,7 +129,9 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
     /// A TCP connection could not be opened or broke. Requests in flight fail with
     /// `connectionFailed` (their outcome is unknown: a write may or may not have been applied).
     mutating func connectionClosed(now: Instant) -> [Action] {
-        var actions = failPending(CoordinationError(.connectionFailed, "the connection to ZooKeeper broke before the reply arrived", backend: "zookeeper"))
+        var actions = failPending(
+            CoordinationError(
+                .connectionFailed, "the connection to ZooKeeper broke before the reply arrived", backend: "zookeeper"))
         switch state {
         case .initial, .expired, .closed:
             return actions
@@ -165,8 +167,10 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         guard case .connected = state else {
             let error: CoordinationError =
                 switch state {
-                case .expired: CoordinationError(.sessionExpired, "the ZooKeeper session has expired", backend: "zookeeper")
-                case .closed, .closing: CoordinationError(.sessionClosed, "the ZooKeeper session was closed", backend: "zookeeper")
+                case .expired:
+                    CoordinationError(.sessionExpired, "the ZooKeeper session has expired", backend: "zookeeper")
+                case .closed, .closing:
+                    CoordinationError(.sessionClosed, "the ZooKeeper session was closed", backend: "zookeeper")
                 default: CoordinationError(.connectionFailed, "not connected to ZooKeeper", backend: "zookeeper")
                 }
             return (xid, [.fail(xid: xid, error)])
@@ -186,7 +190,8 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
             return []
         case .initial, .connecting, .handshaking, .disconnected:
             state = .closed
-            let actions = failPending(CoordinationError(.sessionClosed, "the ZooKeeper session was closed", backend: "zookeeper"))
+            let actions = failPending(
+                CoordinationError(.sessionClosed, "the ZooKeeper session was closed", backend: "zookeeper"))
             return actions + report(.closed) + [.closeConnection]
         }
     }
@@ -224,7 +229,10 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
             if code != .ok {
                 actions.append(.fail(xid: first.xid, Self.error(for: code, opCode: first.opCode)))
             } else {
-                actions.append(.succeed(xid: first.xid, try ZooKeeperResponse.decode(for: first.opCode, from: &frame), zxid: header.zxid))
+                actions.append(
+                    .succeed(
+                        xid: first.xid, try ZooKeeperResponse.decode(for: first.opCode, from: &frame), zxid: header.zxid
+                    ))
             }
             return actions
         } catch {
@@ -234,6 +242,10 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
 
     /// Decides what time alone makes due: a ping, suspension, expiry, giving up a silent connection.
     mutating func tick(now: Instant) -> [Action] {
+        if case .handshaking(_, let sentAt) = state, now >= sentAt.advanced(by: configuration.requestedTimeout) {
+            // No ConnectResponse within the session timeout: this server is not answering.
+            return [.closeConnection] + connectionClosed(now: now)
+        }
         guard let session else { return [] }
         switch state {
         case .connected, .disconnected, .connecting, .handshaking, .closing: break
@@ -259,8 +271,12 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
 
     /// The next instant `tick` can have something to do.
     func nextDeadline() -> Instant? {
-        guard let session else { return nil }
-        var candidates: [Instant] = []
+        let handshakeDeadline: Instant? =
+            if case .handshaking(_, let sentAt) = state { sentAt.advanced(by: configuration.requestedTimeout) } else {
+                nil
+            }
+        guard let session else { return handshakeDeadline }
+        var candidates: [Instant] = handshakeDeadline.map { [$0] } ?? []
         switch state {
         case .initial, .expired, .closed: return nil
         case .connected:
@@ -270,14 +286,18 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         }
         if let guaranteedUntil {
             candidates.append(guaranteedUntil)
-            if reportedState == .alive { candidates.append(guaranteedUntil.advanced(by: .zero - Self.suspendMargin(session.timeout))) }
+            if reportedState == .alive {
+                candidates.append(guaranteedUntil.advanced(by: .zero - Self.suspendMargin(session.timeout)))
+            }
         }
         return candidates.min()
     }
 
     // MARK: Helpers
 
-    private mutating func handshakeCompleted(_ response: ConnectResponse, previous: Session?, sentAt: Instant) -> [Action] {
+    private mutating func handshakeCompleted(_ response: ConnectResponse, previous: Session?, sentAt: Instant)
+        -> [Action]
+    {
         guard response.timeoutMilliseconds > 0 else {
             // The server no longer knows the session we asked to resume.
             return sessionExpired()
@@ -285,7 +305,9 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         if let previous, previous.id != response.sessionID {
             return violation("the server resumed session \(response.sessionID) instead of \(previous.id)")
         }
-        let session = Session(id: response.sessionID, password: response.password, timeout: .milliseconds(Int64(response.timeoutMilliseconds)))
+        let session = Session(
+            id: response.sessionID, password: response.password,
+            timeout: .milliseconds(Int64(response.timeoutMilliseconds)))
         self.session = session
         state = .connected
         let candidate = sentAt.advanced(by: session.timeout)
@@ -331,7 +353,8 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
     private mutating func sessionExpired() -> [Action] {
         state = .expired
         guaranteedUntil = nil
-        let actions = failPending(CoordinationError(.sessionExpired, "the ZooKeeper session has expired", backend: "zookeeper"))
+        let actions = failPending(
+            CoordinationError(.sessionExpired, "the ZooKeeper session has expired", backend: "zookeeper"))
         return actions + report(.expired) + [.closeConnection]
     }
 

@@ -21,7 +21,10 @@ struct ConnectRequest: Equatable, Sendable {
         buffer.writeJuteBool(readOnly)
     }
 
-    init(protocolVersion: Int32 = 0, lastZxidSeen: Int64, timeoutMilliseconds: Int32, sessionID: Int64, password: [UInt8], readOnly: Bool = false) {
+    init(
+        protocolVersion: Int32 = 0, lastZxidSeen: Int64, timeoutMilliseconds: Int32, sessionID: Int64,
+        password: [UInt8], readOnly: Bool = false
+    ) {
         self.protocolVersion = protocolVersion
         self.lastZxidSeen = lastZxidSeen
         self.timeoutMilliseconds = timeoutMilliseconds
@@ -58,7 +61,10 @@ struct ConnectResponse: Equatable, Sendable {
         buffer.writeJuteBool(readOnly)
     }
 
-    init(protocolVersion: Int32 = 0, timeoutMilliseconds: Int32, sessionID: Int64, password: [UInt8], readOnly: Bool = false) {
+    init(
+        protocolVersion: Int32 = 0, timeoutMilliseconds: Int32, sessionID: Int64, password: [UInt8],
+        readOnly: Bool = false
+    ) {
         self.protocolVersion = protocolVersion
         self.timeoutMilliseconds = timeoutMilliseconds
         self.sessionID = sessionID

@@ -16,7 +16,9 @@ struct JuteDecodingError: Error, Equatable, Sendable {
 
     let reason: Reason
 
-    static func truncated(needed: Int, available: Int) -> Self { .init(reason: .truncated(needed: needed, available: available)) }
+    static func truncated(needed: Int, available: Int) -> Self {
+        .init(reason: .truncated(needed: needed, available: available))
+    }
     static func negativeLength(_ length: Int32) -> Self { .init(reason: .negativeLength(length)) }
     static func tooLong(_ length: Int, limit: Int) -> Self { .init(reason: .tooLong(length, limit: limit)) }
     static let invalidUTF8 = Self(reason: .invalidUTF8)

@@ -121,7 +121,9 @@ enum ZooKeeperRequest: Equatable, Sendable {
         }
     }
 
-    private static func encodeCreate(path: String, data: [UInt8], acl: [ACL], mode: CreateMode, into buffer: inout ByteBuffer) {
+    private static func encodeCreate(
+        path: String, data: [UInt8], acl: [ACL], mode: CreateMode, into buffer: inout ByteBuffer
+    ) {
         buffer.writeJuteString(path)
         buffer.writeJuteBuffer(data)
         buffer.writeJuteInt(Int32(acl.count))
