@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "CoordinationEtcd", targets: ["CoordinationEtcd"]),
         .library(name: "CoordinationEtcdV2", targets: ["CoordinationEtcdV2"]),
         .library(name: "CoordinationConsul", targets: ["CoordinationConsul"]),
+        .library(name: "CoordinationZooKeeper", targets: ["CoordinationZooKeeper"]),
         .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
     ],
@@ -90,6 +91,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "CoordinationZooKeeper",
+            dependencies: [
+                "CoordinationCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Coordination",
             dependencies: [
                 "CoordinationCore",
@@ -140,6 +150,16 @@ let package = Package(
         .testTarget(
             name: "CoordinationConsulTests",
             dependencies: ["CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CoordinationZooKeeperTests",
+            dependencies: [
+                "CoordinationCore",
+                "CoordinationZooKeeper",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
