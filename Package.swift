@@ -96,6 +96,8 @@ let package = Package(
                 "CoordinationCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -126,6 +128,7 @@ let package = Package(
                 "CoordinationEtcd",
                 "CoordinationEtcdV2",
                 "CoordinationConsul",
+                "CoordinationZooKeeper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -157,6 +160,8 @@ let package = Package(
             dependencies: [
                 "CoordinationCore",
                 "CoordinationZooKeeper",
+                "CoordinationTestKit",
+                "Coordination",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -5,6 +5,7 @@ import CoordinationCore
 import CoordinationEtcd
 import CoordinationEtcdV2
 import CoordinationMemory
+import CoordinationZooKeeper
 import Logging
 
 /// A small cluster in one process: workers elect a leader, register for discovery and share a
@@ -44,6 +45,7 @@ struct CoordinationDemo: AsyncParsableCommand {
         EtcdStore.register(in: &registry)
         EtcdV2Store.register(in: &registry)
         ConsulStore.register(in: &registry)
+        ZooKeeperStore.register(in: &registry)
         let kvStore: any KeyValueStore
         do {
             kvStore = try registry.makeStore(store)

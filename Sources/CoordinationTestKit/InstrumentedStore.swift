@@ -101,4 +101,11 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
         record("contenders")
         return try await base.contenders(under: prefix)
     }
+    /// Counted as a `watch`: it is how a waiter watches its predecessor, whatever the backend uses.
+    public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
+        async throws(CoordinationError)
+    {
+        record("watch")
+        try await base.waitUntilGone(key, createdAt: createRevision, session: session)
+    }
 }

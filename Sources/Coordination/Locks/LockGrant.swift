@@ -47,7 +47,7 @@ public struct LockGrant: Sendable, Hashable {
             }
             group.addTask {
                 do {
-                    try await store.waitUntilGone(key, createdAt: createRevision)
+                    try await store.waitUntilGone(key, createdAt: createRevision, session: nil)
                     return CoordinationError(.lockLost, "grant '\(key)' lost: its key was removed", key: key.path)
                 } catch let error as CoordinationError where error.code == .cancelled {
                     return nil

@@ -54,32 +54,9 @@ func whileActive<Value: Sendable>(
 extension KeyValueStore {
     /// Waits until `key` does not exist (returns at once if it is already absent).
     func waitUntilAbsent(_ key: Key) async throws {
-        try await waitUntilGone(key, createdAt: nil)
+        try await waitUntilGone(key, createdAt: nil, session: nil)
     }
 
-    /// Waits until the incarnation of `key` created at `createRevision` is gone: the key is absent,
-    /// deleted, or was created again since (a contender that released and queued again under the
-    /// same key is a different contender, later in line). Returns at once if that is already so.
-    /// With `session`, a key that is no longer bound to that session is gone too (a shared lock key
-    /// such as Consul's `api.Lock` key is released, not deleted, when its holder lets go).
-    func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID? = nil) async throws {
-        func isOther(_ entry: Entry) -> Bool {
-            if let session, entry.session != session { return true }
-            return createRevision.map { entry.createRevision != $0 } ?? false
-        }
-        let events = try await watch(key)
-        for try await event in events {
-            switch event {
-            case .snapshot(let snapshot):
-                guard let entry = snapshot.entries.first, !isOther(entry) else { return }
-            case .deleted:
-                return
-            case .put(let entry):
-                if isOther(entry) { return }
-            }
-        }
-        throw CoordinationError(.cancelled, "stopped waiting for '\(key)' to be removed")
-    }
 }
 
 /// A failure of a waiting task that was cancelled is reported as `cancelled`, whatever the transport

@@ -69,9 +69,10 @@ public struct LinePosition: Sendable, Hashable {
     public var contender: Contender
     /// The first in line right after joining (`nil` only if the line was emptied meanwhile).
     public var head: Contender?
-    /// The whole line right after joining, first in line first, when the backend read it in the
-    /// same round trip (`nil` otherwise). Recipes use it to find the contender just ahead without
-    /// another read.
+    /// The line right after joining, first in line first, when the backend read it while joining
+    /// (`nil` otherwise): at least every contender ahead of the new one and the new one itself
+    /// (ZooKeeper leaves out those behind it, whose details would cost a read each). Recipes use it
+    /// to find the contender just ahead without another read.
     public var line: [Contender]?
 
     public init(contender: Contender, head: Contender?, line: [Contender]? = nil) {

@@ -89,8 +89,42 @@ public protocol KeyValueStore: Service, Sendable {
     func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
         async throws(CoordinationError) -> LinePosition
 
+    /// Waits until the incarnation of `key` created at `createRevision` is gone: the key is absent,
+    /// deleted, or was created again since (a contender that released and queued again under the
+    /// same key is a different contender, later in line). Returns at once if that is already so.
+    /// With `session`, a key that is no longer bound to that session is gone too (a shared lock key
+    /// such as Consul's `api.Lock` key is released, not deleted, when its holder lets go).
+    ///
+    /// This is how a waiter watches its predecessor. The default watches `key`; a backend with a
+    /// cheaper one-shot wait (ZooKeeper's `exists` watch) offers that instead.
+    func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
+        async throws(CoordinationError)
+
     /// Ends the store's sessions and watches and releases its connection. Idempotent.
     func close() async
+}
+
+extension KeyValueStore {
+    public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
+        async throws(CoordinationError)
+    {
+        func isOther(_ entry: Entry) -> Bool {
+            if let session, entry.session != session { return true }
+            return createRevision.map { entry.createRevision != $0 } ?? false
+        }
+        let events = try await watch(key)
+        for try await event in events {
+            switch event {
+            case .snapshot(let snapshot):
+                guard let entry = snapshot.entries.first, !isOther(entry) else { return }
+            case .deleted:
+                return
+            case .put(let entry):
+                if isOther(entry) { return }
+            }
+        }
+        throw CoordinationError(.cancelled, "stopped waiting for '\(key)' to be removed")
+    }
 }
 
 extension KeyValueStore {

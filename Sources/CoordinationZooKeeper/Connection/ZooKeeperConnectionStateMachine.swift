@@ -227,7 +227,7 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
             }
             if first.xid == ReservedXid.ping { return actions }
             if code != .ok {
-                actions.append(.fail(xid: first.xid, Self.error(for: code, opCode: first.opCode)))
+                actions.append(.fail(xid: first.xid, Self.error(for: code, opCode: first.opCode, zxid: header.zxid)))
             } else {
                 actions.append(
                     .succeed(
@@ -377,7 +377,9 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         return Int32(clamping: value)
     }
 
-    static func error(for code: ZooKeeperErrorCode, opCode: OpCode) -> CoordinationError {
-        CoordinationError(code.coordinationCode, "ZooKeeper answered \(code) to \(opCode)", backend: "zookeeper")
+    static func error(for code: ZooKeeperErrorCode, opCode: OpCode, zxid: Int64) -> CoordinationError {
+        CoordinationError(
+            code.coordinationCode, "ZooKeeper answered \(code) to \(opCode)", backend: "zookeeper",
+            underlying: ZooKeeperReplyError(code: code, zxid: zxid))
     }
 }

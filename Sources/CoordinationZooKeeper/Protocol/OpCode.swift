@@ -13,6 +13,7 @@ enum OpCode: Int32, Sendable {
     case check = 13
     case multi = 14
     case create2 = 15
+    case removeWatches = 18
     case createContainer = 19
     case setWatches = 101
     case setWatches2 = 105

@@ -2,7 +2,7 @@ import CoordinationCore
 
 /// The `err` field of a reply (`KeeperException.Code` in ZooKeeper 3.8). Unknown values are kept,
 /// so a newer server's code is reported rather than dropped.
-struct ZooKeeperErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+struct ZooKeeperErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible, Error {
     let rawValue: Int32
     init(rawValue: Int32) { self.rawValue = rawValue }
 
@@ -69,4 +69,19 @@ struct ZooKeeperErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCon
         default: .serverError
         }
     }
+}
+
+/// A server's refusal of one request: its error code and the zxid in the reply header (the
+/// server's last committed zxid when it answered, so a `noNode` also tells how recent it is).
+struct ZooKeeperReplyError: Error, Hashable, Sendable, CustomStringConvertible {
+    var code: ZooKeeperErrorCode
+    var zxid: Int64
+    var description: String { "\(code) at zxid \(zxid)" }
+}
+
+extension CoordinationError {
+    /// The ZooKeeper error code behind this error, if a server refused a request.
+    var zooKeeperCode: ZooKeeperErrorCode? { (underlying as? ZooKeeperReplyError)?.code }
+    /// The zxid of the refusing reply, if a server refused a request.
+    var zooKeeperZxid: Int64? { (underlying as? ZooKeeperReplyError)?.zxid }
 }

@@ -2,9 +2,9 @@ import NIOCore
 
 /// One operation inside a multi request (`MultiOperationRecord`): all apply atomically or none.
 enum MultiOperation: Equatable, Sendable {
-    case create(path: String, data: [UInt8], acl: [ACL] = ACL.openUnsafe, mode: CreateMode)
+    case create(path: String, data: [UInt8]?, acl: [ACL] = ACL.openUnsafe, mode: CreateMode)
     case delete(path: String, version: Int32)
-    case setData(path: String, data: [UInt8], version: Int32)
+    case setData(path: String, data: [UInt8]?, version: Int32)
     /// Fails the whole multi unless the node's version is `version` (`CheckVersionRequest`).
     case check(path: String, version: Int32)
 
@@ -35,15 +35,17 @@ struct WatchRegistrations: Equatable, Sendable {
 /// A request after the handshake: its op code and body. The header (xid, type) is written by
 /// ``encode(xid:into:)``.
 enum ZooKeeperRequest: Equatable, Sendable {
-    case create(path: String, data: [UInt8], acl: [ACL] = ACL.openUnsafe, mode: CreateMode)
+    case create(path: String, data: [UInt8]?, acl: [ACL] = ACL.openUnsafe, mode: CreateMode)
     case delete(path: String, version: Int32)
     case exists(path: String, watch: Bool)
     case getData(path: String, watch: Bool)
-    case setData(path: String, data: [UInt8], version: Int32)
+    case setData(path: String, data: [UInt8]?, version: Int32)
     case getChildren2(path: String, watch: Bool)
     case sync(path: String)
     case multi([MultiOperation])
     case addWatch(path: String, mode: AddWatchMode)
+    /// RemoveWatches (op 18) with WatcherType `any` (3): every watch this session has on `path`.
+    case removeWatches(path: String)
     case setWatches(WatchRegistrations)
     case ping
     case closeSession
@@ -64,6 +66,7 @@ enum ZooKeeperRequest: Equatable, Sendable {
         case .sync: .sync
         case .multi: .multi
         case .addWatch: .addWatch
+        case .removeWatches: .removeWatches
         case .setWatches(let registrations): registrations.opCode
         case .ping: .ping
         case .closeSession: .closeSession
@@ -107,6 +110,9 @@ enum ZooKeeperRequest: Equatable, Sendable {
         case .addWatch(let path, let mode):
             buffer.writeJuteString(path)
             buffer.writeJuteInt(mode.rawValue)
+        case .removeWatches(let path):
+            buffer.writeJuteString(path)
+            buffer.writeJuteInt(3)
         case .setWatches(let registrations):
             buffer.writeJuteLong(registrations.relativeZxid)
             buffer.writeJuteStrings(registrations.data)
@@ -122,7 +128,7 @@ enum ZooKeeperRequest: Equatable, Sendable {
     }
 
     private static func encodeCreate(
-        path: String, data: [UInt8], acl: [ACL], mode: CreateMode, into buffer: inout ByteBuffer
+        path: String, data: [UInt8]?, acl: [ACL], mode: CreateMode, into buffer: inout ByteBuffer
     ) {
         buffer.writeJuteString(path)
         buffer.writeJuteBuffer(data)

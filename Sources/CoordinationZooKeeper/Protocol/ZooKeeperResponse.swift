@@ -16,7 +16,7 @@ enum ZooKeeperResponse: Equatable, Sendable {
     case created(path: String, stat: Stat)
     /// exists and setData answer with the node's Stat.
     case stat(Stat)
-    case data([UInt8], Stat)
+    case data([UInt8]?, Stat)
     case children([String], Stat)
     case synced(path: String)
     case multi([MultiResult])
@@ -33,7 +33,7 @@ enum ZooKeeperResponse: Equatable, Sendable {
         case .exists, .setData:
             return .stat(try Stat(from: &buffer))
         case .getData:
-            let data = try buffer.readJuteBuffer() ?? []
+            let data = try buffer.readJuteBuffer()
             return .data(data, try Stat(from: &buffer))
         case .getChildren2:
             let children = try buffer.readJuteStrings() ?? []
@@ -42,7 +42,7 @@ enum ZooKeeperResponse: Equatable, Sendable {
             return .synced(path: try buffer.readJuteString() ?? "")
         case .multi:
             return .multi(try decodeMultiResults(from: &buffer))
-        case .delete, .addWatch, .setWatches, .setWatches2, .ping, .closeSession, .check, .getChildren, .notification,
+        case .delete, .addWatch, .removeWatches, .setWatches, .setWatches2, .ping, .closeSession, .check, .getChildren, .notification,
             .error:
             return .empty
         }

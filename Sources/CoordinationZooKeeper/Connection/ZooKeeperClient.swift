@@ -1,0 +1,467 @@
+import CoordinationCore
+import NIOCore
+import NIOPosix
+
+/// A host and port of one ensemble member.
+struct ZooKeeperEndpoint: Sendable, Hashable, CustomStringConvertible {
+    var host: String
+    var port: Int
+    var description: String { "\(host):\(port)" }
+}
+
+/// One ZooKeeper session, kept across TCP connections: the handshake, pipelined requests matched
+/// by xid, pings, watch notifications, and — when a connection breaks — a new connection to the
+/// next ensemble member that resumes the same session (id and password) and re-registers the
+/// session's watches (SetWatches2, from the last zxid seen, so the server fires what was missed).
+///
+/// The protocol rules live in ``ZooKeeperConnectionStateMachine``; this class carries out its
+/// actions. Every mutable field is confined to ``eventLoop``; public entry points hop onto it.
+final class ZooKeeperClient: @unchecked Sendable {
+    typealias Machine = ZooKeeperConnectionStateMachine<ContinuousClock.Instant>
+
+    /// How the session's state changed, delivered on the event loop in order.
+    enum Event: Sendable {
+        /// A watch notification.
+        case notification(WatcherEvent)
+        /// The session moved to a new connection; its watches are registered again. Watchers
+        /// re-read what they watch: a persistent watch does not replay what happened meanwhile.
+        case resumed
+        case state(SessionState)
+    }
+
+    let eventLoop: any EventLoop
+    let endpoints: [ZooKeeperEndpoint]
+    let connectTimeout: Duration
+    /// The session's events (notifications, resumptions, state changes); finishes when the
+    /// session ends.
+    let events: AsyncStream<Event>
+    private let eventContinuation: AsyncStream<Event>.Continuation
+
+    // Loop-confined state.
+    private var machine: Machine
+    private var endpointIndex: Int
+    private var channel: (any Channel)?
+    private var generation = 0
+    private var decoder = ZooKeeperFrameDecoder()
+    private var promises: [Int32: EventLoopPromise<Reply>] = [:]
+    /// Requests made while the session is between connections: sent once it is resumed.
+    private var queued: [(ZooKeeperRequest, EventLoopPromise<Reply>)] = []
+    private var closePromises: [EventLoopPromise<Void>] = []
+    private var timer: Scheduled<Void>?
+    private var established: EventLoopPromise<Void>?
+    private var abandoned = false
+    private var hasBeenAlive = false
+    /// Watches to register again after a reconnect.
+    private var persistentWatches: [String: (mode: AddWatchMode, count: Int)] = [:]
+    private var dataWatches: Set<String> = []
+    private var existWatches: Set<String> = []
+    private(set) var currentEndpoint: ZooKeeperEndpoint
+
+    /// A reply and the zxid in its header (the server's last committed zxid when it answered).
+    struct Reply: Sendable {
+        var response: ZooKeeperResponse
+        var zxid: Int64
+    }
+
+    private init(
+        endpoints: [ZooKeeperEndpoint], sessionTimeout: Duration, connectTimeout: Duration,
+        eventLoop: any EventLoop
+    ) {
+        precondition(!endpoints.isEmpty, "a ZooKeeper client needs at least one endpoint")
+        self.eventLoop = eventLoop
+        self.endpoints = endpoints
+        self.connectTimeout = connectTimeout
+        self.machine = Machine(configuration: .init(requestedTimeout: sessionTimeout))
+        let start = Int.random(in: 0..<endpoints.count)
+        self.endpointIndex = start
+        self.currentEndpoint = endpoints[start]
+        (events, eventContinuation) = AsyncStream.makeStream(of: Event.self)
+    }
+
+    /// Opens a new session on one of `endpoints` (tried in turn from a random one), failing with
+    /// `connectionFailed` if none answers within `connectTimeout`.
+    static func connect(
+        endpoints: [ZooKeeperEndpoint],
+        sessionTimeout: Duration,
+        connectTimeout: Duration = .seconds(5),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws(CoordinationError) -> ZooKeeperClient {
+        let client = ZooKeeperClient(
+            endpoints: endpoints, sessionTimeout: sessionTimeout, connectTimeout: connectTimeout,
+            eventLoop: group.next())
+        let future = client.eventLoop.flatSubmit { client.start() }
+        do {
+            try await future.get()
+        } catch {
+            await client.close()
+            throw client.attributed(error)
+        }
+        return client
+    }
+
+    var sessionID: Int64 { eventLoop.inEventLoop ? machine.session?.id ?? 0 : 0 }
+
+    /// The negotiated session facts (id, timeout), read on the loop.
+    func session() async -> Machine.Session? {
+        try? await eventLoop.submit { self.machine.session }.get()
+    }
+
+    /// Sends one request and waits for its reply. Server errors arrive as ``CoordinationError``s
+    /// whose `underlying` is the ``ZooKeeperErrorCode``. A request made while the session is between
+    /// connections waits for the resumption; one in flight when a connection breaks fails with
+    /// `connectionFailed` (a write's outcome is then unknown).
+    func send(_ request: ZooKeeperRequest) async throws(CoordinationError) -> Reply {
+        let promise = eventLoop.makePromise(of: Reply.self)
+        eventLoop.execute { self.dispatch(request, promise) }
+        do {
+            return try await promise.futureResult.get()
+        } catch {
+            throw attributed(error)
+        }
+    }
+
+    /// Sends several requests back to back (pipelined: one round trip) and returns their replies in
+    /// order, each as a `Result`.
+    func sendAll(_ requests: [ZooKeeperRequest]) async -> [Result<Reply, CoordinationError>] {
+        let promises = requests.map { _ in eventLoop.makePromise(of: Reply.self) }
+        eventLoop.execute {
+            for (request, promise) in zip(requests, promises) { self.dispatch(request, promise) }
+        }
+        var results: [Result<Reply, CoordinationError>] = []
+        results.reserveCapacity(requests.count)
+        for promise in promises {
+            do {
+                results.append(.success(try await promise.futureResult.get()))
+            } catch {
+                results.append(.failure(attributed(error)))
+            }
+        }
+        return results
+    }
+
+    /// Registers a persistent (recursive) watch on `path`, shared by every local watcher of the
+    /// same path and mode; the server is asked only for the first.
+    func addPersistentWatch(_ path: String, mode: AddWatchMode) async throws(CoordinationError) {
+        let first = try? await eventLoop.submit { () -> Bool in
+            var entry = self.persistentWatches[path] ?? (mode, 0)
+            entry.count += 1
+            self.persistentWatches[path] = entry
+            return entry.count == 1
+        }.get()
+        guard first == true else { return }
+        do {
+            _ = try await send(.addWatch(path: path, mode: mode))
+        } catch {
+            await releasePersistentWatch(path)
+            throw error
+        }
+    }
+
+    /// Drops one local user of a persistent watch; the last one removes it on the server.
+    func releasePersistentWatch(_ path: String) async {
+        let last = try? await eventLoop.submit { () -> Bool in
+            guard var entry = self.persistentWatches[path] else { return false }
+            entry.count -= 1
+            if entry.count <= 0 {
+                self.persistentWatches[path] = nil
+                return !self.dataWatches.contains(path) && !self.existWatches.contains(path)
+            }
+            self.persistentWatches[path] = entry
+            return false
+        }.get()
+        if last == true { _ = try? await send(.removeWatches(path: path)) }
+    }
+
+    /// Ends the session (CloseSession: its ephemeral nodes go at once) and the connection.
+    /// Idempotent; bounded by the connect timeout.
+    func close() async {
+        let promise = eventLoop.makePromise(of: Void.self)
+        eventLoop.execute {
+            self.closePromises.append(promise)
+            self.run(self.machine.close(now: .now))
+            if self.channel == nil { self.finishClosing() }
+        }
+        let deadline = eventLoop.scheduleTask(in: .nanoseconds(Self.nanoseconds(connectTimeout))) {
+            self.channel?.close(promise: nil)
+            self.finishClosing()
+        }
+        try? await promise.futureResult.get()
+        deadline.cancel()
+    }
+
+    /// Stops the session's pings and drops the connection without CloseSession, exactly as a
+    /// crashed process would: the server expires the session one timeout later, and this client
+    /// reports `suspended`, then `expired` by the safety rule.
+    func abandon() {
+        eventLoop.execute {
+            self.abandoned = true
+            self.channel?.close(promise: nil)
+        }
+    }
+
+    // MARK: Loop-confined machinery
+
+    private func start() -> EventLoopFuture<Void> {
+        let promise = eventLoop.makePromise(of: Void.self)
+        established = promise
+        // The first session must be established within the connect timeout, whatever the number
+        // of members tried.
+        eventLoop.scheduleTask(in: .nanoseconds(Self.nanoseconds(connectTimeout))) {
+            guard let established = self.established else { return }
+            self.established = nil
+            established.fail(
+                CoordinationError(
+                    .connectionFailed,
+                    "no ZooKeeper server of \(self.endpoints.map(\.description).joined(separator: ",")) "
+                        + "established a session within \(self.connectTimeout)",
+                    backend: "zookeeper"))
+        }
+        run(machine.start())
+        return promise.futureResult
+    }
+
+    private func dispatch(_ request: ZooKeeperRequest, _ promise: EventLoopPromise<Reply>) {
+        switch machine.state {
+        case .connecting, .handshaking, .disconnected:
+            if hasBeenAlive {
+                queued.append((request, promise))
+                return
+            }
+        default: break
+        }
+        let (xid, actions) = machine.send(request, now: .now)
+        promises[xid] = promise
+        noteWatch(request)
+        run(actions)
+    }
+
+    /// Remembers one-shot watches so that they can be registered again on another connection.
+    private func noteWatch(_ request: ZooKeeperRequest) {
+        switch request {
+        case .getData(let path, true): dataWatches.insert(path)
+        case .exists(let path, true): existWatches.insert(path)
+        default: break
+        }
+    }
+
+    private func connect() {
+        guard !abandoned else { return }
+        generation += 1
+        let generation = self.generation
+        let endpoint = endpoints[endpointIndex]
+        endpointIndex = (endpointIndex + 1) % endpoints.count
+        currentEndpoint = endpoint
+        decoder = ZooKeeperFrameDecoder()
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.nanoseconds(Self.nanoseconds(connectTimeout)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ZooKeeperClientHandler(client: self, generation: generation))
+                }
+            }
+        bootstrap.connect(host: endpoint.host, port: endpoint.port).whenComplete { result in
+            guard generation == self.generation else {
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let channel):
+                if self.abandoned || self.machine.state.isFinished {
+                    channel.close(promise: nil)
+                    return
+                }
+                self.channel = channel
+                self.run(self.machine.connectionEstablished(now: .now))
+            case .failure:
+                self.run(self.machine.connectionClosed(now: .now))
+            }
+        }
+    }
+
+    fileprivate func received(_ bytes: ByteBuffer, generation: Int) {
+        guard generation == self.generation else { return }
+        decoder.append(bytes)
+        do {
+            while let frame = try decoder.nextFrame() {
+                run(machine.received(frame, now: .now))
+            }
+        } catch {
+            channel?.close(promise: nil)
+        }
+    }
+
+    fileprivate func closed(generation: Int) {
+        guard generation == self.generation else { return }
+        channel = nil
+        run(machine.connectionClosed(now: .now))
+        if machine.state.isFinished { finishClosing() }
+    }
+
+    private func run(_ actions: [Machine.Action]) {
+        for action in actions {
+            switch action {
+            case .connect:
+                connect()
+            case .reconnect(let delay):
+                eventLoop.scheduleTask(in: .nanoseconds(Self.nanoseconds(delay))) { self.connect() }
+            case .write(let frame):
+                channel?.writeAndFlush(frame, promise: nil)
+            case .closeConnection:
+                channel?.close(promise: nil)
+            case .succeed(let xid, let response, let zxid):
+                promises.removeValue(forKey: xid)?.succeed(Reply(response: response, zxid: zxid))
+            case .fail(let xid, let error):
+                promises.removeValue(forKey: xid)?.fail(error)
+            case .watchEvent(let event):
+                forgetFiredWatch(event)
+                eventContinuation.yield(.notification(event))
+            case .sessionState(let state):
+                sessionStateChanged(state)
+            case .protocolError(let error):
+                failAll(error)
+            }
+        }
+        schedule()
+    }
+
+    private func forgetFiredWatch(_ event: WatcherEvent) {
+        switch event.type {
+        case .nodeCreated, .nodeDeleted, .nodeDataChanged:
+            dataWatches.remove(event.path)
+            existWatches.remove(event.path)
+        default: break
+        }
+    }
+
+    private func sessionStateChanged(_ state: SessionState) {
+        switch state {
+        case .alive:
+            if let established {
+                self.established = nil
+                hasBeenAlive = true
+                established.succeed(())
+            } else if hasBeenAlive {
+                resumed()
+            }
+        case .expired, .closed:
+            let error =
+                state == .expired
+                ? CoordinationError(.sessionExpired, "the ZooKeeper session has expired", backend: "zookeeper")
+                : CoordinationError(.sessionClosed, "the ZooKeeper session was closed", backend: "zookeeper")
+            failAll(error)
+        case .suspended:
+            break
+        }
+        eventContinuation.yield(.state(state))
+        if state.isTerminal {
+            eventContinuation.finish()
+        }
+    }
+
+    /// A new connection carries the session: register its watches first (the server replays what
+    /// changed after the last zxid seen for one-shot watches), then send what waited.
+    private func resumed() {
+        let persistent = persistentWatches.filter { $0.value.mode == .persistent }.map(\.key).sorted()
+        let recursive = persistentWatches.filter { $0.value.mode == .persistentRecursive }.map(\.key).sorted()
+        if !persistent.isEmpty || !recursive.isEmpty || !dataWatches.isEmpty || !existWatches.isEmpty {
+            let registrations = WatchRegistrations(
+                relativeZxid: machine.lastZxidSeen, data: dataWatches.sorted(), exist: existWatches.sorted(),
+                child: [], persistent: persistent, persistentRecursive: recursive)
+            let (_, actions) = machine.send(.setWatches(registrations), now: .now)
+            run(actions)
+        }
+        let waiting = queued
+        queued.removeAll()
+        for (request, promise) in waiting { dispatch(request, promise) }
+        eventContinuation.yield(.resumed)
+    }
+
+    private func failAll(_ error: CoordinationError) {
+        if let established {
+            self.established = nil
+            established.fail(error)
+        }
+        let pending = promises
+        promises.removeAll()
+        for promise in pending.values { promise.fail(error) }
+        let waiting = queued
+        queued.removeAll()
+        for (_, promise) in waiting { promise.fail(error) }
+    }
+
+    private func finishClosing() {
+        timer?.cancel()
+        timer = nil
+        if !machine.state.isFinished {
+            run(machine.close(now: .now))
+        }
+        failAll(CoordinationError(.sessionClosed, "the ZooKeeper session was closed", backend: "zookeeper"))
+        let waiting = closePromises
+        closePromises.removeAll()
+        for promise in waiting { promise.succeed(()) }
+        eventContinuation.finish()
+    }
+
+    /// Wakes up at the state machine's next deadline (pings, suspension, expiry).
+    private func schedule() {
+        timer?.cancel()
+        timer = nil
+        guard let deadline = machine.nextDeadline() else { return }
+        let delay = ContinuousClock.now.duration(to: deadline)
+        timer = eventLoop.scheduleTask(in: .nanoseconds(max(0, Self.nanoseconds(delay)))) {
+            self.run(self.machine.tick(now: .now))
+        }
+    }
+
+    private func attributed(_ error: any Error) -> CoordinationError {
+        let endpoint = currentEndpoint.description
+        if let error = error as? CoordinationError { return error.attributed(backend: "zookeeper", endpoint: endpoint) }
+        return CoordinationError(
+            .connectionFailed, "ZooKeeper connection failed", backend: "zookeeper", endpoint: endpoint,
+            underlying: error)
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+extension ZooKeeperConnectionStateMachine.State {
+    /// Closed or expired: nothing will happen on this session any more.
+    var isFinished: Bool {
+        switch self {
+        case .closed, .expired: true
+        default: false
+        }
+    }
+}
+
+/// The thin I/O side of one TCP connection: bytes in, closure out, both forwarded to the client on
+/// its event loop. A handler of an earlier connection (an older generation) is ignored.
+private final class ZooKeeperClientHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let client: ZooKeeperClient
+    private let generation: Int
+
+    init(client: ZooKeeperClient, generation: Int) {
+        self.client = client
+        self.generation = generation
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        client.received(unwrapInboundIn(data), generation: generation)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        client.closed(generation: generation)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,84 @@
+import CoordinationCore
+
+/// Where keys, session markers and contenders live in the znode tree.
+///
+/// - A key `a/b` is the znode `<chroot>/a/b`. Parents a key needs are created as persistent znodes
+///   with *null* data (jute length -1): such a znode is a parent only, not a key — `get` says `nil`
+///   and `list` leaves it out — which keeps the core's flat-key semantics (etcd's) on ZooKeeper's
+///   tree. A znode with data, even empty data, is a key; so is every znode another client made.
+/// - Each session of this library has a marker `<chroot>/#sessions/<session id hex>` (ephemeral).
+///   `#` cannot occur in a key, so no key reaches it. Revoking a session from another client sets
+///   the marker's data; its owner closes the session when it sees that.
+/// - Contenders are Curator's protected sequential names: `<prefix>/_c_<uuid>-<role>-<sequence>`,
+///   ordered by the 10-digit sequence the server appends (compared as a number).
+struct ZooKeeperPaths: Sendable {
+    /// The chroot, normalised: `""` for the root, else `/a/b`.
+    let chroot: String
+
+    init(chroot: String) throws(CoordinationError) {
+        let trimmed = chroot.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
+        if trimmed.isEmpty {
+            self.chroot = ""
+        } else {
+            guard (try? Key(trimmed))?.path == trimmed else {
+                throw CoordinationError(
+                    .invalidConnectionString, "the chroot '\(chroot)' is not a valid path", backend: "zookeeper")
+            }
+            self.chroot = "/" + trimmed
+        }
+    }
+
+    func path(_ key: Key) -> String { chroot + "/" + key.path }
+
+    /// The key of a znode path under the chroot, or `nil` for the chroot itself, reserved names
+    /// and paths outside it.
+    func key(_ path: String) -> Key? {
+        guard path.hasPrefix(chroot + "/") else { return nil }
+        let relative = path.dropFirst(chroot.count + 1)
+        guard !relative.isEmpty, let key = try? Key(String(relative)), key.path == relative else { return nil }
+        return key
+    }
+
+    var sessionsPath: String { chroot + "/#sessions" }
+
+    func sessionMarker(_ id: SessionID) -> String { sessionsPath + "/" + id.rawValue }
+
+    /// Every ancestor of `path` below the root, outermost first (the chroot's own included).
+    func ancestors(of path: String) -> [String] {
+        var result: [String] = []
+        var index = path.startIndex
+        while let slash = path[path.index(after: index)...].firstIndex(of: "/") {
+            result.append(String(path[..<slash]))
+            index = slash
+        }
+        return result
+    }
+
+    /// The name prefix of a protected contender: `_c_<uuid>-<role>-`.
+    static func contenderPrefix(uuid: String, role: ContenderRole) -> String { "_c_\(uuid)-\(role.name)-" }
+
+    /// The sequence number of a contender name: the digits ZooKeeper appended (Curator's
+    /// `_c_<uuid>-lock-0000000007`, kazoo's `<uuid>__lock__0000000007`), or `nil` if `name` has none.
+    static func sequence(of name: Substring) -> Int64? {
+        let digits = name.reversed().prefix { $0.isASCII && $0.isNumber }
+        guard digits.count >= 10, digits.count < name.count else { return nil }
+        let marker = name[name.index(name.endIndex, offsetBy: -digits.count - 1)]
+        guard marker == "-" || marker == "_" else { return nil }
+        return Int64(String(digits.reversed()))
+    }
+
+    /// Formats a ZooKeeper session id as the core's session id: 16 lowercase hex digits.
+    static func sessionID(_ raw: Int64) -> SessionID {
+        let hex = String(UInt64(bitPattern: raw), radix: 16)
+        return SessionID(String(repeating: "0", count: max(0, 16 - hex.count)) + hex)
+    }
+
+    /// The session owning an ephemeral znode, or `nil` for persistent ones, containers
+    /// (owner 0x8000000000000000) and TTL nodes (high byte 0xff).
+    static func owner(_ ephemeralOwner: Int64) -> SessionID? {
+        guard ephemeralOwner != 0, ephemeralOwner != .min, UInt64(bitPattern: ephemeralOwner) >> 56 != 0xff else {
+            return nil
+        }
+        return sessionID(ephemeralOwner)
+    }
+}

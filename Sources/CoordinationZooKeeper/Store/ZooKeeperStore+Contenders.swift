@@ -1,0 +1,188 @@
+import CoordinationCore
+import Synchronization
+
+/// The ordering primitive on ZooKeeper: Curator's protected ephemeral-sequential znodes.
+///
+/// A contender is `<prefix>/_c_<uuid>-<role>-<sequence>` (Curator's `InterProcessMutex` and
+/// `LeaderLatch` names), created on its session's own connection. The line is every child of the
+/// prefix that ends in a sequence number — kazoo's `<uuid>__lock__<sequence>` too — ordered by that
+/// number. If the connection breaks before the create's reply, the contender is found again after
+/// the session resumes by its uuid (Curator's protected-name recovery), so no orphan stays in line.
+extension ZooKeeperStore {
+    public func createContender(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
+        async throws(CoordinationError) -> Contender
+    {
+        try await join(prefix, role: role, value: value, session: session, readLine: false).contender
+    }
+
+    /// Creates the contender and reads the line in one round trip (create, then getChildren,
+    /// pipelined). When the new contender is first, that is all: an uncontended lock costs these
+    /// two requests and one delete. Otherwise the contenders ahead are read (one more round trip).
+    public func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
+        async throws(CoordinationError) -> LinePosition
+    {
+        try await join(prefix, role: role, value: value, session: session, readLine: true)
+    }
+
+    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
+        let client = try await primary()
+        let names: [String]
+        do {
+            let reply = try await client.send(.getChildren2(path: paths.path(prefix), watch: false))
+            guard case .children(let children, _) = reply.response else { return [] }
+            names = children
+        } catch where error.zooKeeperCode == .noNode {
+            return []
+        } catch {
+            throw failure(error, "contenders", key: prefix)
+        }
+        return try await details(names, under: prefix, client)
+    }
+
+    /// Contender names in line order, if every child has a sequence number: by that number (which
+    /// grows with the creation zxid under one parent), then by name. `nil` if some child has none
+    /// (a key put there by other means): then only the znodes' zxids can order the line.
+    static func ordered(_ names: [String]) -> [(name: String, sequence: Int64)]? {
+        var line: [(name: String, sequence: Int64)] = []
+        line.reserveCapacity(names.count)
+        for name in names {
+            guard let sequence = ZooKeeperPaths.sequence(of: name[...]) else { return nil }
+            line.append((name, sequence))
+        }
+        return line.sorted { $0.sequence != $1.sequence ? $0.sequence < $1.sequence : $0.name < $1.name }
+    }
+
+    /// Reads the given children (pipelined) and returns the keys among them in line order (creation
+    /// zxid); those gone meanwhile and parent-only znodes are left out.
+    private func details(_ names: [String], under prefix: Key, _ client: ZooKeeperClient)
+        async throws(CoordinationError) -> [Contender]
+    {
+        let base = paths.path(prefix)
+        let results = await client.sendAll(names.map { .getData(path: base + "/" + $0, watch: false) })
+        var contenders: [Contender] = []
+        for (name, result) in zip(names, results) {
+            switch result {
+            case .success(let reply):
+                guard case .data(let data?, let stat) = reply.response, let key = try? prefix.appending(name)
+                else { continue }
+                contenders.append(contender(key, value: data, stat: stat))
+            case .failure(let error) where error.zooKeeperCode == .noNode:
+                continue
+            case .failure(let error):
+                throw failure(error, "contenders", key: prefix)
+            }
+        }
+        return contenders.sorted { $0.createRevision != $1.createRevision ? $0.createRevision < $1.createRevision : $0.key < $1.key }
+    }
+
+    /// The ordering number (and fencing token) is the creation zxid: it orders sequential names
+    /// exactly as their sequence numbers do, and also orders keys put under the prefix otherwise.
+    private func contender(_ key: Key, value: [UInt8], stat: Stat) -> Contender {
+        Contender(
+            key: key, order: Revision(UInt64(stat.czxid)), createRevision: Revision(UInt64(stat.czxid)),
+            modifyRevision: Revision(UInt64(stat.mzxid)), session: ZooKeeperPaths.owner(stat.ephemeralOwner),
+            value: value)
+    }
+
+    private func join(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session, readLine: Bool)
+        async throws(CoordinationError) -> LinePosition
+    {
+        try validate(value: value, for: prefix)
+        try session.checkActive()
+        let client = try client(for: session)
+        let base = paths.path(prefix)
+        let namePrefix = ZooKeeperPaths.contenderPrefix(uuid: Self.uuid(), role: role)
+        let create = ZooKeeperRequest.create(path: base + "/" + namePrefix, data: value, mode: .ephemeralSequential)
+        for _ in 0..<8 {
+            let results = await client.sendAll(readLine ? [create, .getChildren2(path: base, watch: false)] : [create])
+            switch results[0] {
+            case .success(let reply):
+                guard case .created(let path, let stat) = reply.response else { continue }
+                let me = try created(path, stat: stat, value: value, under: prefix)
+                guard readLine else { return LinePosition(contender: me, head: nil, line: nil) }
+                guard case .success(let listing) = results[1], case .children(let names, _) = listing.response else {
+                    return LinePosition(contender: me, head: nil, line: nil)
+                }
+                return try await position(of: me, names: names, under: prefix, client)
+            case .failure(let error) where error.zooKeeperCode == .noNode:
+                // The prefix does not exist yet: create it (and its parents) as parents only.
+                _ = try await createWithParents(base, key: prefix, value: nil, mode: .persistent, client)
+            case .failure(let error) where error.code == .connectionFailed:
+                // The reply was lost with the connection: the contender may exist. Find it by its
+                // uuid once the session is back (the listing waits for that), or create it again.
+                if let me = try await recover(namePrefix, under: prefix, client) {
+                    guard readLine else { return LinePosition(contender: me, head: nil, line: nil) }
+                    let line = try await contenders(under: prefix)
+                    return LinePosition(contender: me, head: line.first, line: line)
+                }
+            case .failure(let error):
+                throw translated(error, "joinLine", key: prefix)
+            }
+        }
+        throw make(.serverError, "joinLine: could not create a contender", key: prefix)
+    }
+
+    private func created(_ path: String, stat: Stat, value: [UInt8], under prefix: Key) throws(CoordinationError)
+        -> Contender
+    {
+        let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
+        guard ZooKeeperPaths.sequence(of: name[...]) != nil else {
+            throw make(.protocolError, "the server named a sequential znode '\(name)' without a sequence", key: prefix)
+        }
+        let key = try prefix.appending(name)
+        state.withLock { state in
+            // Contenders that left with their session are never deleted through this store: keep the
+            // table small by forgetting everything now and then (a miss costs one read).
+            if state.ownContenders.count >= 4096 { state.ownContenders.removeAll() }
+            state.ownContenders[path] = (stat.mzxid, stat.version)
+        }
+        return contender(key, value: value, stat: stat)
+    }
+
+    /// The line as far as `me`: nothing more to read when `me` is first; else the contenders ahead.
+    private func position(of me: Contender, names: [String], under prefix: Key, _ client: ZooKeeperClient)
+        async throws(CoordinationError) -> LinePosition
+    {
+        let myName = String(me.key.name)
+        guard let line = Self.ordered(names) else {
+            // Keys without a sequence number share the prefix: order the whole line by zxid.
+            let line = try await details(names, under: prefix, client)
+            return LinePosition(contender: me, head: line.first, line: line)
+        }
+        guard let index = line.firstIndex(where: { $0.name == myName }) else {
+            return LinePosition(contender: me, head: nil, line: nil)
+        }
+        if index == 0 { return LinePosition(contender: me, head: me, line: [me]) }
+        let ahead = try await details(line[..<index].map(\.name), under: prefix, client)
+        let known = ahead + [me]
+        return LinePosition(contender: me, head: known.first, line: known)
+    }
+
+    private func recover(_ namePrefix: String, under prefix: Key, _ client: ZooKeeperClient)
+        async throws(CoordinationError) -> Contender?
+    {
+        let base = paths.path(prefix)
+        do {
+            let reply = try await client.send(.getChildren2(path: base, watch: false))
+            guard case .children(let names, _) = reply.response,
+                let name = names.first(where: { $0.hasPrefix(namePrefix) })
+            else { return nil }
+            let data = try await client.send(.getData(path: base + "/" + name, watch: false))
+            guard case .data(let value, let stat) = data.response else { return nil }
+            return try created(base + "/" + name, stat: stat, value: value ?? [], under: prefix)
+        } catch where error.zooKeeperCode == .noNode {
+            return nil
+        } catch {
+            throw failure(error, "joinLine", key: prefix)
+        }
+    }
+
+    /// A random (version 4) UUID in its usual text form, as Curator's protected names use.
+    static func uuid() -> String {
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        bytes[6] = (bytes[6] & 0x0f) | 0x40
+        bytes[8] = (bytes[8] & 0x3f) | 0x80
+        let hex = bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+        return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
+    }
+}

@@ -1,0 +1,337 @@
+import CoordinationCore
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The ZooKeeper backend, over ZooKeeper's own binary protocol (jute records on TCP, SwiftNIO).
+///
+/// - The store has a session of its own for reads, watches and unbound writes; every
+///   ``Session`` made with ``makeSession(ttl:)`` is a ZooKeeper session on a connection of its own,
+///   with the TTL as its negotiated session timeout, and keys bound to it are its ephemeral znodes.
+///   ZooKeeper negotiates timeouts per session and binds ephemerals to one session, so one
+///   connection cannot carry several independent TTLs.
+/// - Each connection pipelines its requests (matched by xid), pings at a third of the timeout and,
+///   when it breaks, resumes the same session on the next ensemble member, registering its watches
+///   again. A session is `suspended` while it is between servers and `expired` no later than the
+///   negotiated timeout after the last reply (see ``ZooKeeperConnectionStateMachine``).
+/// - Keys map to znodes under the chroot; see ``ZooKeeperPaths`` for parents, session markers and
+///   contenders (Curator's `_c_<uuid>-lock-<sequence>` layout).
+///
+/// ```swift
+/// let store = try ZooKeeperStore(configuration: .init(endpoints: [.init(host: "127.0.0.1", port: 2181)]))
+/// try await store.withRunning { store in … }
+/// ```
+public final class ZooKeeperStore: KeyValueStore, SessionBackend {
+    public struct Endpoint: Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int = 2181) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public struct Configuration: Sendable {
+        /// The ensemble's members; the store connects to one and moves on when it fails.
+        public var endpoints: [Endpoint]
+        /// A znode path under which the store keeps everything (`""`: the root).
+        public var chroot: String
+        /// The timeout of the store's own session (reads, watches, unbound writes). A call waits
+        /// at most this long for the session to move to another server.
+        public var sessionTimeout: Duration
+        /// How long opening a session (TCP connect and handshake, all members) may take.
+        public var connectTimeout: Duration
+        /// The largest value accepted (ZooKeeper's `jute.maxbuffer` is 1 MiB per packet).
+        public var maxValueSize: Int
+        /// The session TTLs accepted; the server clamps a session timeout to its own
+        /// `minSessionTimeout`...`maxSessionTimeout` (2 to 20 ticks by default), and a
+        /// ``Session/ttl`` is the negotiated one.
+        public var minimumSessionTTL: Duration
+        public var maximumSessionTTL: Duration
+        public var logger: Logger
+
+        public init(
+            endpoints: [Endpoint],
+            chroot: String = "",
+            sessionTimeout: Duration = .seconds(10),
+            connectTimeout: Duration = .seconds(5),
+            maxValueSize: Int = 1_000_000,
+            minimumSessionTTL: Duration = .seconds(1),
+            maximumSessionTTL: Duration = .seconds(600),
+            logger: Logger = Logger(label: "swift-coordination.zookeeper")
+        ) {
+            self.endpoints = endpoints
+            self.chroot = chroot
+            self.sessionTimeout = sessionTimeout
+            self.connectTimeout = connectTimeout
+            self.maxValueSize = maxValueSize
+            self.minimumSessionTTL = minimumSessionTTL
+            self.maximumSessionTTL = maximumSessionTTL
+            self.logger = logger
+        }
+    }
+
+    public let storeDescription: StoreDescription
+    public let limits: StoreLimits
+    public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
+
+    let configuration: Configuration
+    let paths: ZooKeeperPaths
+    let endpoints: [ZooKeeperEndpoint]
+    let state = Mutex(StoreState())
+    private let stopped = WakeSignal()
+
+    struct SessionRecord {
+        var client: ZooKeeperClient
+        var session: Session
+    }
+
+    struct Listener {
+        var client: ObjectIdentifier
+        var path: String
+        var recursive: Bool
+        var continuation: AsyncStream<ZooKeeperClient.Event>.Continuation
+    }
+
+    struct StoreState {
+        var closed = false
+        var primary: ZooKeeperClient?
+        var connecting: Task<ZooKeeperClient, any Error>?
+        var sessions: [SessionID: SessionRecord] = [:]
+        var listeners: [Int: Listener] = [:]
+        var nextListener = 0
+        /// Contender znodes this store created: path → (mzxid, version). Their names are unique
+        /// (a random uuid), so a version read at creation still names the same incarnation, and a
+        /// guarded release needs no read first.
+        var ownContenders: [String: (mzxid: Int64, version: Int32)] = [:]
+    }
+
+    public init(configuration: Configuration) throws(CoordinationError) {
+        guard !configuration.endpoints.isEmpty,
+            configuration.endpoints.allSatisfy({ !$0.host.isEmpty && (1...65535).contains($0.port) })
+        else {
+            throw CoordinationError(
+                .invalidConnectionString, "ZooKeeper needs at least one host:port with a port between 1 and 65535",
+                backend: "zookeeper")
+        }
+        self.configuration = configuration
+        self.paths = try ZooKeeperPaths(chroot: configuration.chroot)
+        self.endpoints = configuration.endpoints.map { ZooKeeperEndpoint(host: $0.host, port: $0.port) }
+        let endpoint = endpoints.map(\.description).joined(separator: ",") + paths.chroot
+        self.storeDescription = StoreDescription(backend: "zookeeper", endpoint: endpoint)
+        self.limits = StoreLimits(
+            maxValueSize: configuration.maxValueSize,
+            minimumSessionTTL: configuration.minimumSessionTTL,
+            maximumSessionTTL: configuration.maximumSessionTTL)
+    }
+
+    /// Adds `zookeeper://h1:p1,h2:p2/chroot[?timeout=10s&connect-timeout=5s]` to `registry`.
+    public static func register(in registry: inout StoreRegistry) {
+        registry.register(scheme: "zookeeper") { (connection, configuration) throws(CoordinationError) in
+            var options = Configuration(
+                endpoints: connection.endpoints.map { Endpoint(host: $0.host, port: $0.port ?? 2181) },
+                chroot: connection.path,
+                logger: configuration.logger)
+            func duration(_ name: String) throws(CoordinationError) -> Duration? {
+                guard let text = connection.query[name] else { return nil }
+                guard let value = parseDuration(text) else {
+                    throw CoordinationError(
+                        .invalidConnectionString, "\(name) must be a duration such as 500ms, 5s or 1m (got '\(text)')")
+                }
+                return value
+            }
+            if let value = try duration("timeout") { options.sessionTimeout = value }
+            if let value = try duration("connect-timeout") { options.connectTimeout = value }
+            return try ZooKeeperStore(configuration: options)
+        }
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let number = Double(text.dropLast(suffix.count)), number > 0 else { return nil }
+            return .milliseconds(Int64((number * scale * 1000).rounded()))
+        }
+        guard let number = Double(text), number > 0 else { return nil }
+        return .milliseconds(Int64((number * 1000).rounded()))
+    }
+
+    // MARK: - Service
+
+    /// The store's connections run on their own event loops; `run()` only keeps the service alive
+    /// until it is cancelled or closed.
+    public func run() async throws {
+        await withTaskCancellationHandler {
+            await stopped.wait()
+        } onCancel: {
+            stopped.signal()
+        }
+        await close()
+    }
+
+    public func close() async {
+        let (primary, connecting, sessions, listeners) = state.withLock { state in
+            let result = (state.primary, state.connecting, Array(state.sessions.values), Array(state.listeners.values))
+            state.closed = true
+            state.primary = nil
+            state.connecting = nil
+            state.sessions.removeAll()
+            state.listeners.removeAll()
+            return result
+        }
+        for listener in listeners { listener.continuation.finish() }
+        connecting?.cancel()
+        await withTaskGroup(of: Void.self) { group in
+            for record in sessions {
+                group.addTask {
+                    await record.client.close()
+                    record.session.transition(to: .closed)
+                }
+            }
+            if let primary { group.addTask { await primary.close() } }
+        }
+        stopped.signal()
+    }
+
+    // MARK: - Connections
+
+    /// The store's own session, opened on first use and again after it expired.
+    func primary() async throws(CoordinationError) -> ZooKeeperClient {
+        enum Step {
+            case ready(ZooKeeperClient)
+            case wait(Task<ZooKeeperClient, any Error>)
+        }
+        let step: Step = try state.withLock { state throws(CoordinationError) -> Step in
+            if state.closed { throw closedError() }
+            if let primary = state.primary { return .ready(primary) }
+            if let connecting = state.connecting { return .wait(connecting) }
+            let endpoints = self.endpoints
+            let configuration = self.configuration
+            let task = Task { () throws -> ZooKeeperClient in
+                let client = try await ZooKeeperClient.connect(
+                    endpoints: endpoints, sessionTimeout: configuration.sessionTimeout,
+                    connectTimeout: configuration.connectTimeout)
+                self.adoptPrimary(client)
+                return client
+            }
+            state.connecting = task
+            return .wait(task)
+        }
+        switch step {
+        case .ready(let client):
+            return client
+        case .wait(let task):
+            do {
+                return try await task.value
+            } catch {
+                state.withLock { state in
+                    if state.connecting == task { state.connecting = nil }
+                }
+                throw (error as? CoordinationError)
+                    ?? CoordinationError(.connectionFailed, "\(error)", backend: "zookeeper")
+            }
+        }
+    }
+
+    private func adoptPrimary(_ client: ZooKeeperClient) {
+        let adopted = state.withLock { state -> Bool in
+            state.connecting = nil
+            guard !state.closed else { return false }
+            state.primary = client
+            return true
+        }
+        guard adopted else {
+            Task { await client.close() }
+            return
+        }
+        Task { await self.dispatch(client) }
+    }
+
+    /// Fans the primary session's events out to the watchers listening on it, in order. When the
+    /// session ends, the store forgets it (the next call opens a new one) and tells its watchers.
+    private func dispatch(_ client: ZooKeeperClient) async {
+        let id = ObjectIdentifier(client)
+        for await event in client.events {
+            state.withLock { state in
+                for listener in state.listeners.values where listener.client == id {
+                    switch event {
+                    case .notification(let notification):
+                        let path = notification.path
+                        if path == listener.path || (listener.recursive && path.hasPrefix(listener.path + "/")) {
+                            listener.continuation.yield(event)
+                        }
+                    case .resumed, .state:
+                        listener.continuation.yield(event)
+                    }
+                }
+            }
+        }
+        let listeners = state.withLock { state in
+            if state.primary === client { state.primary = nil }
+            return state.listeners.filter { $0.value.client == id }
+        }
+        for listener in listeners.values {
+            listener.continuation.yield(.state(.expired))
+        }
+    }
+
+    /// Registers a listener for notifications on `path` (and below it when `recursive`) of
+    /// `client`'s session, and for its resumptions and end.
+    func listen(_ client: ZooKeeperClient, path: String, recursive: Bool) -> (
+        id: Int, events: AsyncStream<ZooKeeperClient.Event>
+    ) {
+        let (stream, continuation) = AsyncStream.makeStream(of: ZooKeeperClient.Event.self)
+        let id = state.withLock { state in
+            let id = state.nextListener
+            state.nextListener += 1
+            state.listeners[id] = Listener(
+                client: ObjectIdentifier(client), path: path, recursive: recursive, continuation: continuation)
+            return id
+        }
+        return (id, stream)
+    }
+
+    func stopListening(_ id: Int) {
+        let listener = state.withLock { $0.listeners.removeValue(forKey: id) }
+        listener?.continuation.finish()
+    }
+
+    /// The connection that writes keys bound to `session`.
+    func client(for session: Session) throws(CoordinationError) -> ZooKeeperClient {
+        let record = try state.withLock { state throws(CoordinationError) -> SessionRecord? in
+            if state.closed { throw closedError() }
+            return state.sessions[session.id]
+        }
+        guard let record, session.isActive else {
+            throw CoordinationError(
+                .sessionExpired, "session \(session.id) has ended (\(session.state)); it cannot bind keys",
+                backend: "zookeeper", endpoint: storeDescription.endpoint)
+        }
+        return record.client
+    }
+
+    // MARK: - Errors
+
+    func closedError() -> CoordinationError {
+        CoordinationError(.storeClosed, "the store is closed", backend: "zookeeper", endpoint: storeDescription.endpoint)
+    }
+
+    /// `error` with the key and operation named.
+    func failure(_ error: CoordinationError, _ operation: String, key: Key?) -> CoordinationError {
+        CoordinationError(
+            error.code, "\(operation): \(error.message)", key: key?.path ?? error.key, backend: "zookeeper",
+            endpoint: error.endpoint ?? storeDescription.endpoint, underlying: error.underlying)
+    }
+
+    func make(_ code: CoordinationError.Code, _ message: String, key: Key?) -> CoordinationError {
+        CoordinationError(code, message, key: key?.path, backend: "zookeeper", endpoint: storeDescription.endpoint)
+    }
+
+    func entry(_ key: Key, _ value: [UInt8], _ stat: Stat) -> Entry {
+        Entry(
+            key: key, value: value, createRevision: Revision(UInt64(stat.czxid)),
+            modifyRevision: Revision(UInt64(stat.mzxid)), session: ZooKeeperPaths.owner(stat.ephemeralOwner))
+    }
+}

@@ -1,0 +1,31 @@
+import CoordinationCore
+import CoordinationTestKit
+import CoordinationZooKeeper
+import Testing
+
+@Suite(
+    "zookeeper conformance",
+    .serialized,
+    .enabled(if: ZooKeeperTestServer.isAvailable, "needs ZOOKEEPER_CONNECT (scripts/test starts a ZooKeeper server)"))
+struct ZooKeeperConformanceTests {
+    @Test("store", arguments: StoreConformance.checks)
+    func store(_ check: ConformanceCheck) async throws {
+        let outcome = try await check.run(on: ZooKeeperBackend())
+        if case .optedOut(let reason) = outcome {
+            // Reported, never silent: the opt-out shows in the test output with its reason.
+            print("zookeeper opts out of '\(check.name)': \(reason)")
+        } else {
+            #expect(outcome == .passed)
+        }
+    }
+
+    @Test("recipes", arguments: RecipeConformance.checks)
+    func recipes(_ check: ConformanceCheck) async throws {
+        let outcome = try await check.run(on: ZooKeeperBackend())
+        if case .optedOut(let reason) = outcome {
+            print("zookeeper opts out of '\(check.name)': \(reason)")
+        } else {
+            #expect(outcome == .passed)
+        }
+    }
+}
