@@ -99,7 +99,10 @@ final class ZooKeeperClient: @unchecked Sendable {
         return client
     }
 
-    var sessionID: Int64 { eventLoop.inEventLoop ? machine.session?.id ?? 0 : 0 }
+    /// The member this session is connected to (or was last tried).
+    func endpoint() async -> ZooKeeperEndpoint? {
+        try? await eventLoop.submit { self.currentEndpoint }.get()
+    }
 
     /// The negotiated session facts (id, timeout), read on the loop.
     func session() async -> Machine.Session? {

@@ -102,3 +102,13 @@ extension ZooKeeperStore {
         throw make(.timeout, "revokeSession: session \(id) still exists after its timeout", key: nil)
     }
 }
+
+extension ZooKeeperStore {
+    /// The ensemble member the connection of `session` uses (for failure drills and diagnostics).
+    public func endpoint(of session: Session) async -> Endpoint? {
+        guard let client = state.withLock({ $0.sessions[session.id]?.client }),
+            let endpoint = await client.endpoint()
+        else { return nil }
+        return Endpoint(host: endpoint.host, port: endpoint.port)
+    }
+}
