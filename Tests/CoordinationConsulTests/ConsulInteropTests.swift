@@ -46,7 +46,7 @@ struct ConsulInteropTests {
             let grant = try await Lock(try Key(name), session: session, store: store).acquire()
             let lockKey = try #require(try await store.get(try Key(name + "/.lock")))
             #expect(lockKey.session == session.id, "we hold api.Lock's key with our session")
-            let peer = try ConsulLockPeer(prefix: name, shellCommand: "echo peer-ran-while-holding")
+            let peer = try ConsulLockPeer.start(prefix: name, shellCommand: "echo peer-ran-while-holding")
             try await Self.waitForPeerSession(store, excluding: [session.id.rawValue])
             // Give the peer ample time to (wrongly) take the lock; it must keep waiting.
             try await Task.sleep(for: .seconds(1))
@@ -66,7 +66,7 @@ struct ConsulInteropTests {
         defer { try? FileManager.default.removeItem(at: release) }
         try await withStore { store in
             // The child holds the lock until the test creates the release file.
-            let peer = try ConsulLockPeer(
+            let peer = try ConsulLockPeer.start(
                 prefix: name,
                 shellCommand: "echo peer-holding; while [ ! -e '\(release.path)' ]; do sleep 0.05; done; echo peer-done"
             )

@@ -28,7 +28,7 @@ struct EtcdInteropTests {
         try await withStore { store in
             let session = try await store.makeSession(ttl: .seconds(10))
             let grant = try await Lock(try Key(name), session: session, store: store).acquire()
-            let peer = try EtcdctlPeer(
+            let peer = try EtcdctlPeer.start(
                 endpoints: endpoints, arguments: ["lock", name, "echo", "peer-ran-while-holding"])
             // etcdctl queues behind us: its contender appears and waits.
             try await Self.waitForContenders(store, name, count: 2)
@@ -46,7 +46,7 @@ struct EtcdInteropTests {
     func etcdctlLockExcludesOurs() async throws {
         let name = Self.uniqueName("lock-b")
         try await withStore { store in
-            let peer = try EtcdctlPeer(endpoints: endpoints, arguments: ["lock", name])
+            let peer = try EtcdctlPeer.start(endpoints: endpoints, arguments: ["lock", name])
             try await peer.waitForOutput("\(name)/")  // prints its key once it holds
             let holder = try #require(
                 try await Lock(try Key(name), session: store.makeSession(ttl: .seconds(10)), store: store).holder())
@@ -76,7 +76,7 @@ struct EtcdInteropTests {
             let session = try await store.makeSession(ttl: .seconds(10))
             let election = Election(try Key(name), store: store)
             let leadership = try await election.campaign(value: Array("swift-node".utf8), session: session)
-            let peer = try EtcdctlPeer(endpoints: endpoints, arguments: ["elect", name, "etcdctl-node"])
+            let peer = try EtcdctlPeer.start(endpoints: endpoints, arguments: ["elect", name, "etcdctl-node"])
             try await Self.waitForContenders(store, name, count: 2)
             try await Task.sleep(for: .milliseconds(300))
             #expect(!peer.printed.contains("etcdctl-node"), "etcdctl claimed leadership while we led")
@@ -96,7 +96,7 @@ struct EtcdInteropTests {
         try await withStore { store in
             let election = Election(try Key(name), store: store)
             let observation = try await election.observe()
-            let peer = try EtcdctlPeer(endpoints: endpoints, arguments: ["elect", name, "etcdctl-node"])
+            let peer = try EtcdctlPeer.start(endpoints: endpoints, arguments: ["elect", name, "etcdctl-node"])
             try await peer.waitForOutput("etcdctl-node")
             let session = try await store.makeSession(ttl: .seconds(10))
             let campaign = Task { try await election.campaign(value: Array("swift-node".utf8), session: session) }
