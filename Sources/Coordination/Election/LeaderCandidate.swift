@@ -75,7 +75,15 @@ public final class LeaderCandidate: Service, Sendable {
     }
 
     /// The status now.
-    public var status: Status { broadcast.value }
+    ///
+    /// A leader whose session has ended is reported as campaigning at once, even before the
+    /// candidate's own task has reacted: the session learns of a loss before any other candidate
+    /// can be elected (DESIGN.md's safety rule), and so does this property.
+    public var status: Status {
+        let status = broadcast.value
+        if status.isLeader, let session = leadership?.session, !session.isActive { return .campaigning }
+        return status
+    }
 
     /// The current status, then every change; finishes when the candidate stops.
     public func statuses() -> AsyncStream<Status> { broadcast.stream() }
