@@ -157,32 +157,14 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
                 namespace: connection.path,
                 logger: configuration.logger
             )
-            func duration(_ name: String) throws(CoordinationError) -> Duration? {
-                guard let text = connection.query[name] else { return nil }
-                guard let value = parseDuration(text) else {
-                    throw CoordinationError(
-                        .invalidConnectionString, "\(name) must be a duration such as 500ms, 5s or 1m (got '\(text)')")
-                }
-                return value
-            }
-            if let value = try duration("timeout") { options.requestTimeout = value }
-            if let value = try duration("wait") { options.blockingWait = value }
-            if let value = try duration("lock-delay") { options.lockDelay = value }
-            if let value = try duration("ttl-min") { options.minimumSessionTTL = value }
+            if let value = try connection.duration("timeout") { options.requestTimeout = value }
+            if let value = try connection.duration("wait") { options.blockingWait = value }
+            if let value = try connection.duration("lock-delay") { options.lockDelay = value }
+            if let value = try connection.duration("ttl-min") { options.minimumSessionTTL = value }
             return try ConsulStore(configuration: options)
         }
     }
 
-    /// `500ms`, `5s`, `2m`, or a bare number of seconds.
-    static func parseDuration(_ text: String) -> Duration? {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let number = Double(text.dropLast(suffix.count)), number >= 0 else { return nil }
-            return .milliseconds(Int64((number * scale * 1000).rounded()))
-        }
-        guard let number = Double(text), number >= 0 else { return nil }
-        return .milliseconds(Int64((number * 1000).rounded()))
-    }
 
     // MARK: - Service
 

@@ -1,4 +1,5 @@
 import CoordinationCore
+import ServiceLifecycle
 
 /// A backend under test: how to open clients of one real server (or one in-memory store).
 ///
@@ -18,6 +19,29 @@ public protocol ConformanceBackend: Sendable {
 
 extension ConformanceBackend {
     public var optOuts: [String: String] { [:] }
+
+    /// A `withClients` for backends whose clients are separate stores of one server: runs each of
+    /// `makeStore()`'s `count` stores in a task of its own for the duration of `body`, then closes
+    /// them all (also when `body` throws).
+    public func withRunningStores(
+        _ count: Int,
+        _ makeStore: () throws -> any KeyValueStore,
+        _ body: @Sendable ([any KeyValueStore]) async throws -> Void
+    ) async throws {
+        let stores = try (0..<count).map { _ in try makeStore() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for store in stores { group.addTask { try await store.run() } }
+            do {
+                try await body(stores)
+            } catch {
+                for store in stores { await store.close() }
+                group.cancelAll()
+                throw error
+            }
+            for store in stores { await store.close() }
+            group.cancelAll()
+        }
+    }
 }
 
 /// What a check gets: its clients, a fresh root key of its own, and the backend's TTL.

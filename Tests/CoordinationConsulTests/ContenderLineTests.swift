@@ -83,8 +83,8 @@ struct ConsulWireTests {
         #expect(Duration.seconds(10).consulText == "10s")
         #expect(Duration.milliseconds(1500).consulText == "1500ms")
         #expect(Duration.zero.consulText == "0s")
-        #expect(ConsulStore.parseDuration("250ms") == .milliseconds(250))
-        #expect(ConsulStore.parseDuration("2m") == .seconds(120))
-        #expect(ConsulStore.parseDuration("soon") == nil)
+        #expect(ConnectionString.parseDuration("250ms") == .milliseconds(250))
+        #expect(ConnectionString.parseDuration("2m") == .seconds(120))
+        #expect(ConnectionString.parseDuration("soon") == nil)
     }
 }

@@ -54,18 +54,6 @@ struct EtcdBackend: ConformanceBackend {
     let optOuts: [String: String] = [:]
 
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        let stores = try (0..<count).map { _ in try EtcdTestServer.makeStore() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for store in stores { group.addTask { try await store.run() } }
-            do {
-                try await body(stores)
-            } catch {
-                for store in stores { await store.close() }
-                group.cancelAll()
-                throw error
-            }
-            for store in stores { await store.close() }
-            group.cancelAll()
-        }
+        try await withRunningStores(count, { try EtcdTestServer.makeStore() }, body)
     }
 }

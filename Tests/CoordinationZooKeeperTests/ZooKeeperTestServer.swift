@@ -69,18 +69,6 @@ struct ZooKeeperBackend: ConformanceBackend {
     ]
 
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        let stores = try (0..<count).map { _ in try ZooKeeperTestServer.makeStore() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for store in stores { group.addTask { try await store.run() } }
-            do {
-                try await body(stores)
-            } catch {
-                for store in stores { await store.close() }
-                group.cancelAll()
-                throw error
-            }
-            for store in stores { await store.close() }
-            group.cancelAll()
-        }
+        try await withRunningStores(count, { try ZooKeeperTestServer.makeStore() }, body)
     }
 }

@@ -143,6 +143,28 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
         endpoints.map { Endpoint(host: $0.host, port: $0.port ?? defaultPort).description }.joined(separator: ",")
     }
 
+    /// The query parameter `name` as a duration (`500ms`, `5s`, `2m`, `1h`, or a bare number of
+    /// seconds); `nil` if absent, `invalidConnectionString` if it is not a duration.
+    public func duration(_ name: String) throws(CoordinationError) -> Duration? {
+        guard let text = query[name] else { return nil }
+        guard let value = Self.parseDuration(text) else {
+            throw CoordinationError(
+                .invalidConnectionString, "\(name) must be a duration such as 500ms, 5s or 1m (got '\(text)')")
+        }
+        return value
+    }
+
+    /// `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds; `nil` for anything else.
+    public static func parseDuration(_ text: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let number = Double(text.dropLast(suffix.count)), number >= 0 else { return nil }
+            return .milliseconds(Int64((number * scale * 1000).rounded()))
+        }
+        guard let number = Double(text), number >= 0 else { return nil }
+        return .milliseconds(Int64((number * 1000).rounded()))
+    }
+
     /// Query parameters whose values are credentials and never shown.
     static let secretQueryKeys: Set<String> = ["token", "password", "secret", "acl", "acl_token", "auth"]
 

@@ -134,29 +134,17 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
                 endpoints: connection.endpoints.map { Endpoint(host: $0.host, port: $0.port ?? 2181) },
                 chroot: connection.path,
                 logger: configuration.logger)
-            func duration(_ name: String) throws(CoordinationError) -> Duration? {
-                guard let text = connection.query[name] else { return nil }
-                guard let value = parseDuration(text) else {
-                    throw CoordinationError(
-                        .invalidConnectionString, "\(name) must be a duration such as 500ms, 5s or 1m (got '\(text)')")
+            if let value = try connection.duration("timeout") {
+                guard value > .zero else {
+                    throw CoordinationError(.invalidConnectionString, "timeout must be longer than zero")
                 }
-                return value
+                options.sessionTimeout = value
             }
-            if let value = try duration("timeout") { options.sessionTimeout = value }
-            if let value = try duration("connect-timeout") { options.connectTimeout = value }
+            if let value = try connection.duration("connect-timeout") { options.connectTimeout = value }
             return try ZooKeeperStore(configuration: options)
         }
     }
 
-    static func parseDuration(_ text: String) -> Duration? {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60)]
-        for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let number = Double(text.dropLast(suffix.count)), number > 0 else { return nil }
-            return .milliseconds(Int64((number * scale * 1000).rounded()))
-        }
-        guard let number = Double(text), number > 0 else { return nil }
-        return .milliseconds(Int64((number * 1000).rounded()))
-    }
 
     // MARK: - Service
 
