@@ -101,6 +101,11 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
         record("contenders")
         return try await base.contenders(under: prefix)
     }
+    /// Counted as a `contenders` read: it is how a waiter looks at the line, whatever the backend reads.
+    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
+        record("contenders")
+        return try await base.place(of: contender, under: prefix)
+    }
     /// Counted as a `watch`: it is how a waiter watches its predecessor, whatever the backend uses.
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)

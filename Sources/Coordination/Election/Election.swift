@@ -55,7 +55,7 @@ public struct Election: Sendable {
         let store = self.store
         do {
             try await whileActive(session, what: "campaigning in '\(name)'") {
-                try await queue.waitUntilFirst(me, known: position.line)
+                try await queue.waitUntilFirst(me, known: position.place)
             }
             if Task.isCancelled { throw CoordinationError(.cancelled, "campaigning in '\(name)': cancelled") }
             return Leadership(contender: me, session: session, store: store)

@@ -43,7 +43,7 @@ public struct Lock: Sendable {
         let queue = ContenderQueue(store: store, prefix: name)
         do {
             try await whileActive(session, what: "waiting for lock '\(name)'") {
-                try await queue.waitUntilFirst(me, known: position.line)
+                try await queue.waitUntilFirst(me, known: position.place)
             }
             if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for lock '\(name)': cancelled") }
             return LockGrant(contender: me, session: session, store: store)

@@ -16,24 +16,25 @@ struct ContenderQueue: Sendable {
     /// later can get ahead. That keeps a read off the hand-off path (the next holder starts one
     /// round trip sooner). Otherwise, or where the head takes effect only on a read (Consul), the
     /// line is read again.
-    /// `known` is the line as joining left it, if the backend returned it (saves the first read).
-    func waitUntilFirst(_ me: Contender, known: [Contender]? = nil) async throws {
-        var line: [Contender]
-        if let known { line = known } else { line = try await store.contenders(under: prefix) }
+    /// `known` is the place joining left it in, if the backend told it (saves the first read).
+    func waitUntilFirst(_ me: Contender, known: LinePlace? = nil) async throws {
+        var place: LinePlace?
+        if let known { place = known } else { place = try await store.place(of: me, under: prefix) }
         while true {
-            guard let position = line.firstIndex(where: { $0.key == me.key }) else {
+            guard let current = place else {
                 throw CoordinationError(
                     .lockLost,
                     "contender '\(me.key)' left the line while waiting (session ended or key removed)",
                     key: me.key.path
                 )
             }
-            if position == 0 { return }
-            let predecessor = line[position - 1]
-            try await store.waitUntilGone(
-                predecessor.key, createdAt: predecessor.createRevision, session: predecessor.session)
-            if position == 1, !store.capabilities.contains(.headTakesEffectOnRead) { return }
-            line = try await store.contenders(under: prefix)
+            if current.index == 0 { return }
+            if let predecessor = current.predecessor {
+                try await store.waitUntilGone(
+                    predecessor.key, createdAt: predecessor.createRevision, session: predecessor.session)
+                if current.index == 1, !store.capabilities.contains(.headTakesEffectOnRead) { return }
+            }
+            place = try await store.place(of: me, under: prefix)
         }
     }
 

@@ -64,25 +64,52 @@ public struct Contender: Sendable, Hashable {
     public var token: FencingToken { FencingToken(order.value) }
 }
 
-/// A contender just created, and the head of its line at that moment.
+/// Where a contender stands in its line at one moment: how many are ahead, and which one is just
+/// ahead. This is all a waiter needs; reading it can be cheaper than reading the whole line
+/// (ZooKeeper: the children's names, and one read of the contender ahead).
+public struct LinePlace: Sendable, Hashable {
+    /// How many contenders are ahead (0: first in line).
+    public var index: Int
+    /// The contender just ahead (`nil` when first).
+    public var predecessor: Contender?
+
+    public init(index: Int, predecessor: Contender?) {
+        self.index = index
+        self.predecessor = predecessor
+    }
+
+    /// The place of `key` in `line` (first in line first), or `nil` if it is not in it.
+    public static func of(_ key: Key, in line: [Contender]) -> LinePlace? {
+        guard let index = line.firstIndex(where: { $0.key == key }) else { return nil }
+        return LinePlace(index: index, predecessor: index > 0 ? line[index - 1] : nil)
+    }
+}
+
+/// A contender just created, and where it stands right after.
 public struct LinePosition: Sendable, Hashable {
     public var contender: Contender
-    /// The first in line right after joining (`nil` only if the line was emptied meanwhile).
+    /// The first in line right after joining, when the backend read it (`nil` if it did not, or if
+    /// the line was emptied meanwhile).
     public var head: Contender?
-    /// The line right after joining, first in line first, when the backend read it while joining
-    /// (`nil` otherwise): at least every contender ahead of the new one and the new one itself
-    /// (ZooKeeper leaves out those behind it, whose details would cost a read each). Recipes use it
-    /// to find the contender just ahead without another read.
+    /// The whole line right after joining, first in line first, when the backend read it in the
+    /// same round trip (`nil` otherwise).
     public var line: [Contender]?
+    /// The new contender's place right after joining, when the backend knows it (from `line`, or
+    /// read on its own). Recipes use it to wait for the contender just ahead without another read.
+    public var place: LinePlace?
 
-    public init(contender: Contender, head: Contender?, line: [Contender]? = nil) {
+    public init(contender: Contender, head: Contender?, line: [Contender]? = nil, place: LinePlace? = nil) {
         self.contender = contender
         self.head = head
         self.line = line
+        self.place = place ?? line.flatMap { LinePlace.of(contender.key, in: $0) }
     }
 
     /// Whether the new contender is first in line.
-    public var isFirst: Bool { head?.key == contender.key }
+    public var isFirst: Bool {
+        if let place { return place.index == 0 }
+        return head?.key == contender.key
+    }
 }
 
 extension KeyValueStore {

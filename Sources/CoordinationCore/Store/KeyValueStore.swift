@@ -89,6 +89,11 @@ public protocol KeyValueStore: Service, Sendable {
     func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
         async throws(CoordinationError) -> LinePosition
 
+    /// Where `contender` stands in the line under `prefix` now, or `nil` if it is no longer in it.
+    /// A waiter asks this each time the contender ahead of it has gone. The default reads the whole
+    /// line (``contenders(under:)``); a backend that can tell the place more cheaply does so.
+    func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace?
+
     /// Waits until the incarnation of `key` created at `createRevision` is gone: the key is absent,
     /// deleted, or was created again since (a contender that released and queued again under the
     /// same key is a different contender, later in line). Returns at once if that is already so.
@@ -105,6 +110,10 @@ public protocol KeyValueStore: Service, Sendable {
 }
 
 extension KeyValueStore {
+    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
+        LinePlace.of(contender.key, in: try await contenders(under: prefix))
+    }
+
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)
     {

@@ -139,23 +139,55 @@ extension ZooKeeperStore {
         return contender(key, value: value, stat: stat)
     }
 
-    /// The line as far as `me`: nothing more to read when `me` is first; else the contenders ahead.
+    /// Where `me` stands, from the listing the join read: nothing more to read when `me` is first;
+    /// otherwise one read of the contender just ahead (what a waiter watches).
     private func position(of me: Contender, names: [String], under prefix: Key, _ client: ZooKeeperClient)
         async throws(CoordinationError) -> LinePosition
     {
-        let myName = String(me.key.name)
+        if let place = try await place(of: me, names: names, under: prefix, client) {
+            return LinePosition(contender: me, head: place.index == 0 ? me : nil, line: place.index == 0 ? [me] : nil, place: place)
+        }
+        return LinePosition(contender: me, head: nil, line: nil)
+    }
+
+    /// Lists the prefix's children (one request) and reads only the contender just ahead (one
+    /// more, unless `contender` is first): a waiter that wakes up at the head costs one request.
+    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
+        let client = try await primary()
+        for _ in 0..<8 {
+            let names: [String]
+            do {
+                let reply = try await client.send(.getChildren2(path: paths.path(prefix), watch: false))
+                guard case .children(let children, _) = reply.response else { return nil }
+                names = children
+            } catch where error.zooKeeperCode == .noNode {
+                return nil
+            } catch {
+                throw failure(error, "place", key: prefix)
+            }
+            if let place = try await place(of: contender, names: names, under: prefix, client) { return place }
+            if !names.contains(String(contender.key.name)) { return nil }
+            // The contender ahead left between the listing and its read: list again.
+        }
+        throw make(.serverError, "place: the line kept changing", key: prefix)
+    }
+
+    /// `contender`'s place among `names`; `nil` if it is not among them or the contender ahead
+    /// is gone already.
+    private func place(of contender: Contender, names: [String], under prefix: Key, _ client: ZooKeeperClient)
+        async throws(CoordinationError) -> LinePlace?
+    {
+        let myName = String(contender.key.name)
         guard let line = Self.ordered(names) else {
             // Keys without a sequence number share the prefix: order the whole line by zxid.
-            let line = try await details(names, under: prefix, client)
-            return LinePosition(contender: me, head: line.first, line: line)
+            return LinePlace.of(contender.key, in: try await details(names, under: prefix, client))
         }
-        guard let index = line.firstIndex(where: { $0.name == myName }) else {
-            return LinePosition(contender: me, head: nil, line: nil)
+        guard let index = line.firstIndex(where: { $0.name == myName }) else { return nil }
+        if index == 0 { return LinePlace(index: 0, predecessor: nil) }
+        guard let predecessor = try await details([line[index - 1].name], under: prefix, client).first else {
+            return nil
         }
-        if index == 0 { return LinePosition(contender: me, head: me, line: [me]) }
-        let ahead = try await details(line[..<index].map(\.name), under: prefix, client)
-        let known = ahead + [me]
-        return LinePosition(contender: me, head: known.first, line: known)
+        return LinePlace(index: index, predecessor: predecessor)
     }
 
     private func recover(_ namePrefix: String, under prefix: Key, _ client: ZooKeeperClient)
