@@ -1,7 +1,7 @@
+import BenchSupport
 import Coordination
 import CoordinationCore
 import CoordinationEtcd
-import Synchronization
 
 struct LockStalled: Error, CustomStringConvertible {
     let description: String
@@ -12,7 +12,7 @@ struct LockStalled: Error, CustomStringConvertible {
 /// latency (one holder's release to the next grant).
 func contended(_ options: Options) async throws -> [String] {
     let name = try Key("\(options.prefix)/lock-contended")
-    let recorder = HandoffRecorder()
+    let recorder = HandoffRecorder(rule: .grantInWindow)
     let metrics = ServerMetrics(host: options.endpoint.host, port: options.endpoint.port)
     return try await withStores(options.contenders, options) { stores in
         var sessions: [Session] = []
@@ -26,7 +26,7 @@ func contended(_ options: Options) async throws -> [String] {
                     while true {
                         let grant = try await lock.acquire()
                         recorder.granted()
-                        let done = recorder.stopping.load(ordering: .relaxed)
+                        let done = recorder.isStopping
                         recorder.releasing()
                         try await grant.release()
                         if done { return }
@@ -39,10 +39,10 @@ func contended(_ options: Options) async throws -> [String] {
             try await Task.sleep(for: options.contendedDuration)
             let window = recorder.stopMeasuring()
             serverAfter = try metrics.unaryCounts()
-            recorder.stopping.store(true, ordering: .relaxed)
+            recorder.stop()
 
             // Drain; a lock that stops granting is reported with the line as it stands.
-            let grantsAtStop = recorder.totalGrants.load(ordering: .relaxed)
+            let grantsAtStop = recorder.totalGrants
             group.addTask {
                 try await Task.sleep(for: .seconds(20))
                 throw LockStalled(description: "")
@@ -55,7 +55,7 @@ func contended(_ options: Options) async throws -> [String] {
                 let described = line.map { "\($0.key.name)@\($0.order)" }.joined(separator: " ")
                 throw LockStalled(description: """
                     the lock stopped granting: \(finished) of \(options.contenders) contenders left, \
-                    \(recorder.totalGrants.load(ordering: .relaxed) - grantsAtStop) grants after the window \
+                    \(recorder.totalGrants - grantsAtStop) grants after the window \
                     (\(window.grants) in it); line by create revision: \(described)
                     """)
             }

@@ -1,3 +1,4 @@
+import BenchSupport
 import Coordination
 import CoordinationCore
 import CoordinationEtcd

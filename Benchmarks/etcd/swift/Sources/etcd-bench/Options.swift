@@ -1,3 +1,5 @@
+import BenchSupport
+
 /// The benchmark's settings, from `--name value` arguments; the defaults are the figures in
 /// ../../README.md. The Go peer takes the same names with one dash.
 struct Options: Sendable {
@@ -15,63 +17,30 @@ struct Options: Sendable {
     var settle: Duration = .milliseconds(20)
     var sessionTTL: Duration = .seconds(30)
 
-    struct Invalid: Error, CustomStringConvertible {
-        let description: String
-    }
-
     static func parse(_ arguments: [String], environment endpoint: String?) throws -> Options {
-        var endpointText = endpoint ?? ""
-        var values: [String: String] = [:]
-        var index = 0
-        while index < arguments.count {
-            let name = arguments[index]
-            guard name.hasPrefix("--"), index + 1 < arguments.count else {
-                throw Invalid(description: "expected --name value, got '\(name)'")
-            }
-            values[String(name.dropFirst(2))] = arguments[index + 1]
-            index += 2
-        }
-        if let text = values.removeValue(forKey: "endpoint") { endpointText = text }
+        var values = try Arguments(arguments)
+        let endpointText = values.string("endpoint") ?? endpoint ?? ""
         guard let colon = endpointText.lastIndex(of: ":"),
               let port = Int(endpointText[endpointText.index(after: colon)...])
         else {
-            throw Invalid(description: "give --endpoint host:port or set ETCD_ENDPOINT")
+            throw Arguments.Invalid("give --endpoint host:port or set ETCD_ENDPOINT")
         }
         let host = String(endpointText[..<colon])
         guard host.hasPrefix("127.") else {
-            throw Invalid(description: "only loopback endpoints (127.x.x.x) are allowed, got '\(host)'")
+            throw Arguments.Invalid("only loopback endpoints (127.x.x.x) are allowed, got '\(host)'")
         }
         var options = Options(endpoint: (host, port))
-        for (name, text) in values {
-            switch name {
-            case "prefix": options.prefix = text
-            case "warmup-cycles": options.warmupCycles = try count(name, text)
-            case "cycles": options.cycles = try count(name, text)
-            case "contenders": options.contenders = try count(name, text)
-            case "contended-warmup": options.contendedWarmup = try duration(name, text)
-            case "contended-duration": options.contendedDuration = try duration(name, text)
-            case "leader-warmup": options.leaderWarmup = try count(name, text)
-            case "leader-rounds": options.leaderRounds = try count(name, text)
-            case "settle": options.settle = try duration(name, text)
-            case "session-ttl": options.sessionTTL = try duration(name, text)
-            default: throw Invalid(description: "unknown option --\(name)")
-            }
-        }
+        if let value = values.string("prefix") { options.prefix = value }
+        if let value = try values.count("warmup-cycles") { options.warmupCycles = value }
+        if let value = try values.count("cycles") { options.cycles = value }
+        if let value = try values.count("contenders") { options.contenders = value }
+        if let value = try values.duration("contended-warmup") { options.contendedWarmup = value }
+        if let value = try values.duration("contended-duration") { options.contendedDuration = value }
+        if let value = try values.count("leader-warmup") { options.leaderWarmup = value }
+        if let value = try values.count("leader-rounds") { options.leaderRounds = value }
+        if let value = try values.duration("settle") { options.settle = value }
+        if let value = try values.duration("session-ttl") { options.sessionTTL = value }
+        try values.finish()
         return options
-    }
-
-    private static func count(_ name: String, _ text: String) throws -> Int {
-        guard let value = Int(text), value >= 0 else { throw Invalid(description: "--\(name) takes a count, got '\(text)'") }
-        return value
-    }
-
-    /// `10s`, `250ms` or a number of seconds, as Go's flag package writes durations.
-    private static func duration(_ name: String, _ text: String) throws -> Duration {
-        let (number, scale): (Substring, Double) =
-            text.hasSuffix("ms") ? (text.dropLast(2), 1e-3) : text.hasSuffix("s") ? (text.dropLast(), 1) : (Substring(text), 1)
-        guard let value = Double(number), value >= 0 else {
-            throw Invalid(description: "--\(name) takes a duration such as 10s or 250ms, got '\(text)'")
-        }
-        return .nanoseconds(Int64(value * scale * 1e9))
     }
 }
