@@ -66,14 +66,34 @@ public struct Contender: Sendable, Hashable {
 
 /// Where a contender stands in its line at one moment: how many are ahead, and which one is just
 /// ahead. This is all a waiter needs; reading it can be cheaper than reading the whole line
-/// (ZooKeeper: the children's names, and one read of the contender ahead).
+/// (ZooKeeper: the children's names alone).
 public struct LinePlace: Sendable, Hashable {
+    /// The contender just ahead, as much as a waiter needs to wait for it to go.
+    public struct Ahead: Sendable, Hashable {
+        public var key: Key
+        /// Its create revision, when the line read told it; `nil` when the key alone names one
+        /// incarnation (ZooKeeper's sequential names are never reused).
+        public var createRevision: Revision?
+        /// Its session, when that matters to tell it gone (a shared key released, not deleted).
+        public var session: SessionID?
+
+        public init(key: Key, createRevision: Revision?, session: SessionID?) {
+            self.key = key
+            self.createRevision = createRevision
+            self.session = session
+        }
+
+        public init(_ contender: Contender) {
+            self.init(key: contender.key, createRevision: contender.createRevision, session: contender.session)
+        }
+    }
+
     /// How many contenders are ahead (0: first in line).
     public var index: Int
     /// The contender just ahead (`nil` when first).
-    public var predecessor: Contender?
+    public var predecessor: Ahead?
 
-    public init(index: Int, predecessor: Contender?) {
+    public init(index: Int, predecessor: Ahead?) {
         self.index = index
         self.predecessor = predecessor
     }
@@ -81,7 +101,7 @@ public struct LinePlace: Sendable, Hashable {
     /// The place of `key` in `line` (first in line first), or `nil` if it is not in it.
     public static func of(_ key: Key, in line: [Contender]) -> LinePlace? {
         guard let index = line.firstIndex(where: { $0.key == key }) else { return nil }
-        return LinePlace(index: index, predecessor: index > 0 ? line[index - 1] : nil)
+        return LinePlace(index: index, predecessor: index > 0 ? Ahead(line[index - 1]) : nil)
     }
 }
 

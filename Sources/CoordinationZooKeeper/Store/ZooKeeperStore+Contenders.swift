@@ -139,8 +139,7 @@ extension ZooKeeperStore {
         return contender(key, value: value, stat: stat)
     }
 
-    /// Where `me` stands, from the listing the join read: nothing more to read when `me` is first;
-    /// otherwise one read of the contender just ahead (what a waiter watches).
+    /// Where `me` stands, from the listing the join read (no further request).
     private func position(of me: Contender, names: [String], under prefix: Key, _ client: ZooKeeperClient)
         async throws(CoordinationError) -> LinePosition
     {
@@ -150,30 +149,24 @@ extension ZooKeeperStore {
         return LinePosition(contender: me, head: nil, line: nil)
     }
 
-    /// Lists the prefix's children (one request) and reads only the contender just ahead (one
-    /// more, unless `contender` is first): a waiter that wakes up at the head costs one request.
+    /// Lists the prefix's children (one request); the names alone tell the place, since sequential
+    /// names are never reused: a waiter that wakes up costs one request, and its wait one more.
     public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
         let client = try await primary()
-        for _ in 0..<8 {
-            let names: [String]
-            do {
-                let reply = try await client.send(.getChildren2(path: paths.path(prefix), watch: false))
-                guard case .children(let children, _) = reply.response else { return nil }
-                names = children
-            } catch where error.zooKeeperCode == .noNode {
-                return nil
-            } catch {
-                throw failure(error, "place", key: prefix)
-            }
-            if let place = try await place(of: contender, names: names, under: prefix, client) { return place }
-            if !names.contains(String(contender.key.name)) { return nil }
-            // The contender ahead left between the listing and its read: list again.
+        let names: [String]
+        do {
+            let reply = try await client.send(.getChildren2(path: paths.path(prefix), watch: false))
+            guard case .children(let children, _) = reply.response else { return nil }
+            names = children
+        } catch where error.zooKeeperCode == .noNode {
+            return nil
+        } catch {
+            throw failure(error, "place", key: prefix)
         }
-        throw make(.serverError, "place: the line kept changing", key: prefix)
+        return try await place(of: contender, names: names, under: prefix, client)
     }
 
-    /// `contender`'s place among `names`; `nil` if it is not among them or the contender ahead
-    /// is gone already.
+    /// `contender`'s place among `names`, or `nil` if it is not among them.
     private func place(of contender: Contender, names: [String], under prefix: Key, _ client: ZooKeeperClient)
         async throws(CoordinationError) -> LinePlace?
     {
@@ -184,10 +177,8 @@ extension ZooKeeperStore {
         }
         guard let index = line.firstIndex(where: { $0.name == myName }) else { return nil }
         if index == 0 { return LinePlace(index: 0, predecessor: nil) }
-        guard let predecessor = try await details([line[index - 1].name], under: prefix, client).first else {
-            return nil
-        }
-        return LinePlace(index: index, predecessor: predecessor)
+        let ahead = try prefix.appending(line[index - 1].name)
+        return LinePlace(index: index, predecessor: .init(key: ahead, createRevision: nil, session: nil))
     }
 
     private func recover(_ namePrefix: String, under prefix: Key, _ client: ZooKeeperClient)
