@@ -33,9 +33,13 @@ final class ZooKeeperClient: @unchecked Sendable {
     let endpoints: [ZooKeeperEndpoint]
     let connectTimeout: Duration
     /// The session's events (notifications, resumptions, state changes); finishes when the
-    /// session ends.
+    /// session ends. Empty when the client was made with a handler, which gets them instead.
     let events: AsyncStream<Event>
     private let eventContinuation: AsyncStream<Event>.Continuation
+    /// Called on the event loop with every event, in order, when given: no task hop between a
+    /// server's notification and whoever waits for it.
+    private let handler: (@Sendable (ZooKeeperClient, Event) -> Void)?
+    private var endReported = false
 
     // Loop-confined state.
     private var machine: Machine
@@ -65,8 +69,9 @@ final class ZooKeeperClient: @unchecked Sendable {
 
     private init(
         endpoints: [ZooKeeperEndpoint], sessionTimeout: Duration, connectTimeout: Duration,
-        eventLoop: any EventLoop
+        eventLoop: any EventLoop, handler: (@Sendable (ZooKeeperClient, Event) -> Void)?
     ) {
+        self.handler = handler
         precondition(!endpoints.isEmpty, "a ZooKeeper client needs at least one endpoint")
         self.eventLoop = eventLoop
         self.endpoints = endpoints
@@ -76,6 +81,7 @@ final class ZooKeeperClient: @unchecked Sendable {
         self.endpointIndex = start
         self.currentEndpoint = endpoints[start]
         (events, eventContinuation) = AsyncStream.makeStream(of: Event.self)
+        if handler != nil { eventContinuation.finish() }
     }
 
     /// Opens a new session on one of `endpoints` (tried in turn from a random one), failing with
@@ -84,11 +90,12 @@ final class ZooKeeperClient: @unchecked Sendable {
         endpoints: [ZooKeeperEndpoint],
         sessionTimeout: Duration,
         connectTimeout: Duration = .seconds(5),
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        handler: (@Sendable (ZooKeeperClient, Event) -> Void)? = nil
     ) async throws(CoordinationError) -> ZooKeeperClient {
         let client = ZooKeeperClient(
             endpoints: endpoints, sessionTimeout: sessionTimeout, connectTimeout: connectTimeout,
-            eventLoop: group.next())
+            eventLoop: group.next(), handler: handler)
         let future = client.eventLoop.flatSubmit { client.start() }
         do {
             try await future.get()
@@ -319,7 +326,7 @@ final class ZooKeeperClient: @unchecked Sendable {
                 promises.removeValue(forKey: xid)?.fail(error)
             case .watchEvent(let event):
                 forgetFiredWatch(event)
-                eventContinuation.yield(.notification(event))
+                emit(.notification(event))
             case .sessionState(let state):
                 sessionStateChanged(state)
             case .protocolError(let error):
@@ -357,10 +364,7 @@ final class ZooKeeperClient: @unchecked Sendable {
         case .suspended:
             break
         }
-        eventContinuation.yield(.state(state))
-        if state.isTerminal {
-            eventContinuation.finish()
-        }
+        emit(.state(state))
     }
 
     /// A new connection carries the session: register its watches first (the server replays what
@@ -378,7 +382,7 @@ final class ZooKeeperClient: @unchecked Sendable {
         let waiting = queued
         queued.removeAll()
         for (request, promise) in waiting { dispatch(request, promise) }
-        eventContinuation.yield(.resumed)
+        emit(.resumed)
     }
 
     private func failAll(_ error: CoordinationError) {
@@ -404,7 +408,19 @@ final class ZooKeeperClient: @unchecked Sendable {
         let waiting = closePromises
         closePromises.removeAll()
         for promise in waiting { promise.succeed(()) }
-        eventContinuation.finish()
+        emit(.state(.closed))
+    }
+
+    /// Hands an event to the handler or the stream; after the session's end, nothing more.
+    private func emit(_ event: Event) {
+        guard !endReported else { return }
+        if case .state(let state) = event, state.isTerminal { endReported = true }
+        if let handler {
+            handler(self, event)
+        } else {
+            eventContinuation.yield(event)
+            if endReported { eventContinuation.finish() }
+        }
     }
 
     /// Wakes up at the state machine's next deadline (pings, suspension, expiry).

@@ -200,7 +200,8 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             let task = Task { () throws -> ZooKeeperClient in
                 let client = try await ZooKeeperClient.connect(
                     endpoints: endpoints, sessionTimeout: configuration.sessionTimeout,
-                    connectTimeout: configuration.connectTimeout)
+                    connectTimeout: configuration.connectTimeout,
+                    handler: { [weak self] client, event in self?.dispatch(event, of: client) })
                 self.adoptPrimary(client)
                 return client
             }
@@ -234,34 +235,28 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             Task { await client.close() }
             return
         }
-        Task { await self.dispatch(client) }
     }
 
-    /// Fans the primary session's events out to the watchers listening on it, in order. When the
-    /// session ends, the store forgets it (the next call opens a new one) and tells its watchers.
-    private func dispatch(_ client: ZooKeeperClient) async {
+    /// Fans the store session's events out to the watchers listening on it, in order, on the
+    /// client's event loop. When the session ends, the store forgets it (the next call opens a new
+    /// one) and its watchers hear of it.
+    private func dispatch(_ event: ZooKeeperClient.Event, of client: ZooKeeperClient) {
         let id = ObjectIdentifier(client)
-        for await event in client.events {
-            state.withLock { state in
-                for listener in state.listeners.values where listener.client == id {
-                    switch event {
-                    case .notification(let notification):
-                        let path = notification.path
-                        if path == listener.path || (listener.recursive && path.hasPrefix(listener.path + "/")) {
-                            listener.continuation.yield(event)
-                        }
-                    case .resumed, .state:
+        state.withLock { state in
+            if case .state(let newState) = event, newState.isTerminal, state.primary === client {
+                state.primary = nil
+            }
+            for listener in state.listeners.values where listener.client == id {
+                switch event {
+                case .notification(let notification):
+                    let path = notification.path
+                    if path == listener.path || (listener.recursive && path.hasPrefix(listener.path + "/")) {
                         listener.continuation.yield(event)
                     }
+                case .resumed, .state:
+                    listener.continuation.yield(event)
                 }
             }
-        }
-        let listeners = state.withLock { state in
-            if state.primary === client { state.primary = nil }
-            return state.listeners.filter { $0.value.client == id }
-        }
-        for listener in listeners.values {
-            listener.continuation.yield(.state(.expired))
         }
     }
 
