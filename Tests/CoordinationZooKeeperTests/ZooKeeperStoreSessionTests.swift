@@ -1,0 +1,59 @@
+import CoordinationCore
+import CoordinationTestKit
+import Synchronization
+import Testing
+
+@testable import CoordinationZooKeeper
+
+/// The store's own session (reads, watches, unbound writes) against the real server.
+@Suite(
+    "ZooKeeper store session",
+    .enabled(if: ZooKeeperTestServer.isAvailable, "needs ZOOKEEPER_CONNECT (scripts/test starts ZooKeeper)")
+)
+struct ZooKeeperStoreSessionTests {
+    @Test("when the store's session expires, a watch starts over on a new one with a historyLost snapshot")
+    func watchSurvivesStoreSessionExpiry() async throws {
+        let configuration = try ZooKeeperTestServer.configuration(
+            ZooKeeperTestServer.standalone, sessionTimeout: .seconds(2))
+        let store = try ZooKeeperStore(configuration: configuration)
+        let writer = try ZooKeeperTestServer.makeStore()
+        defer { Task { await store.close(); await writer.close() } }
+        let prefix = try Key("store-session/\(UInt32.random(in: 0 ... .max))")
+        try await writer.put(try prefix.appending("a"), "1")
+        let stream = try await store.watchTree(prefix)
+        let abandoned = Locked<ZooKeeperClient?>(nil)
+        let seen = try await withDeadline(.seconds(30), "snapshot, restart, change") { () async throws -> [WatchEvent] in
+            var seen: [WatchEvent] = []
+            for try await event in stream {
+                seen.append(event)
+                switch seen.count {
+                case 1:
+                    // The store's session goes silent, as if the process had been cut off; the server
+                    // expires it. Meanwhile the tree changes: the watch must not miss that for good.
+                    let primary = try #require(store.state.withLock { $0.primary })
+                    abandoned.withLock { $0 = primary }
+                    primary.abandon()
+                    try await writer.put(try prefix.appending("b"), "2")
+                case 2:
+                    // The watch goes on on the new session.
+                    try await writer.put(try prefix.appending("c"), "3")
+                default:
+                    return seen
+                }
+            }
+            return seen
+        }
+        guard seen.count == 3, case .snapshot(let first) = seen[0], case .snapshot(let again) = seen[1],
+            case .put(let entry) = seen[2]
+        else {
+            Issue.record("expected snapshot, snapshot, put; got \(seen)")
+            return
+        }
+        #expect(first.entries.map(\.stringValue) == ["1"] && !first.historyLost)
+        #expect(again.historyLost, "the new snapshot says history was lost")
+        #expect(again.entries.map(\.stringValue) == ["1", "2"])
+        #expect(entry.stringValue == "3")
+        let primary = abandoned.withLock { $0 }
+        #expect(store.state.withLock { $0.primary } !== primary, "a new session serves the store")
+    }
+}
