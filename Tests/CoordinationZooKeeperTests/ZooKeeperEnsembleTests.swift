@@ -2,6 +2,7 @@ import Coordination
 import CoordinationCore
 import CoordinationTestKit
 import Foundation
+import Synchronization
 import Testing
 
 @testable import CoordinationZooKeeper
@@ -39,7 +40,9 @@ struct ZooKeeperEnsembleTests {
         }
     }
 
-    @Test("killing the member a session uses: the client moves on, the session and its keys and lock survive")
+    @Test(
+        "killing the member a session uses: the client moves on, the session and its keys and lock survive, watches resume"
+    )
     func killConnectedMember() async throws {
         let endpoints = try #require(ZooKeeperTestServer.ensemble)
         let pids = ZooKeeperTestServer.ensemblePIDs
@@ -55,7 +58,39 @@ struct ZooKeeperEnsembleTests {
 
         let used = try #require(await store.endpoint(of: session))
         let index = try #require(endpoints.firstIndex(of: used))
+        // A watcher whose own session is on the same member (listed first, not shuffled).
+        var watcherConfiguration = try ZooKeeperTestServer.configuration(
+            [used] + endpoints.filter { $0 != used }, sessionTimeout: .seconds(8))
+        watcherConfiguration.shuffleEndpoints = false
+        let watcher = try ZooKeeperStore(configuration: watcherConfiguration)
+        defer { Task { await watcher.close() } }
+        let watched = try Self.uniqueName("watched")
+        try await observer.put(try watched.appending("before"), "1")
+        let stream = try await watcher.watchTree(watched)
+        let events = Locked<[WatchEvent]>([])
+        let watching = Task {
+            for try await event in stream {
+                events.withLock { $0.append(event) }
+            }
+        }
+        defer { watching.cancel() }
+        try await withDeadline(.seconds(10), "the watcher's snapshot") {
+            while events.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(20)) }
+        }
+
         #expect(kill(pids[index], SIGKILL) == 0, "killed member \(used) (pid \(pids[index]))")
+        // Written while the watcher's session moves: it must arrive, as a change, not a new snapshot.
+        // (If the writer's own connection was on the killed member, its put fails with a typed
+        // error — a request in flight has an unknown outcome — and is simply made again.)
+        try await withDeadline(.seconds(20), "the write during the move") {
+            while true {
+                do {
+                    return try await observer.put(try watched.appending("during"), "2")
+                } catch let error as CoordinationError where error.code == .connectionFailed {
+                    continue
+                }
+            }
+        }
 
         // The session notices, moves to another member and resumes (same id): suspended, then alive.
         try await withDeadline(.seconds(20), "the session resumes elsewhere") {
@@ -75,6 +110,17 @@ struct ZooKeeperEnsembleTests {
         #expect(entry?.stringValue == "still mine")
         #expect(try await observer.contenders(under: name).first?.key == grant.key, "the lock is still held")
         #expect(!grant.isLost, "the holder was not told it lost the lock")
+        try await observer.put(try watched.appending("after"), "3")
+        try await withDeadline(.seconds(20), "the watcher sees both writes") {
+            while events.withLock({ $0.count }) < 3 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let seen = events.withLock { $0 }
+        #expect(seen.dropFirst().allSatisfy { if case .put = $0 { true } else { false } }, "changes, no new snapshot: \(seen)")
+        let values = seen.dropFirst().compactMap { event -> String? in
+            if case .put(let entry) = event { return entry.stringValue }
+            return nil
+        }
+        #expect(values == ["2", "3"], "the write during the move and the one after, in order")
         try await grant.release()
         try await session.close()
     }

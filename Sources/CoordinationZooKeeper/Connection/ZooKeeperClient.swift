@@ -69,7 +69,7 @@ final class ZooKeeperClient: @unchecked Sendable {
 
     private init(
         endpoints: [ZooKeeperEndpoint], sessionTimeout: Duration, connectTimeout: Duration,
-        eventLoop: any EventLoop, handler: (@Sendable (ZooKeeperClient, Event) -> Void)?
+        eventLoop: any EventLoop, handler: (@Sendable (ZooKeeperClient, Event) -> Void)?, firstEndpoint: Int?
     ) {
         self.handler = handler
         precondition(!endpoints.isEmpty, "a ZooKeeper client needs at least one endpoint")
@@ -77,25 +77,27 @@ final class ZooKeeperClient: @unchecked Sendable {
         self.endpoints = endpoints
         self.connectTimeout = connectTimeout
         self.machine = Machine(configuration: .init(requestedTimeout: sessionTimeout))
-        let start = Int.random(in: 0..<endpoints.count)
+        let start = firstEndpoint.map { min(max($0, 0), endpoints.count - 1) } ?? Int.random(in: 0..<endpoints.count)
         self.endpointIndex = start
         self.currentEndpoint = endpoints[start]
         (events, eventContinuation) = AsyncStream.makeStream(of: Event.self)
         if handler != nil { eventContinuation.finish() }
     }
 
-    /// Opens a new session on one of `endpoints` (tried in turn from a random one), failing with
+    /// Opens a new session on one of `endpoints` (tried in turn from `firstEndpoint`, or from a
+    /// random one so that clients spread over the ensemble), failing with
     /// `connectionFailed` if none answers within `connectTimeout`.
     static func connect(
         endpoints: [ZooKeeperEndpoint],
         sessionTimeout: Duration,
         connectTimeout: Duration = .seconds(5),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        handler: (@Sendable (ZooKeeperClient, Event) -> Void)? = nil
+        handler: (@Sendable (ZooKeeperClient, Event) -> Void)? = nil,
+        firstEndpoint: Int? = nil
     ) async throws(CoordinationError) -> ZooKeeperClient {
         let client = ZooKeeperClient(
             endpoints: endpoints, sessionTimeout: sessionTimeout, connectTimeout: connectTimeout,
-            eventLoop: group.next(), handler: handler)
+            eventLoop: group.next(), handler: handler, firstEndpoint: firstEndpoint)
         let future = client.eventLoop.flatSubmit { client.start() }
         do {
             try await future.get()

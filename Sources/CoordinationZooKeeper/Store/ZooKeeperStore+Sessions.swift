@@ -7,7 +7,8 @@ extension ZooKeeperStore {
         try validate(ttl: ttl)
         if state.withLock({ $0.closed }) { throw closedError() }
         let client = try await ZooKeeperClient.connect(
-            endpoints: endpoints, sessionTimeout: ttl, connectTimeout: configuration.connectTimeout)
+            endpoints: endpoints, sessionTimeout: ttl, connectTimeout: configuration.connectTimeout,
+            firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
         guard let facts = await client.session() else {
             await client.close()
             throw make(.connectionFailed, "makeSession: the session ended before it could be used", key: nil)

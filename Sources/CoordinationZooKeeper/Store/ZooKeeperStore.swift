@@ -36,6 +36,9 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     public struct Configuration: Sendable {
         /// The ensemble's members; the store connects to one and moves on when it fails.
         public var endpoints: [Endpoint]
+        /// Whether each session starts at a random member (spreading clients over the ensemble, as
+        /// ZooKeeper's own clients do) rather than the first one listed.
+        public var shuffleEndpoints: Bool
         /// A znode path under which the store keeps everything (`""`: the root).
         public var chroot: String
         /// The timeout of the store's own session (reads, watches, unbound writes). A call waits
@@ -54,6 +57,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
 
         public init(
             endpoints: [Endpoint],
+            shuffleEndpoints: Bool = true,
             chroot: String = "",
             sessionTimeout: Duration = .seconds(10),
             connectTimeout: Duration = .seconds(5),
@@ -63,6 +67,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             logger: Logger = Logger(label: "swift-coordination.zookeeper")
         ) {
             self.endpoints = endpoints
+            self.shuffleEndpoints = shuffleEndpoints
             self.chroot = chroot
             self.sessionTimeout = sessionTimeout
             self.connectTimeout = connectTimeout
@@ -201,7 +206,8 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
                 let client = try await ZooKeeperClient.connect(
                     endpoints: endpoints, sessionTimeout: configuration.sessionTimeout,
                     connectTimeout: configuration.connectTimeout,
-                    handler: { [weak self] client, event in self?.dispatch(event, of: client) })
+                    handler: { [weak self] client, event in self?.dispatch(event, of: client) },
+                    firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
                 self.adoptPrimary(client)
                 return client
             }
