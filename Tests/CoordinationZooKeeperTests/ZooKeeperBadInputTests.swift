@@ -39,6 +39,17 @@ struct ZooKeeperBadInputTests {
         #expect(uuid.count == 36 && uuid.split(separator: "-").map(\.count) == [8, 4, 4, 4, 12])
     }
 
+    @Test("with the root as chroot, keys under zookeeper/ are refused before any I/O")
+    func reservedSubtree() async throws {
+        let store = try ZooKeeperStore(configuration: .init(endpoints: [.init(host: "127.0.0.1", port: 1)]))
+        try await expectError(.invalidKey) { try await store.get("zookeeper/quota") }
+        try await expectError(.invalidKey) { try await store.put("zookeeper", "x") }
+        try await expectError(.invalidKey) { try await store.list("zookeeper") }
+        try await expectError(.invalidKey) { try await store.watchTree("zookeeper") }
+        try await expectError(.invalidKey) { try await store.contenders(under: try Key("zookeeper/locks")) }
+        await store.close()
+    }
+
     @Test("an unreachable ensemble: a typed error naming the endpoints, within the connect timeout")
     func unreachable() async throws {
         // A port nothing listens on (bound, then closed).

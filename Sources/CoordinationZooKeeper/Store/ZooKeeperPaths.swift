@@ -28,7 +28,18 @@ struct ZooKeeperPaths: Sendable {
         }
     }
 
-    func path(_ key: Key) -> String { chroot + "/" + key.path }
+    /// The znode of `key`. With the root as chroot, a key under `zookeeper` would be ZooKeeper's own
+    /// subtree (quotas, the ensemble's configuration), which the server lets clients write: such a
+    /// key is refused with `invalidKey` before any I/O.
+    func path(_ key: Key) throws(CoordinationError) -> String {
+        if chroot.isEmpty, key.segments.first == "zookeeper" {
+            throw CoordinationError(
+                .invalidKey,
+                "'\(key)' would be inside ZooKeeper's own /zookeeper subtree; use another name or a chroot",
+                key: key.path, backend: "zookeeper")
+        }
+        return chroot + "/" + key.path
+    }
 
     /// The key of a znode path under the chroot, or `nil` for the chroot itself, reserved names
     /// and paths outside it.

@@ -25,10 +25,11 @@ extension ZooKeeperStore {
     }
 
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
+        let path = try paths.path(prefix)
         let client = try await primary()
         let names: [String]
         do {
-            let reply = try await client.send(.getChildren2(path: paths.path(prefix), watch: false))
+            let reply = try await client.send(.getChildren2(path: path, watch: false))
             guard case .children(let children, _) = reply.response else { return [] }
             names = children
         } catch where error.zooKeeperCode == .noNode {
@@ -57,7 +58,7 @@ extension ZooKeeperStore {
     private func details(_ names: [String], under prefix: Key, _ client: ZooKeeperClient)
         async throws(CoordinationError) -> [Contender]
     {
-        let base = paths.path(prefix)
+        let base = try paths.path(prefix)
         let results = await client.sendAll(names.map { .getData(path: base + "/" + $0, watch: false) })
         var contenders: [Contender] = []
         for (name, result) in zip(names, results) {
@@ -90,7 +91,7 @@ extension ZooKeeperStore {
         try validate(value: value, for: prefix)
         try session.checkActive()
         let client = try client(for: session)
-        let base = paths.path(prefix)
+        let base = try paths.path(prefix)
         let namePrefix = ZooKeeperPaths.contenderPrefix(uuid: Self.uuid(), role: role)
         let create = ZooKeeperRequest.create(path: base + "/" + namePrefix, data: value, mode: .ephemeralSequential)
         for _ in 0..<8 {
@@ -152,10 +153,11 @@ extension ZooKeeperStore {
     /// Lists the prefix's children (one request); the names alone tell the place, since sequential
     /// names are never reused: a waiter that wakes up costs one request, and its wait one more.
     public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
+        let path = try paths.path(prefix)
         let client = try await primary()
         let names: [String]
         do {
-            let reply = try await client.send(.getChildren2(path: paths.path(prefix), watch: false))
+            let reply = try await client.send(.getChildren2(path: path, watch: false))
             guard case .children(let children, _) = reply.response else { return nil }
             names = children
         } catch where error.zooKeeperCode == .noNode {
@@ -184,7 +186,7 @@ extension ZooKeeperStore {
     private func recover(_ namePrefix: String, under prefix: Key, _ client: ZooKeeperClient)
         async throws(CoordinationError) -> Contender?
     {
-        let base = paths.path(prefix)
+        let base = try paths.path(prefix)
         do {
             let reply = try await client.send(.getChildren2(path: base, watch: false))
             guard case .children(let names, _) = reply.response,

@@ -4,9 +4,10 @@ import Synchronization
 /// Keys as znodes: reads, writes, conditional writes, subtrees.
 extension ZooKeeperStore {
     public func get(_ key: Key) async throws(CoordinationError) -> Entry? {
+        let path = try paths.path(key)
         let client = try await primary()
         do {
-            let reply = try await client.send(.getData(path: paths.path(key), watch: false))
+            let reply = try await client.send(.getData(path: path, watch: false))
             guard case .data(let data?, let stat) = reply.response else { return nil }
             return entry(key, data, stat)
         } catch where error.zooKeeperCode == .noNode {
@@ -23,7 +24,7 @@ extension ZooKeeperStore {
 
     public func put(_ key: Key, _ value: [UInt8], options: PutOptions) async throws(CoordinationError) {
         try validate(value: value, for: key)
-        let path = paths.path(key)
+        let path = try paths.path(key)
         if let session = options.session {
             let client = try client(for: session)
             _ = try await write(path, key: key, value: value, owner: session.id, client: client, operation: "put")
@@ -136,8 +137,8 @@ extension ZooKeeperStore {
     }
 
     public func delete(_ key: Key) async throws(CoordinationError) {
+        let path = try paths.path(key)
         let client = try await primary()
-        let path = paths.path(key)
         do {
             _ = try await client.send(.delete(path: path, version: -1))
         } catch where error.zooKeeperCode == .noNode {
@@ -157,6 +158,7 @@ extension ZooKeeperStore {
     }
 
     public func list(_ prefix: Key) async throws(CoordinationError) -> [Entry] {
+        _ = try paths.path(prefix)
         let client = try await primary()
         return try await subtree(prefix, client).entries.sorted { $0.key < $1.key }
     }
@@ -166,7 +168,7 @@ extension ZooKeeperStore {
     func subtree(_ prefix: Key, _ client: ZooKeeperClient) async throws(CoordinationError) -> (
         entries: [Entry], zxid: Int64, paths: [String]
     ) {
-        var level = [paths.path(prefix)]
+        var level = [try paths.path(prefix)]
         var entries: [Entry] = []
         var all: [String] = []
         var zxid: Int64 = 0
@@ -205,11 +207,12 @@ extension ZooKeeperStore {
     }
 
     public func deleteTree(_ prefix: Key) async throws(CoordinationError) {
+        _ = try paths.path(prefix)
         let client = try await primary()
         for _ in 0..<8 {
             let found = try await subtree(prefix, client).paths
             // Deepest first, one pipelined round trip; then the prefix itself.
-            let doomed = found.sorted { $0.count > $1.count } + [paths.path(prefix)]
+            let doomed = found.sorted { $0.count > $1.count } + [try paths.path(prefix)]
             var retry = false
             for result in await client.sendAll(doomed.map { .delete(path: $0, version: -1) }) {
                 switch result {
@@ -232,7 +235,7 @@ extension ZooKeeperStore {
         if let session = options.session { client = try self.client(for: session) } else { client = try await primary() }
         let owner = options.session?.id
         let mode: CreateMode = owner == nil ? .persistent : .ephemeral
-        let path = paths.path(key)
+        let path = try paths.path(key)
         switch condition {
         case .absent:
             for _ in 0..<8 {
@@ -310,8 +313,8 @@ extension ZooKeeperStore {
     }
 
     public func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError) {
+        let path = try paths.path(key)
         let client = try await primary()
-        let path = paths.path(key)
         // A contender of ours: its version is known from its creation (unique name, never reused).
         let known = state.withLock { $0.ownContenders[path] }
         let version: Int32

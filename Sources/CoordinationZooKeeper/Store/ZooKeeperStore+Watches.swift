@@ -20,7 +20,7 @@ extension ZooKeeperStore {
     /// after this call returns is missed.
     private func startWatch(root: Key, tree: Bool) async throws(CoordinationError) -> WatchStream {
         let (stream, continuation) = WatchStream.makeStream()
-        var watcher = Watcher(store: self, root: root, tree: tree, continuation: continuation)
+        var watcher = try Watcher(store: self, root: root, tree: tree, continuation: continuation)
         try await watcher.attach(historyLost: false)
         let task = Task { [watcher] in
             var watcher = watcher
@@ -41,14 +41,17 @@ extension ZooKeeperStore {
         var client: ZooKeeperClient?
         var listener: (id: Int, events: AsyncStream<ZooKeeperClient.Event>)?
 
-        init(store: ZooKeeperStore, root: Key, tree: Bool, continuation: WatchStream.Continuation) {
+        init(store: ZooKeeperStore, root: Key, tree: Bool, continuation: WatchStream.Continuation)
+            throws(CoordinationError)
+        {
             self.store = store
+            self.path = try store.paths.path(root)
             self.root = root
             self.tree = tree
             self.continuation = continuation
         }
 
-        var path: String { store.paths.path(root) }
+        let path: String
 
         /// Listens on the store's current session, registers the persistent watch and sends a
         /// snapshot (marked `historyLost` after the session was replaced).
@@ -194,7 +197,7 @@ extension ZooKeeperStore {
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)
     {
-        let path = paths.path(key)
+        let path = try paths.path(key)
         while true {
             if Task.isCancelled { throw make(.cancelled, "stopped waiting for '\(key)' to be removed", key: key) }
             let client = try await primary()
