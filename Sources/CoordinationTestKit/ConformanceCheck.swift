@@ -23,24 +23,13 @@ extension ConformanceBackend {
     /// A `withClients` for backends whose clients are separate stores of one server: runs each of
     /// `makeStore()`'s `count` stores in a task of its own for the duration of `body`, then closes
     /// them all (also when `body` throws).
-    public func withRunningStores(
+    public func withRunningStores<Store: KeyValueStore>(
         _ count: Int,
-        _ makeStore: () throws -> any KeyValueStore,
+        _ makeStore: () throws -> Store,
         _ body: @Sendable ([any KeyValueStore]) async throws -> Void
     ) async throws {
         let stores = try (0..<count).map { _ in try makeStore() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for store in stores { group.addTask { try await store.run() } }
-            do {
-                try await body(stores)
-            } catch {
-                for store in stores { await store.close() }
-                group.cancelAll()
-                throw error
-            }
-            for store in stores { await store.close() }
-            group.cancelAll()
-        }
+        try await withRunning(stores) { stores in try await body(stores) }
     }
 }
 

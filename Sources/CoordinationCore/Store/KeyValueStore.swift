@@ -136,6 +136,26 @@ extension KeyValueStore {
     }
 }
 
+/// Runs every store of `stores` (each in a task of its own) for the duration of `body`, then closes
+/// them all, also when `body` throws.
+public func withRunning<Store: KeyValueStore, Result: Sendable>(
+    _ stores: [Store],
+    _ body: ([Store]) async throws -> Result
+) async throws -> Result {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for store in stores { group.addTask { try await store.run() } }
+        defer { group.cancelAll() }
+        do {
+            let result = try await body(stores)
+            for store in stores { await store.close() }
+            return result
+        } catch {
+            for store in stores { await store.close() }
+            throw error
+        }
+    }
+}
+
 extension KeyValueStore {
     /// Runs the store for the duration of `body`, then closes it.
     public func withRunning<Result: Sendable>(

@@ -19,17 +19,5 @@ func withStores<Result: Sendable>(
     _ options: Options,
     _ body: ([ZooKeeperStore]) async throws -> Result
 ) async throws -> Result {
-    let stores = try (0..<count).map { _ in try makeStore(options) }
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        for store in stores { group.addTask { try await store.run() } }
-        defer { group.cancelAll() }
-        do {
-            let result = try await body(stores)
-            for store in stores { await store.close() }
-            return result
-        } catch {
-            for store in stores { await store.close() }
-            throw error
-        }
-    }
+    try await withRunning(try (0..<count).map { _ in try makeStore(options) }, body)
 }
