@@ -27,16 +27,7 @@ extension ZooKeeperStore {
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
         let path = try paths.path(prefix)
         let client = try await primary()
-        let names: [String]
-        do {
-            let reply = try await client.send(.getChildren2(path: path, watch: false))
-            guard case .children(let children, _) = reply.response else { return [] }
-            names = children
-        } catch where error.zooKeeperCode == .noNode {
-            return []
-        } catch {
-            throw failure(error, "contenders", key: prefix)
-        }
+        guard let names = try await children(path, key: prefix, client, operation: "contenders") else { return [] }
         return try await details(names, under: prefix, client)
     }
 
@@ -155,16 +146,7 @@ extension ZooKeeperStore {
     public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
         let path = try paths.path(prefix)
         let client = try await primary()
-        let names: [String]
-        do {
-            let reply = try await client.send(.getChildren2(path: path, watch: false))
-            guard case .children(let children, _) = reply.response else { return nil }
-            names = children
-        } catch where error.zooKeeperCode == .noNode {
-            return nil
-        } catch {
-            throw failure(error, "place", key: prefix)
-        }
+        guard let names = try await children(path, key: prefix, client, operation: "place") else { return nil }
         return try await place(of: contender, names: names, under: prefix, client)
     }
 
@@ -187,19 +169,11 @@ extension ZooKeeperStore {
         async throws(CoordinationError) -> Contender?
     {
         let base = try paths.path(prefix)
-        do {
-            let reply = try await client.send(.getChildren2(path: base, watch: false))
-            guard case .children(let names, _) = reply.response,
-                let name = names.first(where: { $0.hasPrefix(namePrefix) })
-            else { return nil }
-            let data = try await client.send(.getData(path: base + "/" + name, watch: false))
-            guard case .data(let value, let stat) = data.response else { return nil }
-            return try created(base + "/" + name, stat: stat, value: value ?? [], under: prefix)
-        } catch where error.zooKeeperCode == .noNode {
-            return nil
-        } catch {
-            throw failure(error, "joinLine", key: prefix)
-        }
+        guard let names = try await children(base, key: prefix, client, operation: "joinLine"),
+            let name = names.first(where: { $0.hasPrefix(namePrefix) }),
+            let current = try await read(base + "/" + name, key: prefix, client, operation: "joinLine")
+        else { return nil }
+        return try created(base + "/" + name, stat: current.stat, value: current.data ?? [], under: prefix)
     }
 
     /// A random (version 4) UUID in its usual text form, as Curator's protected names use.
@@ -207,7 +181,8 @@ extension ZooKeeperStore {
         var bytes = (0..<16).map { _ in UInt8.random(in: 0...255) }
         bytes[6] = (bytes[6] & 0x0f) | 0x40
         bytes[8] = (bytes[8] & 0x3f) | 0x80
-        let hex = bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+        let digits = Array("0123456789abcdef")
+        let hex = bytes.map { String([digits[Int($0 >> 4)], digits[Int($0 & 0x0f)]]) }
         return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
     }
 }

@@ -5,16 +5,10 @@ import Synchronization
 extension ZooKeeperStore {
     public func get(_ key: Key) async throws(CoordinationError) -> Entry? {
         let path = try paths.path(key)
-        let client = try await primary()
-        do {
-            let reply = try await client.send(.getData(path: path, watch: false))
-            guard case .data(let data?, let stat) = reply.response else { return nil }
-            return entry(key, data, stat)
-        } catch where error.zooKeeperCode == .noNode {
-            return nil
-        } catch {
-            throw failure(error, "get", key: key)
-        }
+        guard let current = try await read(path, key: key, try await primary(), operation: "get"),
+            let data = current.data
+        else { return nil }
+        return entry(key, data, current.stat)
     }
 
     public func exists(_ key: Key) async throws(CoordinationError) -> Bool {
@@ -298,9 +292,9 @@ extension ZooKeeperStore {
     }
 
     /// The znode's data (nil: a parent only) and stat, or `nil` if there is none.
-    func read(_ path: String, key: Key?, _ client: ZooKeeperClient) async throws(CoordinationError) -> (
-        data: [UInt8]?, stat: Stat
-    )? {
+    func read(_ path: String, key: Key?, _ client: ZooKeeperClient, operation: String = "read")
+        async throws(CoordinationError) -> (data: [UInt8]?, stat: Stat)?
+    {
         do {
             let reply = try await client.send(.getData(path: path, watch: false))
             guard case .data(let data, let stat) = reply.response else { return nil }
@@ -308,7 +302,22 @@ extension ZooKeeperStore {
         } catch where error.zooKeeperCode == .noNode {
             return nil
         } catch {
-            throw failure(error, "read", key: key)
+            throw failure(error, operation, key: key)
+        }
+    }
+
+    /// The names of the znode's children, or `nil` if there is no such znode.
+    func children(_ path: String, key: Key?, _ client: ZooKeeperClient, operation: String)
+        async throws(CoordinationError) -> [String]?
+    {
+        do {
+            let reply = try await client.send(.getChildren2(path: path, watch: false))
+            guard case .children(let names, _) = reply.response else { return nil }
+            return names
+        } catch where error.zooKeeperCode == .noNode {
+            return nil
+        } catch {
+            throw failure(error, operation, key: key)
         }
     }
 
