@@ -51,14 +51,23 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "CoordinationNIO",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "CoordinationEtcd",
             dependencies: [
                 "CoordinationCore",
+                "CoordinationNIO",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,6 +103,7 @@ let package = Package(
             name: "CoordinationZooKeeper",
             dependencies: [
                 "CoordinationCore",
+                "CoordinationNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -159,6 +169,7 @@ let package = Package(
             name: "CoordinationZooKeeperTests",
             dependencies: [
                 "CoordinationCore",
+                "CoordinationNIO",
                 "CoordinationZooKeeper",
                 "CoordinationTestKit",
                 "Coordination",

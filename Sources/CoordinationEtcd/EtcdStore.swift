@@ -1,7 +1,10 @@
 import CoordinationCore
+import CoordinationNIO
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import SwiftProtobuf
 import Synchronization
@@ -58,6 +61,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     public let storeDescription: StoreDescription
     public let limits: StoreLimits
     public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
+    /// The event loop of the store's connections (see ``KeyValueStore/taskExecutor``).
+    public var taskExecutor: (any TaskExecutor)? { executor }
 
     private let configuration: Configuration
     private let client: GRPCClient<HTTP2ClientTransport.Posix>
@@ -72,6 +77,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     private let closed = Atomic<Bool>(false)
     private let stopped = WakeSignal()
     private let authToken = Mutex<String?>(nil)
+    private let executor: EventLoopTaskExecutor
 
     public init(configuration: Configuration) throws(CoordinationError) {
         let endpointText = configuration.endpoints.map { "\($0.host):\($0.port)" }.joined(separator: ",")
@@ -99,6 +105,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             }
             target = ResolvableTargets.IPv4.ipv4(pairs: configuration.endpoints.map { (host: $0.host, port: $0.port) })
         }
+        self.executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
         do {
             var transportConfig = HTTP2ClientTransport.Posix.Config.defaults
             transportConfig.backoff = .init(initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
@@ -109,7 +116,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
                 target: target,
                 transportSecurity: .plaintext,
                 config: transportConfig,
-                serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin])
+                serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin]),
+                eventLoopGroup: executor.eventLoop
             )
             self.client = GRPCClient(transport: transport)
         } catch {
@@ -166,8 +174,9 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             return (entries, response.header.revision)
         }
         // Returns when the store is closed or the task is cancelled (graceful shutdown), without
-        // throwing: a ServiceGroup sees a clean stop.
-        await withTaskGroup(of: Void.self) { group in
+        // throwing: a ServiceGroup sees a clean stop. The connections, the keep-alive stream and the
+        // watch stream are all served on the store's event loop.
+        await onTaskExecutor { await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await self.client.runConnections() }
             group.addTask { await self.leases.run(client: self.leaseClient, metadata: self.streamMetadata) }
             group.addTask {
@@ -176,7 +185,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             await stopped.wait()
             client.beginGracefulShutdown()
             group.cancelAll()
-        }
+        } }
     }
 
     public func close() async {
@@ -544,10 +553,10 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
                 try await authenticate()
             }
             do {
-                return try await body(callOptions(), metadata())
+                return try await onTaskExecutor { try await body(callOptions(), metadata()) }
             } catch let error as RPCError where error.code == .unauthenticated && configuration.credentials != nil {
                 try await authenticate()
-                return try await body(callOptions(), metadata())
+                return try await onTaskExecutor { try await body(callOptions(), metadata()) }
             }
         } catch {
             if Task.isCancelled { throw errors.make(.cancelled, "\(operation) was cancelled", key: key) }

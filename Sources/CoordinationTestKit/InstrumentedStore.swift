@@ -8,8 +8,18 @@ import Synchronization
 public final class InstrumentedStore: KeyValueStore, Sendable {
     public let base: any KeyValueStore
     private let counts = Mutex<[String: Int]>([:])
+    private let executorOverride: (any TaskExecutor)?
+    private let onCall: (@Sendable (String) -> Void)?
 
-    public init(_ base: any KeyValueStore) { self.base = base }
+    /// `taskExecutor` replaces the base store's ``KeyValueStore/taskExecutor``; `onCall` is told
+    /// the name of each call as it is made, on the caller's thread.
+    public init(
+        _ base: any KeyValueStore, taskExecutor: (any TaskExecutor)? = nil, onCall: (@Sendable (String) -> Void)? = nil
+    ) {
+        self.base = base
+        self.executorOverride = taskExecutor
+        self.onCall = onCall
+    }
 
     /// How many times `call` (a method name such as `contenders`) was made.
     public func count(_ call: String) -> Int { counts.withLock { $0[call, default: 0] } }
@@ -17,11 +27,15 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
     /// Sets every count back to zero.
     public func resetCounts() { counts.withLock { $0.removeAll() } }
 
-    private func record(_ call: String) { counts.withLock { $0[call, default: 0] += 1 } }
+    private func record(_ call: String) {
+        counts.withLock { $0[call, default: 0] += 1 }
+        onCall?(call)
+    }
 
     public var storeDescription: StoreDescription { base.storeDescription }
     public var limits: StoreLimits { base.limits }
     public var capabilities: StoreCapabilities { base.capabilities }
+    public var taskExecutor: (any TaskExecutor)? { executorOverride ?? base.taskExecutor }
 
     public func run() async throws { try await base.run() }
     public func close() async { await base.close() }

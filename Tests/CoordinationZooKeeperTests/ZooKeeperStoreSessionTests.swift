@@ -1,4 +1,6 @@
 import CoordinationCore
+import CoordinationNIO
+import NIOCore
 import CoordinationTestKit
 import Synchronization
 import Testing
@@ -11,6 +13,30 @@ import Testing
     .enabled(if: ZooKeeperTestServer.isAvailable, "needs ZOOKEEPER_CONNECT (scripts/test starts ZooKeeper)")
 )
 struct ZooKeeperStoreSessionTests {
+    @Test("the store's connections and its sessions' share one event loop, the store's task executor")
+    func oneEventLoopPerStore() async throws {
+        let store = try ZooKeeperTestServer.makeStore()
+        try await store.withRunning { store in
+            let executor = try #require(store.taskExecutor as? EventLoopTaskExecutor)
+            let key = try Key("executor/\(UInt32.random(in: 0 ... .max))")
+            try await store.put(key, "1")
+            let session = try await store.makeSession(ttl: .seconds(5))
+            let clients = store.state.withLock { state in
+                [state.primary, state.sessions[session.id]?.client].compactMap { $0 }
+            }
+            #expect(clients.count == 2)
+            for client in clients { #expect(client.eventLoop === executor.eventLoop) }
+            // A call under the executor's preference continues on the loop after its reply.
+            let onLoop = try await withTaskExecutorPreference(executor) { () async throws -> Bool in
+                _ = try await store.get(key)
+                return executor.eventLoop.inEventLoop
+            }
+            #expect(onLoop)
+            try await store.delete(key)
+            try await session.close()
+        }
+    }
+
     @Test("when the store's session expires, a watch starts over on a new one with a historyLost snapshot")
     func watchSurvivesStoreSessionExpiry() async throws {
         let configuration = try ZooKeeperTestServer.configuration(

@@ -47,21 +47,23 @@ public struct Election: Sendable {
     /// Joins the line with `value` and waits until this candidate leads. Cancelling the wait removes
     /// the candidate from the line and throws `cancelled`.
     public func campaign(value: [UInt8], session: Session) async throws(CoordinationError) -> Leadership {
-        try session.checkActive()
-        let position = try await store.joinLine(under: name, role: .leader, value: value, session: session)
-        let me = position.contender
-        if position.isFirst { return Leadership(contender: me, session: session, store: store) }
-        let queue = ContenderQueue(store: store, prefix: name)
-        let store = self.store
-        do {
-            try await whileActive(session, what: "campaigning in '\(name)'") {
-                try await queue.waitUntilFirst(me, known: position.place)
+        try await store.onTaskExecutor { () async throws(CoordinationError) in
+            try session.checkActive()
+            let position = try await store.joinLine(under: name, role: .leader, value: value, session: session)
+            let me = position.contender
+            if position.isFirst { return Leadership(contender: me, session: session, store: store) }
+            let queue = ContenderQueue(store: store, prefix: name)
+            let store = self.store
+            do {
+                try await whileActive(session, what: "campaigning in '\(name)'") {
+                    try await queue.waitUntilFirst(me, known: position.place)
+                }
+                if Task.isCancelled { throw CoordinationError(.cancelled, "campaigning in '\(name)': cancelled") }
+                return Leadership(contender: me, session: session, store: store)
+            } catch {
+                await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
+                throw coordinationError(error, cancelled: Task.isCancelled, "campaigning in '\(name)'")
             }
-            if Task.isCancelled { throw CoordinationError(.cancelled, "campaigning in '\(name)': cancelled") }
-            return Leadership(contender: me, session: session, store: store)
-        } catch {
-            await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
-            throw coordinationError(error, cancelled: Task.isCancelled, "campaigning in '\(name)'")
         }
     }
 
@@ -142,12 +144,14 @@ public final class Leadership: Sendable {
 
     /// Replaces the value followers see, keeping the term. Throws `notHolder` if leadership was lost.
     public func proclaim(_ value: [UInt8]) async throws(CoordinationError) {
-        let current = revision.withLock { $0 }
-        do {
-            let entry = try await store.atomicPut(key, value, condition: .revision(current), options: .boundTo(session))
-            revision.withLock { $0 = entry.modifyRevision }
-        } catch  where error.code == .keyNotFound || error.code == .revisionMismatch || error.code == .sessionExpired {
-            throw CoordinationError(.notHolder, "proclaim refused: leadership of '\(key)' was lost", key: key.path)
+        try await store.onTaskExecutor { () async throws(CoordinationError) in
+            let current = revision.withLock { $0 }
+            do throws(CoordinationError) {
+                let entry = try await store.atomicPut(key, value, condition: .revision(current), options: .boundTo(session))
+                revision.withLock { $0 = entry.modifyRevision }
+            } catch  where error.code == .keyNotFound || error.code == .revisionMismatch || error.code == .sessionExpired {
+                throw CoordinationError(.notHolder, "proclaim refused: leadership of '\(key)' was lost", key: key.path)
+            }
         }
     }
 

@@ -36,30 +36,34 @@ public struct Lock: Sendable {
     /// contender from the line and throws `cancelled`; if the session ends while waiting this throws
     /// `sessionExpired` / `sessionClosed`.
     public func acquire() async throws(CoordinationError) -> LockGrant {
-        try session.checkActive()
-        let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
-        let me = position.contender
-        if position.isFirst { return LockGrant(contender: me, session: session, store: store) }
-        let queue = ContenderQueue(store: store, prefix: name)
-        do {
-            try await whileActive(session, what: "waiting for lock '\(name)'") {
-                try await queue.waitUntilFirst(me, known: position.place)
+        try await store.onTaskExecutor { () async throws(CoordinationError) in
+            try session.checkActive()
+            let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
+            let me = position.contender
+            if position.isFirst { return LockGrant(contender: me, session: session, store: store) }
+            let queue = ContenderQueue(store: store, prefix: name)
+            do {
+                try await whileActive(session, what: "waiting for lock '\(name)'") {
+                    try await queue.waitUntilFirst(me, known: position.place)
+                }
+                if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for lock '\(name)': cancelled") }
+                return LockGrant(contender: me, session: session, store: store)
+            } catch {
+                await removeContender(me)
+                throw coordinationError(error, cancelled: Task.isCancelled, "waiting for lock '\(name)'")
             }
-            if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for lock '\(name)': cancelled") }
-            return LockGrant(contender: me, session: session, store: store)
-        } catch {
-            await removeContender(me)
-            throw coordinationError(error, cancelled: Task.isCancelled, "waiting for lock '\(name)'")
         }
     }
 
     /// Takes the lock if it is free right now; otherwise leaves no trace and returns `nil`.
     public func tryAcquire() async throws(CoordinationError) -> LockGrant? {
-        try session.checkActive()
-        let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
-        if position.isFirst { return LockGrant(contender: position.contender, session: session, store: store) }
-        await removeContender(position.contender)
-        return nil
+        try await store.onTaskExecutor { () async throws(CoordinationError) in
+            try session.checkActive()
+            let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
+            if position.isFirst { return LockGrant(contender: position.contender, session: session, store: store) }
+            await removeContender(position.contender)
+            return nil
+        }
     }
 
     /// Acquires the lock, runs `body`, and releases. If the grant is lost while `body` runs (session

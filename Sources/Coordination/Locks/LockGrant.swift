@@ -67,14 +67,16 @@ public struct LockGrant: Sendable, Hashable {
 
     /// Releases the grant. Throws `notHolder` if it was already lost or released.
     public func release() async throws(CoordinationError) {
-        do {
-            try await store.atomicDelete(key, revision: revision)
-        } catch  where error.code == .keyNotFound || error.code == .revisionMismatch {
-            throw CoordinationError(
-                .notHolder,
-                "release of '\(key)' refused: this grant no longer holds it (lost or already released)",
-                key: key.path
-            )
+        try await store.onTaskExecutor { () async throws(CoordinationError) in
+            do throws(CoordinationError) {
+                try await store.atomicDelete(key, revision: revision)
+            } catch  where error.code == .keyNotFound || error.code == .revisionMismatch {
+                throw CoordinationError(
+                    .notHolder,
+                    "release of '\(key)' refused: this grant no longer holds it (lost or already released)",
+                    key: key.path
+                )
+            }
         }
     }
 

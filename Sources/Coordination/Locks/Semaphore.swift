@@ -21,32 +21,34 @@ public struct Semaphore: Sendable {
 
     /// Waits for a permit.
     public func acquire() async throws(CoordinationError) -> LockGrant {
-        guard permits > 0 else {
-            throw CoordinationError(.invalidArgument, "a semaphore needs at least one permit", key: name.path)
-        }
-        try session.checkActive()
-        let me = try await store.createContender(under: name, role: .semaphore, value: [], session: session)
-        let name = self.name
-        let permits = self.permits
-        let store = self.store
-        do {
-            try await whileActive(session, what: "waiting for a permit of '\(name)'") {
-                var line = TrackedLine(prefix: name)
-                for try await event in try await store.watchTree(name) {
-                    line.apply(event)
-                    guard let position = line.position(of: me.key) else {
-                        throw CoordinationError(
-                            .lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
-                    }
-                    if position < permits { return }
-                }
-                throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled")
+        try await store.onTaskExecutor { () async throws(CoordinationError) in
+            guard permits > 0 else {
+                throw CoordinationError(.invalidArgument, "a semaphore needs at least one permit", key: name.path)
             }
-            if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled") }
-            return LockGrant(contender: me, session: session, store: store)
-        } catch {
-            await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
-            throw coordinationError(error, cancelled: Task.isCancelled, "waiting for a permit of '\(name)'")
+            try session.checkActive()
+            let me = try await store.createContender(under: name, role: .semaphore, value: [], session: session)
+            let name = self.name
+            let permits = self.permits
+            let store = self.store
+            do {
+                try await whileActive(session, what: "waiting for a permit of '\(name)'") {
+                    var line = TrackedLine(prefix: name)
+                    for try await event in try await store.watchTree(name) {
+                        line.apply(event)
+                        guard let position = line.position(of: me.key) else {
+                            throw CoordinationError(
+                                .lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
+                        }
+                        if position < permits { return }
+                    }
+                    throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled")
+                }
+                if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled") }
+                return LockGrant(contender: me, session: session, store: store)
+            } catch {
+                await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
+                throw coordinationError(error, cancelled: Task.isCancelled, "waiting for a permit of '\(name)'")
+            }
         }
     }
 

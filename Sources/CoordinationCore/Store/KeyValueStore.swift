@@ -45,6 +45,12 @@ public protocol KeyValueStore: Service, Sendable {
     var limits: StoreLimits { get }
     /// Optional behaviour this backend offers.
     var capabilities: StoreCapabilities { get }
+    /// The executor the store's replies arrive on, if it has one: a backend on SwiftNIO names the
+    /// event loop its connections use. The recipes run their steps under this preference
+    /// (`withTaskExecutorPreference`), so a lock hand-off or a campaign's reads and writes continue
+    /// on the thread that received the reply instead of waking another thread for each step. An
+    /// application making many calls in a row can do the same. `nil` (the default): no preference.
+    var taskExecutor: (any TaskExecutor)? { get }
 
     /// The entry at `key`, or `nil` if there is none.
     func get(_ key: Key) async throws(CoordinationError) -> Entry?
@@ -110,6 +116,15 @@ public protocol KeyValueStore: Service, Sendable {
 }
 
 extension KeyValueStore {
+    public var taskExecutor: (any TaskExecutor)? { nil }
+
+    /// Runs `body` under the preference of the store's ``taskExecutor`` (directly if it has none).
+    public func onTaskExecutor<Result, Failure: Error>(
+        _ body: () async throws(Failure) -> Result
+    ) async throws(Failure) -> Result {
+        try await withTaskExecutorPreference(taskExecutor, operation: body)
+    }
+
     public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
         LinePlace.of(contender.key, in: try await contenders(under: prefix))
     }

@@ -124,7 +124,12 @@ final class ZooKeeperClient: @unchecked Sendable {
     /// `connectionFailed` (a write's outcome is then unknown).
     func send(_ request: ZooKeeperRequest) async throws(CoordinationError) -> Reply {
         let promise = eventLoop.makePromise(of: Reply.self)
-        eventLoop.execute { self.dispatch(request, promise) }
+        // A caller already on the loop (a recipe under the store's task executor) sends at once.
+        if eventLoop.inEventLoop {
+            dispatch(request, promise)
+        } else {
+            eventLoop.execute { self.dispatch(request, promise) }
+        }
         do {
             return try await promise.futureResult.get()
         } catch {
@@ -136,8 +141,12 @@ final class ZooKeeperClient: @unchecked Sendable {
     /// order, each as a `Result`.
     func sendAll(_ requests: [ZooKeeperRequest]) async -> [Result<Reply, CoordinationError>] {
         let promises = requests.map { _ in eventLoop.makePromise(of: Reply.self) }
-        eventLoop.execute {
-            for (request, promise) in zip(requests, promises) { self.dispatch(request, promise) }
+        if eventLoop.inEventLoop {
+            for (request, promise) in zip(requests, promises) { dispatch(request, promise) }
+        } else {
+            eventLoop.execute {
+                for (request, promise) in zip(requests, promises) { self.dispatch(request, promise) }
+            }
         }
         var results: [Result<Reply, CoordinationError>] = []
         results.reserveCapacity(requests.count)

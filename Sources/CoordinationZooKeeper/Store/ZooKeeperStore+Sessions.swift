@@ -1,4 +1,5 @@
 import CoordinationCore
+import CoordinationNIO
 import Synchronization
 
 /// Sessions: one ZooKeeper session (and connection) per ``Session``.
@@ -8,7 +9,7 @@ extension ZooKeeperStore {
         if state.withLock({ $0.closed }) { throw closedError() }
         let client = try await ZooKeeperClient.connect(
             endpoints: endpoints, sessionTimeout: ttl, connectTimeout: configuration.connectTimeout,
-            firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
+            group: executor.eventLoop, firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
         guard let facts = await client.session() else {
             await client.close()
             throw make(.connectionFailed, "makeSession: the session ended before it could be used", key: nil)

@@ -1,4 +1,5 @@
 import CoordinationCore
+import CoordinationNIO
 import Logging
 import NIOCore
 import NIOPosix
@@ -81,6 +82,10 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     public let storeDescription: StoreDescription
     public let limits: StoreLimits
     public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
+    /// The event loop of all the store's connections, its own and its sessions' (see
+    /// ``KeyValueStore/taskExecutor``).
+    public var taskExecutor: (any TaskExecutor)? { executor }
+    let executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
 
     let configuration: Configuration
     let paths: ZooKeeperPaths
@@ -205,7 +210,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             let task = Task { () throws -> ZooKeeperClient in
                 let client = try await ZooKeeperClient.connect(
                     endpoints: endpoints, sessionTimeout: configuration.sessionTimeout,
-                    connectTimeout: configuration.connectTimeout,
+                    connectTimeout: configuration.connectTimeout, group: self.executor.eventLoop,
                     handler: { [weak self] client, event in self?.dispatch(event, of: client) },
                     firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
                 self.adoptPrimary(client)
