@@ -52,6 +52,8 @@ final class ZooKeeperClient: @unchecked Sendable {
     private var queued: [(ZooKeeperRequest, EventLoopPromise<Reply>)] = []
     private var closePromises: [EventLoopPromise<Void>] = []
     private var timer: Scheduled<Void>?
+    /// When `timer` fires.
+    private var timerDeadline: ContinuousClock.Instant?
     private var established: EventLoopPromise<Void>?
     private var abandoned = false
     private var hasBeenAlive = false
@@ -412,6 +414,7 @@ final class ZooKeeperClient: @unchecked Sendable {
     private func finishClosing() {
         timer?.cancel()
         timer = nil
+        timerDeadline = nil
         if !machine.state.isFinished {
             run(machine.close(now: .now))
         }
@@ -434,13 +437,25 @@ final class ZooKeeperClient: @unchecked Sendable {
         }
     }
 
-    /// Wakes up at the state machine's next deadline (pings, suspension, expiry).
+    /// Wakes up at the state machine's next deadline (pings, suspension, expiry), or earlier: a
+    /// timer already due no later than the next deadline is kept, since `tick` does only what is due
+    /// and the wake-up schedules the next one. (Every request and reply moves the ping deadline
+    /// later; replacing the timer each time cost a cancellation and a new timer per message.) The
+    /// timer never fires after a deadline, so `expired` is still reported in time.
     private func schedule() {
+        guard let deadline = machine.nextDeadline() else {
+            timer?.cancel()
+            timer = nil
+            timerDeadline = nil
+            return
+        }
+        if timer != nil, let current = timerDeadline, current <= deadline { return }
         timer?.cancel()
-        timer = nil
-        guard let deadline = machine.nextDeadline() else { return }
+        timerDeadline = deadline
         let delay = ContinuousClock.now.duration(to: deadline)
         timer = eventLoop.scheduleTask(in: .nanoseconds(max(0, Self.nanoseconds(delay)))) {
+            self.timer = nil
+            self.timerDeadline = nil
             self.run(self.machine.tick(now: .now))
         }
     }

@@ -70,12 +70,26 @@ struct ZooKeeperPaths: Sendable {
 
     /// The sequence number of a contender name: the digits ZooKeeper appended (Curator's
     /// `_c_<uuid>-lock-0000000007`, kazoo's `<uuid>__lock__0000000007`), or `nil` if `name` has none.
+    /// Reads bytes, not characters: a waiter parses every name of the line on each wake-up.
     static func sequence(of name: Substring) -> Int64? {
-        let digits = name.reversed().prefix { $0.isASCII && $0.isNumber }
-        guard digits.count >= 10, digits.count < name.count else { return nil }
-        let marker = name[name.index(name.endIndex, offsetBy: -digits.count - 1)]
-        guard marker == "-" || marker == "_" else { return nil }
-        return Int64(String(digits.reversed()))
+        let bytes = name.utf8
+        var start = bytes.endIndex
+        while start > bytes.startIndex {
+            let previous = bytes.index(before: start)
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[previous]) else { break }
+            start = previous
+        }
+        guard bytes.distance(from: start, to: bytes.endIndex) >= 10, start > bytes.startIndex else { return nil }
+        let marker = bytes[bytes.index(before: start)]
+        guard marker == UInt8(ascii: "-") || marker == UInt8(ascii: "_") else { return nil }
+        var value: Int64 = 0
+        for byte in bytes[start...] {
+            let (shifted, overflowed) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflowedAgain) = shifted.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
+            if overflowed || overflowedAgain { return nil }
+            value = sum
+        }
+        return value
     }
 
     /// Formats a ZooKeeper session id as the core's session id: 16 lowercase hex digits.
