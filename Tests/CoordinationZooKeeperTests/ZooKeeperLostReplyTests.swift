@@ -8,12 +8,12 @@ import Testing
 
 @testable import CoordinationZooKeeper
 
-/// The hard case of a create whose reply is lost: a proxy between the client and the real server
-/// forwards the create to the server and then cuts the connection before the reply comes back.
-/// The session resumes through the proxy, and the client must find its contender by its uuid
-/// (Curator's protected name) instead of creating a second one.
+/// Replies lost to a broken connection: a proxy between the client and the real server forwards a
+/// request to the server and then cuts the connection before the reply comes back. The session
+/// resumes through the proxy. For a create (the hard case), the client must find its contender by
+/// its uuid (Curator's protected name) instead of creating a second one; a read is sent again.
 @Suite(
-    "ZooKeeper lost create reply",
+    "ZooKeeper lost replies",
     .enabled(if: ZooKeeperTestServer.isAvailable, "needs ZOOKEEPER_CONNECT (scripts/test starts ZooKeeper)")
 )
 struct ZooKeeperLostReplyTests {
@@ -47,15 +47,40 @@ struct ZooKeeperLostReplyTests {
         #expect(try await observer.contenders(under: name).isEmpty)
         try await session.close()
     }
+
+    @Test("a read whose reply was lost is sent again on the resumed session and answers")
+    func lostReadReply() async throws {
+        let server = try #require(ZooKeeperTestServer.standalone?.first)
+        let proxy = try await CuttingProxy.start(to: server)
+        defer { Task { try? await proxy.close() } }
+        var configuration = try ZooKeeperTestServer.configuration(
+            [.init(host: "127.0.0.1", port: proxy.port)], sessionTimeout: .seconds(10))
+        configuration.connectTimeout = .seconds(5)
+        let store = try ZooKeeperStore(configuration: configuration)
+        let observer = try ZooKeeperTestServer.makeStore()
+        defer { Task { await store.close(); await observer.close() } }
+        let key = try Key("lost-reply/read-\(UInt32.random(in: 0 ... .max))")
+        try await observer.put(key, "value")
+        _ = try await store.exists(key)  // the store's session is up, through the proxy
+
+        proxy.cutAfterNext(opCode: 4)  // getData
+        let entry = try await withDeadline(.seconds(20), "the read answers after the cut") {
+            try await store.get(key)
+        }
+        #expect(proxy.cuts == 1, "the proxy cut one connection after forwarding a getData")
+        #expect(entry?.value == Array("value".utf8))
+        try await observer.delete(key)
+    }
 }
 
 /// A TCP proxy on 127.0.0.1 that forwards to a ZooKeeper server and, when armed, closes the
-/// client's connection right after forwarding a request whose first frame is a create (op 15), so
-/// the server applies it but its reply never arrives.
+/// client's connection right after forwarding a request whose first frame has the armed op code (a
+/// create, 15, by default), so the server applies it but its reply never arrives.
 final class CuttingProxy: Sendable {
     let channel: any Channel
     let port: Int
     private let armed = Atomic<Bool>(false)
+    private let opCode = Atomic<Int32>(15)
     private let cutCount = Atomic<Int>(0)
 
     private init(channel: any Channel) {
@@ -65,7 +90,13 @@ final class CuttingProxy: Sendable {
 
     var cuts: Int { cutCount.load(ordering: .relaxed) }
 
-    func cutAfterNextCreate() { armed.store(true, ordering: .relaxed) }
+    func cutAfterNextCreate() { cutAfterNext(opCode: 15) }
+
+    /// Arms the proxy for the next request of this op code (4 getData, 12 getChildren2, 15 create).
+    func cutAfterNext(opCode: Int32) {
+        self.opCode.store(opCode, ordering: .relaxed)
+        armed.store(true, ordering: .relaxed)
+    }
 
     func close() async throws { try await channel.close() }
 
@@ -92,7 +123,7 @@ final class CuttingProxy: Sendable {
     fileprivate func shouldCut(_ buffer: ByteBuffer) -> Bool {
         guard armed.load(ordering: .relaxed),
             let type = buffer.getInteger(at: buffer.readerIndex + 8, endianness: .big, as: Int32.self),
-            type == 15
+            type == opCode.load(ordering: .relaxed)
         else { return false }
         guard armed.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged else { return false }
         cutCount.add(1, ordering: .relaxed)

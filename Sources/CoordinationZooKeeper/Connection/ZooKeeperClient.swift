@@ -49,7 +49,10 @@ final class ZooKeeperClient: @unchecked Sendable {
     private var decoder = ZooKeeperFrameDecoder()
     private var promises: [Int32: EventLoopPromise<Reply>] = [:]
     /// Requests made while the session is between connections: sent once it is resumed.
-    private var queued: [(ZooKeeperRequest, EventLoopPromise<Reply>)] = []
+    private var queued: [Waiting] = []
+    /// The reads in flight, by xid. A read whose reply a broken connection swallowed is sent again
+    /// once the session resumes (once: `resent`); a write's outcome is unknown then, so writes fail.
+    private var reads: [Int32: (request: ZooKeeperRequest, resent: Bool)] = [:]
     private var closePromises: [EventLoopPromise<Void>] = []
     private var timer: Scheduled<Void>?
     /// When `timer` fires.
@@ -122,8 +125,9 @@ final class ZooKeeperClient: @unchecked Sendable {
 
     /// Sends one request and waits for its reply. Server errors arrive as ``CoordinationError``s
     /// whose `underlying` is the ``ZooKeeperErrorCode``. A request made while the session is between
-    /// connections waits for the resumption; one in flight when a connection breaks fails with
-    /// `connectionFailed` (a write's outcome is then unknown).
+    /// connections waits for the resumption. When a connection breaks, a read in flight is sent
+    /// again on the resumed session (once); a write in flight fails with `connectionFailed`, since
+    /// its outcome is then unknown.
     func send(_ request: ZooKeeperRequest) async throws(CoordinationError) -> Reply {
         let promise = eventLoop.makePromise(of: Reply.self)
         // A caller already on the loop (a recipe under the store's task executor) sends at once.
@@ -243,17 +247,25 @@ final class ZooKeeperClient: @unchecked Sendable {
         return promise.futureResult
     }
 
-    private func dispatch(_ request: ZooKeeperRequest, _ promise: EventLoopPromise<Reply>) {
+    /// A request waiting for the session to be resumed on a connection.
+    private struct Waiting {
+        var request: ZooKeeperRequest
+        var promise: EventLoopPromise<Reply>
+        var resent = false
+    }
+
+    private func dispatch(_ request: ZooKeeperRequest, _ promise: EventLoopPromise<Reply>, resent: Bool = false) {
         switch machine.state {
         case .connecting, .handshaking, .disconnected:
             if hasBeenAlive {
-                queued.append((request, promise))
+                queued.append(Waiting(request: request, promise: promise, resent: resent))
                 return
             }
         default: break
         }
         let (xid, actions) = machine.send(request, now: .now)
         promises[xid] = promise
+        if request.isRead { reads[xid] = (request, resent) }
         noteWatch(request)
         run(actions)
     }
@@ -334,9 +346,17 @@ final class ZooKeeperClient: @unchecked Sendable {
             case .closeConnection:
                 channel?.close(promise: nil)
             case .succeed(let xid, let response, let zxid):
+                reads[xid] = nil
                 promises.removeValue(forKey: xid)?.succeed(Reply(response: response, zxid: zxid))
             case .fail(let xid, let error):
-                promises.removeValue(forKey: xid)?.fail(error)
+                let read = reads.removeValue(forKey: xid)
+                guard let promise = promises.removeValue(forKey: xid) else { break }
+                if let read, !read.resent, error.code == .connectionFailed, hasBeenAlive {
+                    // The connection broke before the reply: read again on the resumed session.
+                    queued.append(Waiting(request: read.request, promise: promise, resent: true))
+                } else {
+                    promise.fail(error)
+                }
             case .watchEvent(let event):
                 forgetFiredWatch(event)
                 emit(.notification(event))
@@ -394,7 +414,7 @@ final class ZooKeeperClient: @unchecked Sendable {
         }
         let waiting = queued
         queued.removeAll()
-        for (request, promise) in waiting { dispatch(request, promise) }
+        for request in waiting { dispatch(request.request, request.promise, resent: request.resent) }
         emit(.resumed)
     }
 
@@ -405,10 +425,11 @@ final class ZooKeeperClient: @unchecked Sendable {
         }
         let pending = promises
         promises.removeAll()
+        reads.removeAll()
         for promise in pending.values { promise.fail(error) }
         let waiting = queued
         queued.removeAll()
-        for (_, promise) in waiting { promise.fail(error) }
+        for request in waiting { request.promise.fail(error) }
     }
 
     private func finishClosing() {
@@ -508,5 +529,15 @@ private final class ZooKeeperClientHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+extension ZooKeeperRequest {
+    /// Reads change nothing on the server, so one whose reply was lost can simply be sent again.
+    fileprivate var isRead: Bool {
+        switch self {
+        case .exists, .getData, .getChildren2, .sync: true
+        default: false
+        }
     }
 }
