@@ -17,17 +17,21 @@ import Testing
     .enabled(if: ZooKeeperTestServer.isAvailable, "needs ZOOKEEPER_CONNECT (scripts/test starts ZooKeeper)")
 )
 struct ZooKeeperLostReplyTests {
-    @Test("a contender whose create reply was lost is found again, not created twice")
-    func lostCreateReply() async throws {
+    /// A store whose connections go through a fresh `CuttingProxy`, and an observer store that
+    /// talks to the server directly.
+    static func storeBehindProxy() async throws -> (CuttingProxy, ZooKeeperStore, ZooKeeperStore) {
         let server = try #require(ZooKeeperTestServer.standalone?.first)
         let proxy = try await CuttingProxy.start(to: server)
-        defer { Task { try? await proxy.close() } }
         var configuration = try ZooKeeperTestServer.configuration(
             [.init(host: "127.0.0.1", port: proxy.port)], sessionTimeout: .seconds(10))
         configuration.connectTimeout = .seconds(5)
-        let store = try ZooKeeperStore(configuration: configuration)
-        let observer = try ZooKeeperTestServer.makeStore()
-        defer { Task { await store.close(); await observer.close() } }
+        return (proxy, try ZooKeeperStore(configuration: configuration), try ZooKeeperTestServer.makeStore())
+    }
+
+    @Test("a contender whose create reply was lost is found again, not created twice")
+    func lostCreateReply() async throws {
+        let (proxy, store, observer) = try await Self.storeBehindProxy()
+        defer { Task { try? await proxy.close(); await store.close(); await observer.close() } }
         let session = try await store.makeSession(ttl: .seconds(10))
         let name = try Key("lost-reply/lock-\(UInt32.random(in: 0 ... .max))")
         // Parents first, so that the cut create is the contender's own.
@@ -50,15 +54,8 @@ struct ZooKeeperLostReplyTests {
 
     @Test("a read whose reply was lost is sent again on the resumed session and answers")
     func lostReadReply() async throws {
-        let server = try #require(ZooKeeperTestServer.standalone?.first)
-        let proxy = try await CuttingProxy.start(to: server)
-        defer { Task { try? await proxy.close() } }
-        var configuration = try ZooKeeperTestServer.configuration(
-            [.init(host: "127.0.0.1", port: proxy.port)], sessionTimeout: .seconds(10))
-        configuration.connectTimeout = .seconds(5)
-        let store = try ZooKeeperStore(configuration: configuration)
-        let observer = try ZooKeeperTestServer.makeStore()
-        defer { Task { await store.close(); await observer.close() } }
+        let (proxy, store, observer) = try await Self.storeBehindProxy()
+        defer { Task { try? await proxy.close(); await store.close(); await observer.close() } }
         let key = try Key("lost-reply/read-\(UInt32.random(in: 0 ... .max))")
         try await observer.put(key, "value")
         _ = try await store.exists(key)  // the store's session is up, through the proxy
