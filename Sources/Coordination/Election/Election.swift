@@ -47,24 +47,9 @@ public struct Election: Sendable {
     /// Joins the line with `value` and waits until this candidate leads. Cancelling the wait removes
     /// the candidate from the line and throws `cancelled`.
     public func campaign(value: [UInt8], session: Session) async throws(CoordinationError) -> Leadership {
-        try await store.onTaskExecutor { () async throws(CoordinationError) in
-            try session.checkActive()
-            let position = try await store.joinLine(under: name, role: .leader, value: value, session: session)
-            let me = position.contender
-            if position.isFirst { return Leadership(contender: me, session: session, store: store) }
-            let queue = ContenderQueue(store: store, prefix: name)
-            let store = self.store
-            do {
-                try await whileActive(session, what: "campaigning in '\(name)'") {
-                    try await queue.waitUntilFirst(me, known: position.place)
-                }
-                if Task.isCancelled { throw CoordinationError(.cancelled, "campaigning in '\(name)': cancelled") }
-                return Leadership(contender: me, session: session, store: store)
-            } catch {
-                await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
-                throw coordinationError(error, cancelled: Task.isCancelled, "campaigning in '\(name)'")
-            }
-        }
+        let me = try await ContenderQueue(store: store, prefix: name).join(
+            role: .leader, value: value, session: session, what: "campaigning in '\(name)'")
+        return Leadership(contender: me, session: session, store: store)
     }
 
     /// The current leader, if any.

@@ -36,23 +36,9 @@ public struct Lock: Sendable {
     /// contender from the line and throws `cancelled`; if the session ends while waiting this throws
     /// `sessionExpired` / `sessionClosed`.
     public func acquire() async throws(CoordinationError) -> LockGrant {
-        try await store.onTaskExecutor { () async throws(CoordinationError) in
-            try session.checkActive()
-            let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
-            let me = position.contender
-            if position.isFirst { return LockGrant(contender: me, session: session, store: store) }
-            let queue = ContenderQueue(store: store, prefix: name)
-            do {
-                try await whileActive(session, what: "waiting for lock '\(name)'") {
-                    try await queue.waitUntilFirst(me, known: position.place)
-                }
-                if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for lock '\(name)': cancelled") }
-                return LockGrant(contender: me, session: session, store: store)
-            } catch {
-                await removeContender(me)
-                throw coordinationError(error, cancelled: Task.isCancelled, "waiting for lock '\(name)'")
-            }
-        }
+        let me = try await ContenderQueue(store: store, prefix: name).join(
+            role: .lock, value: value, session: session, what: "waiting for lock '\(name)'")
+        return LockGrant(contender: me, session: session, store: store)
     }
 
     /// Takes the lock if it is free right now; otherwise leaves no trace and returns `nil`.
@@ -61,7 +47,7 @@ public struct Lock: Sendable {
             try session.checkActive()
             let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
             if position.isFirst { return LockGrant(contender: position.contender, session: session, store: store) }
-            await removeContender(position.contender)
+            await ContenderQueue(store: store, prefix: name).remove(position.contender)
             return nil
         }
     }
@@ -78,10 +64,5 @@ public struct Lock: Sendable {
     /// The current holder's contender, if any.
     public func holder() async throws(CoordinationError) -> Contender? {
         try await store.contenders(under: name).first
-    }
-
-    private func removeContender(_ me: Contender) async {
-        let store = self.store
-        await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
     }
 }

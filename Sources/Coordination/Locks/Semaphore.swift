@@ -46,7 +46,7 @@ public struct Semaphore: Sendable {
                 if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled") }
                 return LockGrant(contender: me, session: session, store: store)
             } catch {
-                await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
+                await ContenderQueue(store: store, prefix: name).remove(me)
                 throw coordinationError(error, cancelled: Task.isCancelled, "waiting for a permit of '\(name)'")
             }
         }

@@ -38,6 +38,37 @@ struct ContenderQueue: Sendable {
         }
     }
 
+    /// Joins the line with a contender of `role` bound to `session` and waits until it is first, on
+    /// the store's task executor: the whole of `Lock.acquire` and `Election.campaign`. If the wait
+    /// fails, is cancelled or the session ends, the contender is removed and the error (described
+    /// by `what`, e.g. "waiting for lock 'x'") is thrown.
+    func join(role: ContenderRole, value: [UInt8], session: Session, what: String)
+        async throws(CoordinationError) -> Contender
+    {
+        try await store.onTaskExecutor { () async throws(CoordinationError) in
+            try session.checkActive()
+            let position = try await store.joinLine(under: prefix, role: role, value: value, session: session)
+            let me = position.contender
+            if position.isFirst { return me }
+            do {
+                try await whileActive(session, what: what) {
+                    try await waitUntilFirst(me, known: position.place)
+                }
+                if Task.isCancelled { throw CoordinationError(.cancelled, "\(what): cancelled") }
+                return me
+            } catch {
+                await remove(me)
+                throw coordinationError(error, cancelled: Task.isCancelled, what)
+            }
+        }
+    }
+
+    /// Takes `me` out of the line (only that incarnation), even from a cancelled task.
+    func remove(_ me: Contender) async {
+        let store = self.store
+        await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
+    }
+
     /// Whether `me` is first in line right now.
     func isFirst(_ me: Contender) async throws -> Bool {
         let line = try await store.contenders(under: prefix)
