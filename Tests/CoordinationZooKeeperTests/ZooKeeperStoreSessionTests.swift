@@ -37,6 +37,37 @@ struct ZooKeeperStoreSessionTests {
         }
     }
 
+    @Test("a key created and deleted at once is watched as both, 500 times in a row")
+    func createThenDeleteIsSeenWhole() async throws {
+        // A notification carries no data: the watch reads the znode after it. That read must reach
+        // the server before the writer's next write on the same session, or a create followed at
+        // once by a delete is seen as nothing (it was, about 3 times in 100, while the watch loop
+        // ran on the global executor).
+        let store = try ZooKeeperTestServer.makeStore()
+        try await store.withRunning { store in
+            let prefix = try Key("create-delete/\(UInt32.random(in: 0 ... .max))")
+            for round in 0..<500 {
+                let key = try prefix.appending("k\(round)")
+                let stream = try await store.watch(key)
+                try await store.put(key, "here")
+                try await store.delete(key)
+                let events = try await withDeadline(.seconds(5), "round \(round): snapshot, put, delete") {
+                    () async throws -> [WatchEvent] in
+                    var events: [WatchEvent] = []
+                    for try await event in stream {
+                        events.append(event)
+                        if events.count == 3 { break }
+                    }
+                    return events
+                }
+                guard events.count == 3, case .put = events[1], case .deleted = events[2] else {
+                    Issue.record("round \(round): \(events)")
+                    return
+                }
+            }
+        }
+    }
+
     @Test("when the store's session expires, a watch starts over on a new one with a historyLost snapshot")
     func watchSurvivesStoreSessionExpiry() async throws {
         let configuration = try ZooKeeperTestServer.configuration(

@@ -18,11 +18,17 @@ extension ZooKeeperStore {
 
     /// Registers the watch and sends the first snapshot before returning, so that nothing written
     /// after this call returns is missed.
+    ///
+    /// The loop runs on the store's event loop: a notification resumes it there, ahead of whatever
+    /// the reply arriving behind the notification wakes, so its read is sent before a write that
+    /// the writer makes once its own reply is in (ZooKeeper answers one session's requests in
+    /// order). On the global executor the two raced, and a create followed at once by a delete
+    /// could be read as nothing at all.
     private func startWatch(root: Key, tree: Bool) async throws(CoordinationError) -> WatchStream {
         let (stream, continuation) = WatchStream.makeStream()
         var watcher = try Watcher(store: self, root: root, tree: tree, continuation: continuation)
         try await watcher.attach(historyLost: false)
-        let task = Task { [watcher] in
+        let task = Task(executorPreference: executor) { [watcher] in
             var watcher = watcher
             await watcher.run()
         }
