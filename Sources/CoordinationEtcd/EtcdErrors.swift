@@ -1,5 +1,4 @@
 import CoordinationCore
-import GRPCCore
 
 /// Translates what gRPC and etcd report into ``CoordinationError``s that name the backend and
 /// endpoint (never credentials).
@@ -13,7 +12,7 @@ struct EtcdErrorMapper: Sendable {
         if error is CancellationError {
             return make(.cancelled, "\(operation) was cancelled", key: key)
         }
-        guard let rpc = error as? RPCError else {
+        guard let rpc = error as? GRPCCallError else {
             return make(.serverError, "\(operation) failed: \(error)", key: key)
         }
         let message = rpc.message

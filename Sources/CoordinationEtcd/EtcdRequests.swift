@@ -74,3 +74,41 @@ extension Etcdserverpb_RequestOp {
         }
     }
 }
+
+/// One etcd RPC: its gRPC path, and the message types it takes and returns (field numbers and
+/// paths from etcd's `rpc.proto`, package `etcdserverpb`).
+struct EtcdRPC<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>: Sendable {
+    let path: String
+}
+
+extension EtcdRPC where Request == Etcdserverpb_RangeRequest, Response == Etcdserverpb_RangeResponse {
+    static var range: Self { .init(path: "/etcdserverpb.KV/Range") }
+}
+
+extension EtcdRPC where Request == Etcdserverpb_PutRequest, Response == Etcdserverpb_PutResponse {
+    static var put: Self { .init(path: "/etcdserverpb.KV/Put") }
+}
+
+extension EtcdRPC where Request == Etcdserverpb_DeleteRangeRequest, Response == Etcdserverpb_DeleteRangeResponse {
+    static var deleteRange: Self { .init(path: "/etcdserverpb.KV/DeleteRange") }
+}
+
+extension EtcdRPC where Request == Etcdserverpb_TxnRequest, Response == Etcdserverpb_TxnResponse {
+    static var txn: Self { .init(path: "/etcdserverpb.KV/Txn") }
+}
+
+extension EtcdRPC where Request == Etcdserverpb_CompactionRequest, Response == Etcdserverpb_CompactionResponse {
+    static var compact: Self { .init(path: "/etcdserverpb.KV/Compact") }
+}
+
+extension EtcdRPC where Request == Etcdserverpb_LeaseGrantRequest, Response == Etcdserverpb_LeaseGrantResponse {
+    static var leaseGrant: Self { .init(path: "/etcdserverpb.Lease/LeaseGrant") }
+}
+
+extension EtcdRPC where Request == Etcdserverpb_LeaseRevokeRequest, Response == Etcdserverpb_LeaseRevokeResponse {
+    static var leaseRevoke: Self { .init(path: "/etcdserverpb.Lease/LeaseRevoke") }
+}
+
+extension EtcdRPC where Request == Etcdserverpb_AuthenticateRequest, Response == Etcdserverpb_AuthenticateResponse {
+    static var authenticate: Self { .init(path: "/etcdserverpb.Auth/Authenticate") }
+}

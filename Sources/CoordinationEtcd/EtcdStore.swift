@@ -1,7 +1,5 @@
 import CoordinationCore
 import CoordinationNIO
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
 import NIOPosix
@@ -65,11 +63,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     public var taskExecutor: (any TaskExecutor)? { executor }
 
     private let configuration: Configuration
-    private let client: GRPCClient<HTTP2ClientTransport.Posix>
-    private let kv: Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix>
-    private let leaseClient: Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix>
-    private let watchClient: Etcdserverpb_Watch.Client<HTTP2ClientTransport.Posix>
-    private let authClient: Etcdserverpb_Auth.Client<HTTP2ClientTransport.Posix>
+    private let transport: EtcdTransport
     private let keySpace: EtcdKeySpace
     private let errors: EtcdErrorMapper
     private let leases: LeaseKeeper
@@ -92,41 +86,23 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         guard !configuration.endpoints.isEmpty else {
             throw errors.make(.invalidConnectionString, "etcd needs at least one endpoint")
         }
-        let target: any ResolvableTarget
-        if configuration.endpoints.count == 1 {
-            let only = configuration.endpoints[0]
-            target =
-                Self.isIPv4(only.host)
-                ? ResolvableTargets.IPv4.ipv4(host: only.host, port: only.port)
-                : ResolvableTargets.DNS.dns(host: only.host, port: only.port)
-        } else {
+        if configuration.endpoints.count > 1 {
             guard configuration.endpoints.allSatisfy({ Self.isIPv4($0.host) }) else {
                 throw errors.make(.invalidConnectionString, "several etcd endpoints must be given as IPv4 addresses")
             }
-            target = ResolvableTargets.IPv4.ipv4(pairs: configuration.endpoints.map { (host: $0.host, port: $0.port) })
+        }
+        guard configuration.endpoints.allSatisfy({ !$0.host.isEmpty && (1...65_535).contains($0.port) }) else {
+            throw errors.make(.invalidConnectionString, "an etcd endpoint needs a host and a port in 1...65535")
         }
         self.executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
-        do {
-            var transportConfig = HTTP2ClientTransport.Posix.Config.defaults
-            transportConfig.backoff = .init(initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
-            transportConfig.connection.maxIdleTime = nil
-            // Answer etcd's BDP pings below swift-nio-http2's control-frame limit (see PingAnsweringHandler).
-            transportConfig.channelDebuggingCallbacks.onCreateTCPConnection = { PingAnsweringHandler.install(on: $0) }
-            let transport = try HTTP2ClientTransport.Posix(
-                target: target,
-                transportSecurity: .plaintext,
-                config: transportConfig,
-                serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin]),
-                eventLoopGroup: executor.eventLoop
-            )
-            self.client = GRPCClient(transport: transport)
-        } catch {
-            throw errors.make(.invalidConnectionString, "cannot set up a connection to \(endpointText): \(error)")
-        }
-        self.kv = Etcdserverpb_KV.Client(wrapping: client)
-        self.leaseClient = Etcdserverpb_Lease.Client(wrapping: client)
-        self.watchClient = Etcdserverpb_Watch.Client(wrapping: client)
-        self.authClient = Etcdserverpb_Auth.Client(wrapping: client)
+        self.transport = EtcdTransport(
+            endpoints: configuration.endpoints.map { EtcdTransport.Endpoint(host: $0.host, port: $0.port) },
+            eventLoop: executor.eventLoop,
+            connectTimeout: min(configuration.requestTimeout, .seconds(5)),
+            // A response carries at most a range of values; etcd's own default limit is 2 GiB.
+            maximumMessageSize: Int(Int32.max),
+            logger: configuration.logger
+        )
         self.keySpace = EtcdKeySpace(namespace: configuration.namespace)
         self.leases = LeaseKeeper(logger: configuration.logger)
         self.watches = WatchHub(keySpace: keySpace, errors: errors, logger: configuration.logger)
@@ -164,26 +140,28 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     // MARK: - Service
 
     public func run() async throws {
-        let snapshotter: WatchHub.Snapshotter = { [kv, keySpace] key, rangeEnd in
-            let response = try await kv.range(
-                .with {
+        let snapshotter: WatchHub.Snapshotter = { [keySpace] key, rangeEnd in
+            let response: Etcdserverpb_RangeResponse = try await self.transport.unary(
+                EtcdRPC.range.path,
+                Etcdserverpb_RangeRequest.with {
                     $0.key = Data(key)
                     $0.rangeEnd = Data(rangeEnd)
-                }, metadata: self.metadata(), options: self.callOptions())
+                },
+                metadata: self.metadata(),
+                timeout: self.configuration.requestTimeout
+            )
             let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
             return (entries, response.header.revision)
         }
         // Returns when the store is closed or the task is cancelled (graceful shutdown), without
-        // throwing: a ServiceGroup sees a clean stop. The connections, the keep-alive stream and the
-        // watch stream are all served on the store's event loop.
+        // throwing: a ServiceGroup sees a clean stop. The keep-alive stream and the watch stream
+        // are served on the store's event loop; the connection itself is made on demand.
         await onTaskExecutor { await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await self.client.runConnections() }
-            group.addTask { await self.leases.run(client: self.leaseClient, metadata: self.streamMetadata) }
+            group.addTask { await self.leases.run(transport: self.transport, metadata: self.streamMetadata) }
             group.addTask {
-                await self.watches.run(client: self.watchClient, snapshot: snapshotter, metadata: self.streamMetadata)
+                await self.watches.run(transport: self.transport, snapshot: snapshotter, metadata: self.streamMetadata)
             }
             await stopped.wait()
-            client.beginGracefulShutdown()
             group.cancelAll()
         } }
     }
@@ -195,65 +173,53 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         await withDiscardingTaskGroup { group in
             for (id, session) in leases.allSessions() {
                 group.addTask {
-                    _ = try? await self.leaseClient.leaseRevoke(
-                        .with { $0.id = id }, metadata: self.metadata(), options: self.callOptions())
+                    let _: Etcdserverpb_LeaseRevokeResponse? = try? await self.transport.unary(
+                        EtcdRPC.leaseRevoke.path, Etcdserverpb_LeaseRevokeRequest.with { $0.id = id },
+                        metadata: self.metadata(), timeout: self.configuration.requestTimeout)
                     self.leases.remove(id)
                     session.transition(to: .closed)
                 }
             }
         }
-        client.beginGracefulShutdown()
+        await transport.shutdown()
         stopped.signal()
     }
 
     // MARK: - Calls
 
     public func get(_ key: Key) async throws(CoordinationError) -> Entry? {
-        let response = try await call("get", key: key) { [kv, keySpace] options, metadata in
-            try await kv.range(.with { $0.key = Data(keySpace.bytes(key)) }, metadata: metadata, options: options)
-        }
+        let response = try await call("get", key: key, .range, .with { $0.key = Data(keySpace.bytes(key)) })
         return response.kvs.first.map { EtcdEntries.entry($0, key: key) }
     }
 
     public func exists(_ key: Key) async throws(CoordinationError) -> Bool {
-        let response = try await call("exists", key: key) { [kv, keySpace] options, metadata in
-            try await kv.range(
-                .with {
+        let response = try await call("exists", key: key, .range, .with {
                     $0.key = Data(keySpace.bytes(key))
                     $0.countOnly = true
-                }, metadata: metadata, options: options)
-        }
+                })
         return response.count > 0
     }
 
     public func put(_ key: Key, _ value: [UInt8], options: PutOptions) async throws(CoordinationError) {
         try validate(value: value, for: key)
         let lease = try leaseID(options.session, key: key)
-        _ = try await call("put", key: key) { [kv, keySpace] callOptions, metadata in
-            try await kv.put(
-                .with {
+        _ = try await call("put", key: key, .put, .with {
                     $0.key = Data(keySpace.bytes(key))
                     $0.value = Data(value)
                     $0.lease = lease
-                }, metadata: metadata, options: callOptions)
-        }
+                })
     }
 
     public func delete(_ key: Key) async throws(CoordinationError) {
-        _ = try await call("delete", key: key) { [kv, keySpace] options, metadata in
-            try await kv.deleteRange(.with { $0.key = Data(keySpace.bytes(key)) }, metadata: metadata, options: options)
-        }
+        _ = try await call("delete", key: key, .deleteRange, .with { $0.key = Data(keySpace.bytes(key)) })
     }
 
     public func list(_ prefix: Key) async throws(CoordinationError) -> [Entry] {
         let (start, end) = keySpace.subtree(prefix)
-        let response = try await call("list", key: prefix) { [kv] options, metadata in
-            try await kv.range(
-                .with {
+        let response = try await call("list", key: prefix, .range, .with {
                     $0.key = Data(start)
                     $0.rangeEnd = Data(end)
-                }, metadata: metadata, options: options)
-        }
+                })
         return response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
             .sorted { $0.key < $1.key }
     }
@@ -261,15 +227,9 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     public func deleteTree(_ prefix: Key) async throws(CoordinationError) {
         let (start, end) = keySpace.subtree(prefix)
         // The key itself and its subtree in one transaction: one revision, all or nothing.
-        _ = try await call("deleteTree", key: prefix) { [kv, keySpace] options, metadata in
-            try await kv.txn(
-                .with {
-                    $0.success = [.delete(Data(keySpace.bytes(prefix))), .delete(Data(start), rangeEnd: Data(end))]
-                },
-                metadata: metadata,
-                options: options
-            )
-        }
+        _ = try await call("deleteTree", key: prefix, .txn, .with {
+            $0.success = [.delete(Data(keySpace.bytes(prefix))), .delete(Data(start), rangeEnd: Data(end))]
+        })
     }
 
     public func atomicPut(
@@ -287,17 +247,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         case .revision(let revision): compare = .modified(bytes, at: Int64(revision.value))
         }
         // One Txn: write if the condition holds, otherwise read the key so the error can say why.
-        let response = try await call("atomicPut", key: key) { [kv] callOptions, metadata in
-            try await kv.txn(
-                .with {
-                    $0.compare = [compare]
-                    $0.success = [.put(bytes, Data(value), lease: lease, previous: true)]
-                    $0.failure = [.range(bytes)]
-                },
-                metadata: metadata,
-                options: callOptions
-            )
-        }
+        let response = try await call("atomicPut", key: key, .txn, .with {
+            $0.compare = [compare]
+            $0.success = [.put(bytes, Data(value), lease: lease, previous: true)]
+            $0.failure = [.range(bytes)]
+        })
         if response.succeeded {
             let revision = Revision(UInt64(response.header.revision))
             let previous = response.responses.first?.responsePut.prevKv
@@ -328,17 +282,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     public func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError) {
         let bytes = Data(keySpace.bytes(key))
-        let response = try await call("atomicDelete", key: key) { [kv] options, metadata in
-            try await kv.txn(
-                .with {
-                    $0.compare = [.modified(bytes, at: Int64(revision.value))]
-                    $0.success = [.delete(bytes)]
-                    $0.failure = [.range(bytes)]
-                },
-                metadata: metadata,
-                options: options
-            )
-        }
+        let response = try await call("atomicDelete", key: key, .txn, .with {
+            $0.compare = [.modified(bytes, at: Int64(revision.value))]
+            $0.success = [.delete(bytes)]
+            $0.failure = [.range(bytes)]
+        })
         guard !response.succeeded else { return }
         guard let current = response.responses.first?.responseRange.kvs.first else {
             throw errors.make(.keyNotFound, "compare-and-delete failed: the key does not exist", key: key)
@@ -375,18 +323,26 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             throw errors.map(error, "watch", key: key)
         }
         do {
-            let response = try await call("watch", key: key) { [kv] options, metadata in
-                try await kv.range(
-                    .with {
-                        $0.key = Data(start)
-                        $0.rangeEnd = Data(end)
-                        $0.revision = watch.revision
-                    }, metadata: metadata, options: options)
+            var response: Etcdserverpb_RangeResponse
+            var revision = watch.revision
+            do {
+                response = try await call("watch", key: key, .range, .with {
+                    $0.key = Data(start)
+                    $0.rangeEnd = Data(end)
+                    $0.revision = watch.revision
+                })
+            } catch where error.code == .historyLost {
+                // Compacted between the watch's start and this read: take the current state
+                // instead; the watch drops the events that the later snapshot already holds.
+                response = try await call("watch", key: key, .range, .with {
+                    $0.key = Data(start)
+                    $0.rangeEnd = Data(end)
+                })
+                revision = response.header.revision
             }
             let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
                 .sorted { $0.key < $1.key }
-            watches.deliverSnapshot(
-                watch.id, WatchSnapshot(entries: entries, revision: Revision(UInt64(watch.revision))))
+            watches.deliverSnapshot(watch.id, WatchSnapshot(entries: entries, revision: Revision(UInt64(revision))))
         } catch {
             watches.fail(watch.id, error)
             throw error
@@ -401,9 +357,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let seconds = max(
             1, Int64((Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18).rounded(.up)))
         let requestedAt = ContinuousClock.now
-        let response = try await call("makeSession") { [leaseClient] options, metadata in
-            try await leaseClient.leaseGrant(.with { $0.ttl = seconds }, metadata: metadata, options: options)
-        }
+        let response = try await call("makeSession", .leaseGrant, .with { $0.ttl = seconds })
         guard response.error.isEmpty, response.id != 0 else {
             throw errors.make(.serverError, "etcd refused a lease: \(response.error)")
         }
@@ -418,9 +372,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             throw errors.make(.invalidArgument, "'\(id)' is not an etcd lease id")
         }
         do {
-            _ = try await call("revokeSession") { [leaseClient] options, metadata in
-                try await leaseClient.leaseRevoke(.with { $0.id = lease }, metadata: metadata, options: options)
-            }
+            _ = try await call("revokeSession", .leaseRevoke, .with { $0.id = lease })
         } catch  where error.code == .sessionExpired {
             // Already gone: revoking is idempotent.
         }
@@ -431,9 +383,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         guard let lease = id.leaseID else { return }
         leases.remove(lease)
         do {
-            _ = try await call("closeSession") { [leaseClient] options, metadata in
-                try await leaseClient.leaseRevoke(.with { $0.id = lease }, metadata: metadata, options: options)
-            }
+            _ = try await call("closeSession", .leaseRevoke, .with { $0.id = lease })
         } catch  where error.code == .sessionExpired {
             // Already gone.
         }
@@ -468,16 +418,10 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let lease = try leaseID(session, key: key)
         let bytes = Data(keySpace.bytes(key))
         let (start, end) = keySpace.subtree(prefix)
-        let response = try await call("joinLine", key: key) { [kv] options, metadata in
-            try await kv.txn(
-                .with {
-                    $0.compare = [.absent(bytes)]
-                    $0.success = [.put(bytes, Data(value), lease: lease), .byCreation(Data(start), Data(end))]
-                },
-                metadata: metadata,
-                options: options
-            )
-        }
+        let response = try await call("joinLine", key: key, .txn, .with {
+            $0.compare = [.absent(bytes)]
+            $0.success = [.put(bytes, Data(value), lease: lease), .byCreation(Data(start), Data(end))]
+        })
         guard response.succeeded else {
             throw errors.make(.keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
         }
@@ -501,15 +445,12 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
         let (start, end) = keySpace.subtree(prefix)
-        let response = try await call("contenders", key: prefix) { [kv] options, metadata in
-            try await kv.range(
-                .with {
-                    $0.key = Data(start)
-                    $0.rangeEnd = Data(end)
-                    $0.sortTarget = .create
-                    $0.sortOrder = .ascend
-                }, metadata: metadata, options: options)
-        }
+        let response = try await call("contenders", key: prefix, .range, .with {
+            $0.key = Data(start)
+            $0.rangeEnd = Data(end)
+            $0.sortTarget = .create
+            $0.sortOrder = .ascend
+        })
         return response.kvs.compactMap { kv -> Contender? in
             guard let key = keySpace.key(kv.key), key.isChild(of: prefix) else { return nil }
             return Contender(entry: EtcdEntries.entry(kv, key: key))
@@ -526,24 +467,18 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         return lease
     }
 
-    private func callOptions() -> CallOptions {
-        var options = CallOptions.defaults
-        options.timeout = configuration.requestTimeout
-        options.waitForReady = true
-        return options
-    }
-
-    private func metadata() -> Metadata {
-        guard let token = authToken.withLock({ $0 }) else { return [:] }
-        return ["token": .string(token)]
+    private func metadata() -> [(String, String)] {
+        guard let token = authToken.withLock({ $0 }) else { return [] }
+        return [("token", token)]
     }
 
     /// Runs one unary call with the store's deadline, mapping failures to ``CoordinationError``.
     /// With credentials configured it logs in first, and again once if the token was rejected.
-    func call<Response: Sendable>(
+    func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ operation: String,
         key: Key? = nil,
-        _ body: @Sendable (CallOptions, Metadata) async throws -> Response
+        _ rpc: EtcdRPC<Request, Response>,
+        _ request: Request
     ) async throws(CoordinationError) -> Response {
         if closed.load(ordering: .acquiring) {
             throw errors.make(.storeClosed, "the store was closed", key: key)
@@ -553,10 +488,16 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
                 try await authenticate()
             }
             do {
-                return try await onTaskExecutor { try await body(callOptions(), metadata()) }
-            } catch let error as RPCError where error.code == .unauthenticated && configuration.credentials != nil {
+                return try await onTaskExecutor {
+                    try await transport.unary(
+                        rpc.path, request, metadata: metadata(), timeout: configuration.requestTimeout, as: Response.self)
+                }
+            } catch let error as GRPCCallError where error.code == .unauthenticated && configuration.credentials != nil {
                 try await authenticate()
-                return try await onTaskExecutor { try await body(callOptions(), metadata()) }
+                return try await onTaskExecutor {
+                    try await transport.unary(
+                        rpc.path, request, metadata: metadata(), timeout: configuration.requestTimeout, as: Response.self)
+                }
             }
         } catch {
             if Task.isCancelled { throw errors.make(.cancelled, "\(operation) was cancelled", key: key) }
@@ -566,7 +507,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     /// The metadata a long-lived stream opens with: logs in first when credentials are configured
     /// (etcd checks a watch's permissions against the token its stream was opened with).
-    @Sendable private func streamMetadata() async throws -> Metadata {
+    @Sendable private func streamMetadata() async throws -> [(String, String)] {
         if configuration.credentials != nil, authToken.withLock({ $0 }) == nil {
             try await authenticate()
         }
@@ -575,11 +516,16 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     private func authenticate() async throws {
         guard let credentials = configuration.credentials else { return }
-        let response = try await authClient.authenticate(
-            .with {
+        let response = try await transport.unary(
+            EtcdRPC.authenticate.path,
+            Etcdserverpb_AuthenticateRequest.with {
                 $0.name = credentials.username
                 $0.password = credentials.password
-            }, options: callOptions())
+            },
+            metadata: [],
+            timeout: configuration.requestTimeout,
+            as: Etcdserverpb_AuthenticateResponse.self
+        )
         authToken.withLock { $0 = response.token }
     }
 }
@@ -599,12 +545,9 @@ extension EtcdStore {
 
     /// Compacts etcd's history up to `revision` (physically, so watches from before it are refused).
     func compact(through revision: Revision) async throws(CoordinationError) {
-        _ = try await call("compact") { [kv] options, metadata in
-            try await kv.compact(
-                .with {
+        _ = try await call("compact", .compact, .with {
                     $0.revision = Int64(revision.value)
                     $0.physical = true
-                }, metadata: metadata, options: options)
-        }
+                })
     }
 }

@@ -1,5 +1,5 @@
 // swift-tools-version: 6.1
-// Builds the protoc plugins that scripts/generate-protos uses. Kept apart from the main package so
+// Builds the protoc plugin that scripts/generate-protos uses (swift-protobuf's protoc-gen-swift). Kept apart from the main package so
 // that building the library never compiles code generators.
 import PackageDescription
 
@@ -7,6 +7,5 @@ let package = Package(
     name: "protoc-plugins",
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
-        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     ]
 )

@@ -1,6 +1,4 @@
 import CoordinationCore
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import SwiftProtobuf
 import Synchronization
@@ -10,8 +8,6 @@ import Synchronization
 /// ``LeaseSchedule`` safety rule. The stream is reopened after a failure; while it is down the
 /// schedule keeps counting, so a partition ends in `expired` on time.
 final class LeaseKeeper: Sendable {
-    typealias Client = Etcdserverpb_Lease.Client<HTTP2ClientTransport.Posix>
-
     private struct State {
         var schedule = LeaseSchedule<ContinuousClock.Instant>()
         var sessions: [Int64: Session] = [:]
@@ -63,10 +59,10 @@ final class LeaseKeeper: Sendable {
     }
 
     /// Runs the renewal timer and the keep-alive stream until cancelled.
-    func run(client: Client, metadata: @escaping @Sendable () async throws -> Metadata) async {
+    func run(transport: EtcdTransport, metadata: @escaping @Sendable () async throws -> [(String, String)]) async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.runTimer() }
-            group.addTask { await self.runStream(client: client, metadata: metadata) }
+            group.addTask { await self.runStream(transport: transport, metadata: metadata) }
         }
     }
 
@@ -105,25 +101,31 @@ final class LeaseKeeper: Sendable {
         }
     }
 
-    private func runStream(client: Client, metadata: @Sendable () async throws -> Metadata) async {
+    private func runStream(
+        transport: EtcdTransport,
+        metadata: @Sendable () async throws -> [(String, String)]
+    ) async {
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Int64>.makeStream()
-            state.withLock { state in
-                state.schedule.streamReset(now: .now)
-                state.outbox = outbox
-            }
-            wake.signal()
             do {
-                var options = CallOptions.defaults
-                options.waitForReady = true
-                try await client.leaseKeepAlive(metadata: try await metadata(), options: options) { writer in
-                    for await id in requests {
-                        try await writer.write(.with { $0.id = id })
+                let stream = try await transport.openStream(
+                    "/etcdserverpb.Lease/LeaseKeepAlive", metadata: try await metadata(),
+                    requests: Etcdserverpb_LeaseKeepAliveRequest.self,
+                    responses: Etcdserverpb_LeaseKeepAliveResponse.self)
+                state.withLock { state in
+                    state.schedule.streamReset(now: .now)
+                    state.outbox = outbox
+                }
+                wake.signal()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await id in requests { stream.send(.with { $0.id = id }) }
                     }
-                } onResponse: { response in
-                    for try await message in response.messages {
+                    defer { group.cancelAll() }
+                    for try await message in stream.responses {
                         self.acknowledge(message)
                     }
+                    stream.cancel()
                 }
             } catch {
                 if !Task.isCancelled {

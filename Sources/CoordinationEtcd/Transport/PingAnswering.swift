@@ -9,7 +9,8 @@ import NIOHTTP2
 /// swift-nio-http2 (since 1.46) counts received PING/SETTINGS/PRIORITY frames as a denial-of-service
 /// signal and closes the connection after 200 in 30 s (`ExcessiveControlFrames`, HTTP/2 error
 /// ENHANCE_YOUR_CALM), which the client saw as calls failing with "Stream unexpectedly closed" after
-/// a few hundred requests on one connection. grpc-swift does not expose that limit, so this handler
+/// a few hundred requests on one connection. `NIOHTTP2Handler` takes that limit only through an
+/// internal initialiser, so this handler
 /// sits between the socket (or TLS) and the HTTP/2 handler, acknowledges each PING itself and
 /// hands everything else through untouched.
 ///
@@ -31,15 +32,6 @@ final class PingAnsweringHandler: ChannelInboundHandler, RemovableChannelHandler
             context.writeAndFlush(wrapOutboundOut(answers), promise: nil)
         }
         if let passed { context.fireChannelRead(wrapInboundOut(passed)) }
-    }
-
-    /// Adds the handler just in front of the connection's HTTP/2 handler (after TLS, if any).
-    static func install(on channel: any Channel) -> EventLoopFuture<Void> {
-        channel.eventLoop.makeCompletedFuture {
-            let pipeline = channel.pipeline.syncOperations
-            let http2 = try pipeline.handler(type: NIOHTTP2Handler.self)
-            try pipeline.addHandler(PingAnsweringHandler(), position: .before(http2))
-        }
     }
 }
 

@@ -1,6 +1,4 @@
 import CoordinationCore
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import SwiftProtobuf
 import Synchronization
@@ -18,7 +16,6 @@ import Synchronization
 /// has compacted that revision away, the watch says so with a fresh snapshot marked
 /// `historyLost` and continues from there.
 final class WatchHub: Sendable {
-    typealias Client = Etcdserverpb_Watch.Client<HTTP2ClientTransport.Posix>
     /// Reads the current state of a range: entries and the revision they were read at.
     typealias Snapshotter = @Sendable (_ key: [UInt8], _ rangeEnd: [UInt8]) async throws -> ([Entry], Int64)
 
@@ -36,6 +33,8 @@ final class WatchHub: Sendable {
         /// Set while the server's answer to our own cancel of this id (sent before re-creating it
         /// after a compaction) is still to come: that `canceled` answer is expected, not a failure.
         var awaitingCancelAnswer = false
+        /// The revision of the last snapshot delivered: events up to it are already in it.
+        var snapshotRevision: Int64 = 0
     }
 
     private struct State {
@@ -145,7 +144,10 @@ final class WatchHub: Sendable {
         state.withLock { state in
             guard var watcher = state.watchers[id] else { return }
             watcher.continuation.yield(.snapshot(snapshot))
-            for event in watcher.pending ?? [] { watcher.continuation.yield(event) }
+            watcher.snapshotRevision = Int64(snapshot.revision.value)
+            for event in watcher.pending ?? [] where event.revision > snapshot.revision {
+                watcher.continuation.yield(event)
+            }
             watcher.pending = nil
             state.watchers[id] = watcher
         }
@@ -180,14 +182,17 @@ final class WatchHub: Sendable {
 
     /// Keeps the shared stream open until cancelled.
     func run(
-        client: Client,
+        transport: EtcdTransport,
         snapshot: @escaping Snapshotter,
-        metadata: @escaping @Sendable () async throws -> Metadata
+        metadata: @escaping @Sendable () async throws -> [(String, String)]
     ) async {
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
             do {
                 let opening = try await metadata()
+                let stream = try await transport.openStream(
+                    "/etcdserverpb.Watch/Watch", metadata: opening,
+                    requests: Etcdserverpb_WatchRequest.self, responses: Etcdserverpb_WatchResponse.self)
                 state.withLock { state in
                     state.outbox = outbox
                     state.unansweredCreates = []
@@ -197,14 +202,15 @@ final class WatchHub: Sendable {
                         state.send(create: id, watcher)
                     }
                 }
-                var options = CallOptions.defaults
-                options.waitForReady = true
-                try await client.watch(metadata: opening, options: options) { writer in
-                    for await request in requests { try await writer.write(request) }
-                } onResponse: { response in
-                    for try await message in response.messages {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await request in requests { stream.send(request) }
+                    }
+                    defer { group.cancelAll() }
+                    for try await message in stream.responses {
                         await self.handle(message, snapshot: snapshot)
                     }
+                    stream.cancel()
                 }
             } catch {
                 if !Task.isCancelled {
@@ -278,7 +284,7 @@ final class WatchHub: Sendable {
             guard var watcher = state.watchers[id] else { return false }
             for event in response.events {
                 watcher.nextRevision = max(watcher.nextRevision, event.kv.modRevision + 1)
-                guard let mapped = map(event) else { continue }
+                guard event.kv.modRevision > watcher.snapshotRevision, let mapped = map(event) else { continue }
                 if watcher.pending != nil {
                     watcher.pending!.append(mapped)
                 } else if !watcher.continuation.yield(mapped) {

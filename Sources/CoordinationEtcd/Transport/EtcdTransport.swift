@@ -1,0 +1,483 @@
+import Logging
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+import SwiftProtobuf
+
+/// Something waiting for the transport's connection. Called on the event loop.
+protocol ConnectionWaiter: AnyObject {
+    func connectionReady(_ result: Result<GRPCStreamsHandler, GRPCCallError>)
+}
+
+/// One store's gRPC client: a single HTTP/2 connection, to one etcd member at a time, that carries
+/// every call of the store as a stream (``GRPCStreamsHandler``).
+///
+/// - A call made while there is no connection waits for one (gRPC's "wait for ready") until its
+///   deadline; the connection is made on demand, trying the members in turn, with a capped backoff
+///   after each full round of refusals.
+/// - When the connection breaks or the member says GOAWAY, calls in flight fail with `unavailable`
+///   (their outcome is unknown to us) and the next call connects to the next member.
+/// - A member that stops answering without closing the connection is found by the calls' deadlines:
+///   after a call times out, a PING must be answered within ``livenessTimeout`` or the connection
+///   is closed and the next call goes to another member.
+///
+/// All state lives on one event loop, the store's; a call made on that loop (the store's task
+/// executor) starts and completes without a thread hop.
+final class EtcdTransport: @unchecked Sendable {
+    struct Endpoint: Sendable {
+        var host: String
+        var port: Int
+        var authority: String { "\(host):\(port)" }
+    }
+
+    enum State {
+        case idle
+        case connecting
+        case backingOff
+        case ready(GRPCStreamsHandler)
+        case closed
+    }
+
+    static let livenessTimeout = TimeAmount.seconds(2)
+
+    let eventLoop: any EventLoop
+    let allocator = ByteBufferAllocator()
+    private let endpoints: [Endpoint]
+    private let connectTimeout: TimeAmount
+    private let maximumMessageSize: Int
+    private let logger: Logger
+
+    // Event-loop state.
+    private var state: State = .idle
+    private var waiters: [any ConnectionWaiter] = []
+    private var nextEndpoint = 0
+    private var failuresInRow = 0
+    private var lastFailure = "no connection attempt finished yet"
+    private var livenessCheck: GRPCStreamsHandler?
+
+    init(
+        endpoints: [Endpoint],
+        eventLoop: any EventLoop,
+        connectTimeout: Duration,
+        maximumMessageSize: Int,
+        logger: Logger
+    ) {
+        precondition(!endpoints.isEmpty)
+        self.endpoints = endpoints
+        self.eventLoop = eventLoop
+        self.connectTimeout = TimeAmount(connectTimeout)
+        self.maximumMessageSize = maximumMessageSize
+        self.logger = logger
+    }
+
+    // MARK: - Calls
+
+    /// One unary call: `request` to `path`, the single response back, or a ``GRPCCallError``
+    /// (`deadlineExceeded` at `timeout`, `unavailable` if no member could be reached in time).
+    func unary<Response: SwiftProtobuf.Message>(
+        _ path: String,
+        _ request: some SwiftProtobuf.Message,
+        metadata: [(String, String)],
+        timeout: Duration,
+        as: Response.Type = Response.self
+    ) async throws -> Response {
+        let message = try GRPCWire.frame(request, allocator: allocator)
+        let call = UnaryCall<Response>(transport: self, path: path, message: message, metadata: metadata, timeout: timeout)
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { continuation in
+                if eventLoop.inEventLoop {
+                    call.start(continuation)
+                } else {
+                    eventLoop.execute { call.start(continuation) }
+                }
+            }
+        } onCancel: {
+            eventLoop.execute { call.cancel() }
+        }
+    }
+
+    /// Opens a bidirectional stream to `path` once there is a connection (waits without a
+    /// deadline, until cancelled).
+    func openStream<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ path: String,
+        metadata: [(String, String)],
+        requests: Request.Type,
+        responses: Response.Type
+    ) async throws -> GRPCBidiStream<Request, Response> {
+        let stream = GRPCBidiStream<Request, Response>(transport: self, path: path, metadata: metadata)
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                if eventLoop.inEventLoop {
+                    stream.open(continuation)
+                } else {
+                    eventLoop.execute { stream.open(continuation) }
+                }
+            }
+        } onCancel: {
+            eventLoop.execute { stream.cancel() }
+        }
+        return stream
+    }
+
+    /// Closes the connection; calls in flight and waiting fail, later ones fail at once.
+    func shutdown() async {
+        let promise = eventLoop.makePromise(of: Void.self)
+        eventLoop.execute {
+            let previous = self.state
+            self.state = .closed
+            let waiting = self.waiters
+            self.waiters.removeAll()
+            for waiter in waiting {
+                waiter.connectionReady(.failure(GRPCCallError(.unavailable, "the store was closed")))
+            }
+            if case .ready(let handler) = previous {
+                handler.close(GRPCCallError(.unavailable, "the store was closed"))
+            }
+            promise.succeed()
+        }
+        try? await promise.futureResult.get()
+    }
+
+    // MARK: - The connection (event loop only)
+
+    /// Hands `waiter` a usable connection now, or once there is one.
+    func whenReady(_ waiter: any ConnectionWaiter) {
+        switch state {
+        case .ready(let handler) where handler.isUsable:
+            waiter.connectionReady(.success(handler))
+        case .closed:
+            waiter.connectionReady(.failure(GRPCCallError(.unavailable, "the store was closed")))
+        case .ready:
+            waiters.append(waiter)
+            state = .idle
+            connect()
+        case .idle:
+            waiters.append(waiter)
+            connect()
+        case .connecting, .backingOff:
+            waiters.append(waiter)
+        }
+    }
+
+    func removeWaiter(_ waiter: any ConnectionWaiter) {
+        waiters.removeAll { $0 === waiter }
+    }
+
+    /// Why the last attempt to connect failed (for errors of calls that never got a connection).
+    var connectFailure: String { lastFailure }
+
+    /// After a call on `handler` timed out: is the member still answering?
+    func checkLiveness(of handler: GRPCStreamsHandler) {
+        guard case .ready(let current) = state, current === handler, livenessCheck == nil else { return }
+        livenessCheck = handler
+        handler.heardFromServer = false
+        handler.ping()
+        eventLoop.assumeIsolated().scheduleTask(in: Self.livenessTimeout) {
+            self.livenessCheck = nil
+            guard handler.isUsable, !handler.heardFromServer else { return }
+            self.logger.info("etcd member stopped answering; reconnecting", metadata: ["member": "\(handler.authority)"])
+            handler.close(GRPCCallError(.unavailable, "\(handler.authority) stopped answering"))
+        }
+    }
+
+    private func connect() {
+        state = .connecting
+        let endpoint = endpoints[nextEndpoint % endpoints.count]
+        let maximumMessageSize = maximumMessageSize
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [weak self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = GRPCStreamsHandler(
+                        authority: endpoint.authority,
+                        maximumMessageSize: maximumMessageSize,
+                        onUnusable: { handler in self?.connectionUnusable(handler) }
+                    )
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(PingAnsweringHandler())
+                    try pipeline.addHandler(
+                        NIOHTTP2Handler(mode: .client, initialSettings: GRPCStreamsHandler.initialSettings))
+                    try pipeline.addHandler(handler)
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    guard case .connecting = self.state,
+                        let handler = try? channel.pipeline.syncOperations.handler(type: GRPCStreamsHandler.self),
+                        handler.isUsable
+                    else {
+                        channel.close(promise: nil)
+                        self.connectFailed(endpoint, "the connection closed at once")
+                        return
+                    }
+                    handler.whenActive {
+                        guard case .connecting = self.state, handler.isUsable else {
+                            channel.close(promise: nil)
+                            self.connectFailed(endpoint, "the connection closed at once")
+                            return
+                        }
+                        self.failuresInRow = 0
+                        self.state = .ready(handler)
+                        let ready = self.waiters
+                        self.waiters.removeAll()
+                        for waiter in ready { waiter.connectionReady(.success(handler)) }
+                    }
+                case .failure(let error):
+                    self.connectFailed(endpoint, "\(error)")
+                }
+            }
+    }
+
+    private func connectFailed(_ endpoint: Endpoint, _ reason: String) {
+        lastFailure = "\(endpoint.authority): \(reason)"
+        guard case .connecting = state else { return }
+        nextEndpoint += 1
+        failuresInRow += 1
+        if waiters.isEmpty {
+            state = .idle
+            return
+        }
+        guard failuresInRow.isMultiple(of: endpoints.count) else {
+            connect()
+            return
+        }
+        // A whole round refused: wait 50 ms, growing by 1.6× a round to 1 s, ±20%.
+        state = .backingOff
+        let rounds = failuresInRow / endpoints.count
+        var base = 0.05
+        for _ in 1..<max(rounds, 1) where base < 1 { base *= 1.6 }
+        base = min(base, 1.0)
+        let delay = base * Double.random(in: 0.8...1.2)
+        logger.debug("no etcd member reachable; retrying", metadata: ["last": "\(lastFailure)", "in": "\(delay)s"])
+        eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+            guard case .backingOff = self.state else { return }
+            if self.waiters.isEmpty {
+                self.state = .idle
+            } else {
+                self.connect()
+            }
+        }
+    }
+
+    private func connectionUnusable(_ handler: GRPCStreamsHandler) {
+        guard case .ready(let current) = state, current === handler else { return }
+        // The next connection goes to the next member: this one just failed or is leaving.
+        nextEndpoint += 1
+        state = .idle
+        if !waiters.isEmpty { connect() }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        self = .nanoseconds(nanoseconds.overflow ? Int64.max : nanoseconds.partialValue &+ attoseconds / 1_000_000_000)
+    }
+}
+
+/// One unary call in flight. Lives on the event loop; completes its continuation exactly once.
+final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, ConnectionWaiter, @unchecked Sendable {
+    private let transport: EtcdTransport
+    private let path: String
+    private let message: ByteBuffer
+    private let metadata: [(String, String)]
+    private let timeout: Duration
+    private var continuation: UnsafeContinuation<Response, any Error>?
+    private var timer: Scheduled<Void>?
+    private var stream: (handler: GRPCStreamsHandler, id: HTTP2StreamID)?
+    private var response: ByteBuffer?
+    private var cancelled = false
+    private var started = false
+
+    init(transport: EtcdTransport, path: String, message: ByteBuffer, metadata: [(String, String)], timeout: Duration) {
+        self.transport = transport
+        self.path = path
+        self.message = message
+        self.metadata = metadata
+        self.timeout = timeout
+    }
+
+    func start(_ continuation: UnsafeContinuation<Response, any Error>) {
+        self.continuation = continuation
+        started = true
+        if cancelled {
+            complete(.failure(CancellationError()))
+            return
+        }
+        timer = transport.eventLoop.scheduleTask(in: TimeAmount(timeout)) { self.timedOut() }
+        transport.whenReady(self)
+    }
+
+    func connectionReady(_ result: Result<GRPCStreamsHandler, GRPCCallError>) {
+        guard continuation != nil else { return }
+        switch result {
+        case .success(let handler):
+            guard let id = handler.open(path: path, metadata: metadata, timeout: timeout, observer: self) else {
+                complete(.failure(GRPCCallError(.unavailable, "the connection to \(handler.authority) closed")))
+                return
+            }
+            stream = (handler, id)
+            handler.send(id, message, end: true, flush: true)
+        case .failure(let error):
+            complete(.failure(error))
+        }
+    }
+
+    func received(_ message: ByteBuffer) {
+        guard response == nil else {
+            abandon(GRPCCallError(.internal, "the server sent more than one response to a unary call"))
+            return
+        }
+        response = message
+    }
+
+    func finished(_ error: GRPCCallError?) {
+        stream = nil
+        if let error {
+            complete(.failure(error))
+        } else if let response {
+            complete(Result { try GRPCWire.decode(Response.self, from: response) })
+        } else {
+            complete(.failure(GRPCCallError(.internal, "the server answered a unary call without a message")))
+        }
+    }
+
+    func cancel() {
+        cancelled = true
+        guard started else { return }
+        abandon(CancellationError())
+    }
+
+    private func timedOut() {
+        timer = nil
+        if let stream {
+            transport.checkLiveness(of: stream.handler)
+            abandon(GRPCCallError(.deadlineExceeded, "no answer from \(stream.handler.authority) before the deadline"))
+        } else {
+            abandon(
+                GRPCCallError(.unavailable, "no etcd member could be reached before the deadline (\(transport.connectFailure))"))
+        }
+    }
+
+    /// Ends the call from this side.
+    private func abandon(_ error: any Error) {
+        if let stream {
+            self.stream = nil
+            stream.handler.cancel(stream.id)
+        } else {
+            transport.removeWaiter(self)
+        }
+        complete(.failure(error))
+    }
+
+    private func complete(_ result: Result<Response, any Error>) {
+        guard let continuation else { return }
+        self.continuation = nil
+        timer?.cancel()
+        timer = nil
+        continuation.resume(with: result)
+    }
+}
+
+/// A bidirectional stream (etcd's Watch and LeaseKeepAlive). `responses` ends when the call does:
+/// normally if the server ended it with OK, by throwing otherwise. `send` may be called from any
+/// thread; messages go out in order.
+final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>: GRPCStreamObserver,
+    ConnectionWaiter, @unchecked Sendable
+{
+    let responses: AsyncThrowingStream<Response, any Error>
+    private let output: AsyncThrowingStream<Response, any Error>.Continuation
+    private let transport: EtcdTransport
+    private let path: String
+    private let metadata: [(String, String)]
+    private var opening: UnsafeContinuation<Void, any Error>?
+    private var stream: (handler: GRPCStreamsHandler, id: HTTP2StreamID)?
+    private var ended = false
+
+    init(transport: EtcdTransport, path: String, metadata: [(String, String)]) {
+        self.transport = transport
+        self.path = path
+        self.metadata = metadata
+        (responses, output) = AsyncThrowingStream.makeStream()
+        output.onTermination = { [weak self] _ in
+            guard let self else { return }
+            self.transport.eventLoop.execute { self.cancel() }
+        }
+    }
+
+    func open(_ continuation: UnsafeContinuation<Void, any Error>) {
+        if ended {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        opening = continuation
+        transport.whenReady(self)
+    }
+
+    func connectionReady(_ result: Result<GRPCStreamsHandler, GRPCCallError>) {
+        guard let opening else { return }
+        self.opening = nil
+        switch result {
+        case .success(let handler):
+            guard let id = handler.open(path: path, metadata: metadata, timeout: nil, observer: self) else {
+                ended = true
+                opening.resume(throwing: GRPCCallError(.unavailable, "the connection to \(handler.authority) closed"))
+                return
+            }
+            handler.flush()
+            stream = (handler, id)
+            opening.resume()
+        case .failure(let error):
+            ended = true
+            opening.resume(throwing: error)
+        }
+    }
+
+    func send(_ request: Request) {
+        guard let message = try? GRPCWire.frame(request, allocator: transport.allocator) else { return }
+        if transport.eventLoop.inEventLoop {
+            write(message)
+        } else {
+            transport.eventLoop.execute { self.write(message) }
+        }
+    }
+
+    private func write(_ message: ByteBuffer) {
+        guard let stream else { return }
+        stream.handler.send(stream.id, message, end: false, flush: true)
+    }
+
+    func received(_ message: ByteBuffer) {
+        do {
+            output.yield(try GRPCWire.decode(Response.self, from: message))
+        } catch {
+            if let stream { stream.handler.cancel(stream.id) }
+            finished(error as? GRPCCallError ?? GRPCCallError(.internal, "\(error)"))
+        }
+    }
+
+    func finished(_ error: GRPCCallError?) {
+        stream = nil
+        ended = true
+        output.finish(throwing: error)
+    }
+
+    /// Ends the stream from this side (also when the reader stops reading).
+    func cancel() {
+        ended = true
+        if let opening {
+            self.opening = nil
+            transport.removeWaiter(self)
+            opening.resume(throwing: CancellationError())
+        }
+        if let stream {
+            self.stream = nil
+            stream.handler.cancel(stream.id)
+        }
+        output.finish()
+    }
+}
