@@ -147,7 +147,17 @@ let package = Package(
         ),
         .testTarget(
             name: "CoordinationEtcdTests",
-            dependencies: ["CoordinationCore", "CoordinationEtcd", "CoordinationTestKit", "Coordination"],
+            dependencies: [
+                "CoordinationCore",
+                "CoordinationEtcd",
+                "CoordinationTestKit",
+                "Coordination",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -42,11 +42,12 @@ extension Etcdserverpb_RequestOp {
     }
 
     /// Reads one key, or the range [key, rangeEnd).
-    static func range(_ key: Data, rangeEnd: Data = Data()) -> Self {
+    static func range(_ key: Data, rangeEnd: Data = Data(), serializable: Bool = false) -> Self {
         .with {
             $0.requestRange = .with {
                 $0.key = key
                 $0.rangeEnd = rangeEnd
+                $0.serializable = serializable
             }
         }
     }
@@ -60,6 +61,26 @@ extension Etcdserverpb_RequestOp {
                 $0.rangeEnd = end
                 $0.sortTarget = .create
                 $0.sortOrder = .ascend
+            }
+        }
+    }
+
+    /// The `limit` keys of [start, end) created last, newest first; with `createdBefore`, only
+    /// keys created before that revision. The response's `count` is the size of the whole range
+    /// (etcd counts before it filters and truncates). This is how a contender finds the one just
+    /// ahead of it without reading the whole line, as etcd's own `Mutex` does.
+    static func lastCreated(
+        _ start: Data, _ end: Data, limit: Int64, createdBefore revision: Int64? = nil, serializable: Bool = false
+    ) -> Self {
+        .with {
+            $0.requestRange = .with {
+                $0.key = start
+                $0.rangeEnd = end
+                $0.sortTarget = .create
+                $0.sortOrder = .descend
+                $0.limit = limit
+                $0.serializable = serializable
+                if let revision { $0.maxCreateRevision = revision - 1 }
             }
         }
     }

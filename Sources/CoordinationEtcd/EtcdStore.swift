@@ -326,11 +326,22 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             var response: Etcdserverpb_RangeResponse
             var revision = watch.revision
             do {
-                response = try await call("watch", key: key, .range, .with {
-                    $0.key = Data(start)
-                    $0.rangeEnd = Data(end)
-                    $0.revision = watch.revision
-                })
+                // Serializable: the member that started the watch has that revision applied. If
+                // the connection moved to a member behind it, read again linearizably.
+                do {
+                    response = try await call("watch", key: key, .range, .with {
+                        $0.key = Data(start)
+                        $0.rangeEnd = Data(end)
+                        $0.revision = watch.revision
+                        $0.serializable = true
+                    })
+                } catch where error.code != .historyLost && error.code != .cancelled && error.code != .storeClosed {
+                    response = try await call("watch", key: key, .range, .with {
+                        $0.key = Data(start)
+                        $0.rangeEnd = Data(end)
+                        $0.revision = watch.revision
+                    })
+                }
             } catch where error.code == .historyLost {
                 // Compacted between the watch's start and this read: take the current state
                 // instead; the watch drops the events that the later snapshot already holds.
@@ -405,8 +416,9 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         try await createContenderNamedBySession(under: prefix, value: value, session: session)
     }
 
-    /// One `Txn`, as etcd's own `Mutex.Lock`: create `prefix/<lease>` if absent, and read the first
-    /// in line by create revision in the same transaction.
+    /// One `Txn`, as etcd's own `Mutex.Lock`: create `prefix/<lease>` if absent, and in the same
+    /// transaction read the two contenders created last (the new one and the one just ahead of it)
+    /// and the size of the line, so a waiter knows whom to wait for without reading the whole line.
     public func joinLine(
         under prefix: Key,
         role: ContenderRole,
@@ -420,7 +432,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         let (start, end) = keySpace.subtree(prefix)
         let response = try await call("joinLine", key: key, .txn, .with {
             $0.compare = [.absent(bytes)]
-            $0.success = [.put(bytes, Data(value), lease: lease), .byCreation(Data(start), Data(end))]
+            $0.success = [.put(bytes, Data(value), lease: lease), .lastCreated(Data(start), Data(end), limit: 2)]
         })
         guard response.succeeded else {
             throw errors.make(.keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
@@ -434,13 +446,61 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             session: session.id,
             value: value
         )
-        // The line as the same Txn left it (our put included), read in creation order.
-        let kvs = response.responses.count > 1 ? response.responses[1].responseRange.kvs : []
-        let line = kvs.compactMap { kv -> Contender? in
+        // Newest first: our own key (created by this Txn, so the newest), then the one just ahead.
+        let newest = response.responses.count > 1 ? response.responses[1].responseRange : .init()
+        let ahead = contendersIn(newest, under: prefix).first { $0.key != key }
+        guard let ahead else {
+            return LinePosition(contender: me, head: me, place: LinePlace(index: 0, predecessor: nil))
+        }
+        // `count` is every key of the line's range but ours: exact for a line of contenders, and
+        // never too low (a stray deeper key only adds a read later).
+        let place = LinePlace(index: max(1, Int(newest.count) - 1), predecessor: .init(ahead))
+        return LinePosition(contender: me, head: nil, place: place)
+    }
+
+    /// One read-only `Txn`: is `contender` still in line, and who is just ahead of it (the keys
+    /// created before it, newest first, at most two — enough to tell "first", "second" and
+    /// "further back").
+    ///
+    /// The read is serializable (answered by the member from what it has applied, without a raft
+    /// round): a waiter asks after its watch — on the same connection, so the same member — said
+    /// the one ahead is gone, and that member has applied everything up to that event, the
+    /// contender's own creation included. Only "not in line any more" is checked again with a
+    /// linearizable read before it is believed (the connection may have moved to a member that is
+    /// behind).
+    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
+        if let place = try await readPlace(of: contender, under: prefix, serializable: true) { return place }
+        return try await readPlace(of: contender, under: prefix, serializable: false)
+    }
+
+    private func readPlace(of contender: Contender, under prefix: Key, serializable: Bool)
+        async throws(CoordinationError) -> LinePlace?
+    {
+        let (start, end) = keySpace.subtree(prefix)
+        let own = Data(keySpace.bytes(contender.key))
+        let created = Int64(contender.createRevision.value)
+        let response = try await call("place", key: contender.key, .txn, .with {
+            $0.success = [
+                .range(own, serializable: serializable),
+                .lastCreated(Data(start), Data(end), limit: 2, createdBefore: created, serializable: serializable),
+            ]
+        })
+        guard response.responses.count == 2,
+            let current = response.responses[0].responseRange.kvs.first, current.createRevision == created
+        else { return nil }
+        let aheadRange = response.responses[1].responseRange
+        let ahead = contendersIn(aheadRange, under: prefix)
+        guard let predecessor = ahead.first else { return LinePlace(index: 0, predecessor: nil) }
+        // Two or more ahead is reported as 2: the recipes only tell first, second and further back.
+        let index = ahead.count == 1 && !aheadRange.more ? 1 : 2
+        return LinePlace(index: index, predecessor: .init(predecessor))
+    }
+
+    private func contendersIn(_ range: Etcdserverpb_RangeResponse, under prefix: Key) -> [Contender] {
+        range.kvs.compactMap { kv -> Contender? in
             guard let key = keySpace.key(kv.key), key.isChild(of: prefix) else { return nil }
             return Contender(entry: EtcdEntries.entry(kv, key: key))
         }
-        return LinePosition(contender: me, head: line.first, line: line)
     }
 
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
@@ -451,10 +511,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             $0.sortTarget = .create
             $0.sortOrder = .ascend
         })
-        return response.kvs.compactMap { kv -> Contender? in
-            guard let key = keySpace.key(kv.key), key.isChild(of: prefix) else { return nil }
-            return Contender(entry: EtcdEntries.entry(kv, key: key))
-        }
+        return contendersIn(response, under: prefix)
     }
 
     // MARK: - Plumbing

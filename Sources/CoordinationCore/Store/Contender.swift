@@ -88,7 +88,9 @@ public struct LinePlace: Sendable, Hashable {
         }
     }
 
-    /// How many contenders are ahead (0: first in line).
+    /// How many contenders are ahead (0: first in line). A backend that reads only the contenders
+    /// just ahead (etcd) may say 2 for "two or more": recipes only tell first, second and further
+    /// back.
     public var index: Int
     /// The contender just ahead (`nil` when first).
     public var predecessor: Ahead?

@@ -186,7 +186,7 @@ final class EtcdTransport: @unchecked Sendable {
         let maximumMessageSize = maximumMessageSize
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = GRPCStreamsHandler(

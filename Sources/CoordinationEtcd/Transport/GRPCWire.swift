@@ -108,10 +108,11 @@ enum GRPCWire {
         let (seconds, attoseconds) = timeout.components
         guard seconds >= 0, timeout > .zero else { return "1n" }
         let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let total = nanoseconds.overflow ? Int64.max : nanoseconds.partialValue &+ (attoseconds + 999_999_999) / 1_000_000_000
+        let partial = nanoseconds.partialValue.addingReportingOverflow((attoseconds + 999_999_999) / 1_000_000_000)
+        let total = nanoseconds.overflow || partial.overflow ? Int64.max : partial.partialValue
         let units: [(Int64, String)] = [(1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")]
         for (scale, unit) in units {
-            let value = (total + scale - 1) / scale
+            let value = total / scale + (total % scale == 0 ? 0 : 1)
             if value <= 99_999_999 { return "\(value)\(unit)" }
         }
         return "99999999H"

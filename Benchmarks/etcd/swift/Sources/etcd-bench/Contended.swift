@@ -72,6 +72,9 @@ func contended(_ options: Options) async throws -> [String] {
             "swift contended contenders=\(options.contenders) grants_per_s=\(fixed(Double(grants) / elapsed.seconds, 1))"
                 + " handoff_p50_ms=\(fixed(handoffs.percentileMilliseconds(0.5)))"
                 + " handoff_p99_ms=\(fixed(handoffs.percentileMilliseconds(0.99))) grants=\(grants)"
+                + " handoff_p90_ms=\(fixed(handoffs.percentileMilliseconds(0.9)))"
+                + " handoff_p95_ms=\(fixed(handoffs.percentileMilliseconds(0.95)))"
+                + " handoff_p999_ms=\(fixed(handoffs.percentileMilliseconds(0.999))) handoff_max_ms=\(fixed(handoffs.percentileMilliseconds(1.0)))"
                 + " seconds=\(fixed(elapsed.seconds, 1))",
             "swift contended_rpcs per_grant=\(fixed(total)) Txn=\(fixed(perGrant("Txn")))"
                 + " DeleteRange=\(fixed(perGrant("DeleteRange"))) Range=\(fixed(perGrant("Range")))",
