@@ -68,6 +68,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     private let errors: EtcdErrorMapper
     private let leases: LeaseKeeper
     private let watches: WatchHub
+    private let followers: KeyFollowers
     private let closed = Atomic<Bool>(false)
     private let stopped = WakeSignal()
     private let authToken = Mutex<String?>(nil)
@@ -106,6 +107,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         self.keySpace = EtcdKeySpace(namespace: configuration.namespace)
         self.leases = LeaseKeeper(logger: configuration.logger)
         self.watches = WatchHub(keySpace: keySpace, errors: errors, logger: configuration.logger)
+        self.followers = KeyFollowers(executor: executor)
     }
 
     /// Adds the `etcd://h1:p1,h2:p2[/namespace][?timeout=5s]` scheme to `registry`; a
@@ -168,6 +170,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     public func close() async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        followers.close()
         watches.close()
         // Revoke our leases so their keys go now rather than a TTL later.
         await withDiscardingTaskGroup { group in
@@ -500,6 +503,43 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         range.kvs.compactMap { kv -> Contender? in
             guard let key = keySpace.key(kv.key), key.isChild(of: prefix) else { return nil }
             return Contender(entry: EtcdEntries.entry(kv, key: key))
+        }
+    }
+
+    /// A waiter's wait for the contender ahead of it: on a watch of that key kept open across
+    /// waits (``KeyFollowers``), so the wait never starts on a watch that etcd registered as
+    /// behind, and usually costs no request.
+    public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
+        async throws(CoordinationError)
+    {
+        guard let createRevision else {
+            // Not named by its creation: the generic wait on a watch of its own.
+            let events = try await watch(key)
+            do {
+                for try await event in events {
+                    switch event {
+                    case .snapshot(let snapshot):
+                        guard let entry = snapshot.entries.first, session == nil || entry.session == session else { return }
+                    case .deleted: return
+                    case .put(let entry): if let session, entry.session != session { return }
+                    }
+                }
+            } catch {
+                throw errors.map(error, "waitUntilGone", key: key)
+            }
+            throw errors.make(.cancelled, "stopped waiting for '\(key)' to be removed", key: key)
+        }
+        if closed.load(ordering: .acquiring) {
+            throw errors.make(.storeClosed, "the store was closed", key: key)
+        }
+        do {
+            try await followers.waitUntilGone(key, createdAt: createRevision, session: session) {
+                [weak self] key throws(CoordinationError) in
+                guard let self else { throw CoordinationError(.storeClosed, "the store was closed") }
+                return try await self.watch(key)
+            }
+        } catch {
+            throw errors.map(error, "waitUntilGone", key: key)
         }
     }
 
