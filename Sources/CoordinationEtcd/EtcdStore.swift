@@ -87,11 +87,6 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         guard !configuration.endpoints.isEmpty else {
             throw errors.make(.invalidConnectionString, "etcd needs at least one endpoint")
         }
-        if configuration.endpoints.count > 1 {
-            guard configuration.endpoints.allSatisfy({ Self.isIPv4($0.host) }) else {
-                throw errors.make(.invalidConnectionString, "several etcd endpoints must be given as IPv4 addresses")
-            }
-        }
         guard configuration.endpoints.allSatisfy({ !$0.host.isEmpty && (1...65_535).contains($0.port) }) else {
             throw errors.make(.invalidConnectionString, "an etcd endpoint needs a host and a port in 1...65535")
         }
@@ -132,11 +127,6 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             }
             return try EtcdStore(configuration: options)
         }
-    }
-
-    private static func isIPv4(_ host: String) -> Bool {
-        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
     }
 
     // MARK: - Service
