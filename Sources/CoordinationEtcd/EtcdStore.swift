@@ -316,32 +316,29 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             throw errors.map(error, "watch", key: key)
         }
         do {
+            /// The range at `revision` (0: the current one).
+            func read(at revision: Int64, serializable: Bool) async throws(CoordinationError) -> Etcdserverpb_RangeResponse {
+                try await call("watch", key: key, .range, .with {
+                    $0.key = Data(start)
+                    $0.rangeEnd = Data(end)
+                    $0.revision = revision
+                    $0.serializable = serializable
+                })
+            }
             var response: Etcdserverpb_RangeResponse
             var revision = watch.revision
             do {
                 // Serializable: the member that started the watch has that revision applied. If
                 // the connection moved to a member behind it, read again linearizably.
                 do {
-                    response = try await call("watch", key: key, .range, .with {
-                        $0.key = Data(start)
-                        $0.rangeEnd = Data(end)
-                        $0.revision = watch.revision
-                        $0.serializable = true
-                    })
+                    response = try await read(at: watch.revision, serializable: true)
                 } catch where error.code != .historyLost && error.code != .cancelled && error.code != .storeClosed {
-                    response = try await call("watch", key: key, .range, .with {
-                        $0.key = Data(start)
-                        $0.rangeEnd = Data(end)
-                        $0.revision = watch.revision
-                    })
+                    response = try await read(at: watch.revision, serializable: false)
                 }
             } catch where error.code == .historyLost {
                 // Compacted between the watch's start and this read: take the current state
                 // instead; the watch drops the events that the later snapshot already holds.
-                response = try await call("watch", key: key, .range, .with {
-                    $0.key = Data(start)
-                    $0.rangeEnd = Data(end)
-                })
+                response = try await read(at: 0, serializable: false)
                 revision = response.header.revision
             }
             let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
@@ -504,20 +501,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     {
         guard let createRevision else {
             // Not named by its creation: the generic wait on a watch of its own.
-            let events = try await watch(key)
             do {
-                for try await event in events {
-                    switch event {
-                    case .snapshot(let snapshot):
-                        guard let entry = snapshot.entries.first, session == nil || entry.session == session else { return }
-                    case .deleted: return
-                    case .put(let entry): if let session, entry.session != session { return }
-                    }
-                }
+                return try await waitUntilGoneOnWatch(key, createdAt: nil, session: session)
             } catch {
                 throw errors.map(error, "waitUntilGone", key: key)
             }
-            throw errors.make(.cancelled, "stopped waiting for '\(key)' to be removed", key: key)
         }
         if closed.load(ordering: .acquiring) {
             throw errors.make(.storeClosed, "the store was closed", key: key)

@@ -132,6 +132,14 @@ extension KeyValueStore {
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)
     {
+        try await waitUntilGoneOnWatch(key, createdAt: createRevision, session: session)
+    }
+
+    /// The default ``waitUntilGone(_:createdAt:session:)``: a watch of `key` of its own, until the
+    /// incarnation is gone. A backend that overrides the wait for some cases calls it for the rest.
+    public func waitUntilGoneOnWatch(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
+        async throws(CoordinationError)
+    {
         func isOther(_ entry: Entry) -> Bool {
             if let session, entry.session != session { return true }
             return createRevision.map { entry.createRevision != $0 } ?? false

@@ -11,7 +11,7 @@ final class LeaseKeeper: Sendable {
     private struct State {
         var schedule = LeaseSchedule<ContinuousClock.Instant>()
         var sessions: [Int64: Session] = [:]
-        var outbox: AsyncStream<Int64>.Continuation?
+        var outbox: AsyncStream<Etcdserverpb_LeaseKeepAliveRequest>.Continuation?
     }
 
     private let state = Mutex(State())
@@ -77,7 +77,7 @@ final class LeaseKeeper: Sendable {
                 for id in actions.expire { state.sessions.removeValue(forKey: id) }
                 return (actions, sessions, state.outbox, state.schedule.nextDeadline())
             }
-            for id in actions.renew { outbox?.yield(id) }
+            for id in actions.renew { outbox?.yield(.with { $0.id = id }) }
             for id in actions.suspend {
                 logger.info(
                     "lease keep-alive unacknowledged: session suspended",
@@ -106,7 +106,7 @@ final class LeaseKeeper: Sendable {
         metadata: @Sendable () async throws -> [(String, String)]
     ) async {
         while !Task.isCancelled {
-            let (requests, outbox) = AsyncStream<Int64>.makeStream()
+            let (requests, outbox) = AsyncStream<Etcdserverpb_LeaseKeepAliveRequest>.makeStream()
             do {
                 let stream = try await transport.openStream(
                     "/etcdserverpb.Lease/LeaseKeepAlive", metadata: try await metadata(),
@@ -117,15 +117,8 @@ final class LeaseKeeper: Sendable {
                     state.outbox = outbox
                 }
                 wake.signal()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await id in requests { stream.send(.with { $0.id = id }) }
-                    }
-                    defer { group.cancelAll() }
-                    for try await message in stream.responses {
-                        self.acknowledge(message)
-                    }
-                    stream.cancel()
+                try await stream.exchange(requests) { message in
+                    self.acknowledge(message)
                 }
             } catch {
                 if !Task.isCancelled {

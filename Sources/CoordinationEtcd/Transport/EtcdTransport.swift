@@ -83,17 +83,7 @@ final class EtcdTransport: @unchecked Sendable {
     ) async throws -> Response {
         let message = try GRPCWire.frame(request, allocator: allocator)
         let call = UnaryCall<Response>(transport: self, path: path, message: message, metadata: metadata, timeout: timeout)
-        return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { continuation in
-                if eventLoop.inEventLoop {
-                    call.start(continuation)
-                } else {
-                    eventLoop.execute { call.start(continuation) }
-                }
-            }
-        } onCancel: {
-            eventLoop.execute { call.cancel() }
-        }
+        return try await onLoop(call.start, cancel: call.cancel)
     }
 
     /// Opens a bidirectional stream to `path` once there is a connection (waits without a
@@ -105,18 +95,28 @@ final class EtcdTransport: @unchecked Sendable {
         responses: Response.Type
     ) async throws -> GRPCBidiStream<Request, Response> {
         let stream = GRPCBidiStream<Request, Response>(transport: self, path: path, metadata: metadata)
+        try await onLoop(stream.open, cancel: stream.cancel)
+        return stream
+    }
+
+    /// Hands a continuation to `start` on the event loop (at once when already on it) and runs
+    /// `cancel` there if the task is cancelled; `start` and `cancel` settle the continuation.
+    private func onLoop<Result>(
+        _ start: @escaping @Sendable (UnsafeContinuation<Result, any Error>) -> Void,
+        cancel: @escaping @Sendable () -> Void
+    ) async throws -> Result {
         try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                if eventLoop.inEventLoop {
-                    stream.open(continuation)
-                } else {
-                    eventLoop.execute { stream.open(continuation) }
-                }
+            try await withUnsafeThrowingContinuation { continuation in
+                execute { start(continuation) }
             }
         } onCancel: {
-            eventLoop.execute { stream.cancel() }
+            eventLoop.execute(cancel)
         }
-        return stream
+    }
+
+    /// Runs `body` on the event loop: at once when already on it.
+    func execute(_ body: @escaping @Sendable () -> Void) {
+        if eventLoop.inEventLoop { body() } else { eventLoop.execute(body) }
     }
 
     /// Closes the connection; calls in flight and waiting fail, later ones fail at once.
@@ -439,11 +439,7 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
 
     func send(_ request: Request) {
         guard let message = try? GRPCWire.frame(request, allocator: transport.allocator) else { return }
-        if transport.eventLoop.inEventLoop {
-            write(message)
-        } else {
-            transport.eventLoop.execute { self.write(message) }
-        }
+        transport.execute { self.write(message) }
     }
 
     private func write(_ message: ByteBuffer) {
@@ -464,6 +460,24 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
         stream = nil
         ended = true
         output.finish(throwing: error)
+    }
+
+    /// Sends each of `requests` and hands each response to `onResponse` until the call ends (normally,
+    /// or by throwing), then ends the stream from this side; cancelling the task ends it too.
+    func exchange(
+        _ requests: AsyncStream<Request>,
+        onResponse: (Response) async -> Void
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await request in requests { self.send(request) }
+            }
+            defer { group.cancelAll() }
+            for try await message in responses {
+                await onResponse(message)
+            }
+            cancel()
+        }
     }
 
     /// Ends the stream from this side (also when the reader stops reading).

@@ -202,15 +202,8 @@ final class WatchHub: Sendable {
                         state.send(create: id, watcher)
                     }
                 }
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await request in requests { stream.send(request) }
-                    }
-                    defer { group.cancelAll() }
-                    for try await message in stream.responses {
-                        await self.handle(message, snapshot: snapshot)
-                    }
-                    stream.cancel()
+                try await stream.exchange(requests) { message in
+                    await self.handle(message, snapshot: snapshot)
                 }
             } catch {
                 if !Task.isCancelled {
