@@ -43,6 +43,29 @@ struct HTTP2PingScannerTests {
         #expect(pings == [0x0102_0304_0506_0708, 0x0102_0304_0506_0708])
     }
 
+    @Test("reads without a PING to answer pass whole, across frame and read boundaries", arguments: [1, 2, 5, 9, 10, 17, 30, 64, 4096])
+    func readsWithoutPings(chunk: Int) {
+        let stream = Self.settings + Self.data + Self.emptySettingsAck + Self.pingAck + Self.data + Self.ping + Self.data + Self.data
+        let (passed, pings) = Self.run(stream, chunk: chunk)
+        #expect(passed == Self.settings + Self.data + Self.emptySettingsAck + Self.pingAck + Self.data + Self.data + Self.data)
+        #expect(pings == [0x0102_0304_0506_0708])
+    }
+
+    @Test("a read of whole frames without a PING is handed on as the same buffer")
+    func wholeFramesPassWithoutCopy() {
+        var scanner = HTTP2PingScanner()
+        var input = ByteBuffer(bytes: Self.data + Self.settings)
+        let before = input
+        let (out, pings) = scanner.scan(&input, allocator: ByteBufferAllocator())
+        #expect(pings.isEmpty)
+        #expect(out == before)
+        // The next read starts at a frame boundary: a PING in it is still found.
+        var next = ByteBuffer(bytes: Self.ping)
+        let (rest, found) = scanner.scan(&next, allocator: ByteBufferAllocator())
+        #expect(rest == nil)
+        #expect(found == [0x0102_0304_0506_0708])
+    }
+
     @Test("a DATA payload that looks like a PING frame is not mistaken for one")
     func payloadLookingLikeAPing() {
         let data = Self.frame(type: 0x0, stream: 3, payload: Self.ping)

@@ -46,6 +46,7 @@ var (
 	leaderRounds      = flag.Int("leader-rounds", 300, "leader handoffs measured")
 	settle            = flag.Duration("settle", 20*time.Millisecond, "pause between leader rounds, not measured")
 	sessionTTL        = flag.Int("session-ttl", 30, "session TTL in seconds")
+	only              = flag.String("only", "", "comma-separated workloads to run (uncontended, contended, leader_handoff, round_trip); empty: all")
 )
 
 // rpcCounter counts the unary RPCs a client sends, by method (…/KV/Txn → Txn).
@@ -402,8 +403,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "go-peer: only loopback endpoints (127.x.x.x) are allowed")
 		os.Exit(2)
 	}
-	uncontended()
-	contended()
-	leaderHandoff()
-	roundTrip()
+	workloads := []struct {
+		name string
+		run  func()
+	}{{"uncontended", uncontended}, {"contended", contended}, {"leader_handoff", leaderHandoff}, {"round_trip", roundTrip}}
+	selected := map[string]bool{}
+	for _, name := range strings.Split(*only, ",") {
+		if name != "" {
+			selected[name] = true
+		}
+	}
+	for _, workload := range workloads {
+		if len(selected) == 0 || selected[workload.name] {
+			workload.run()
+		}
+	}
 }

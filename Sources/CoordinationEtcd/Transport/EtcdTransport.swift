@@ -197,7 +197,12 @@ final class EtcdTransport: @unchecked Sendable {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(PingAnsweringHandler())
                     try pipeline.addHandler(
-                        NIOHTTP2Handler(mode: .client, initialSettings: GRPCStreamsHandler.initialSettings))
+                        NIOHTTP2Handler(
+                            mode: .client, initialSettings: GRPCStreamsHandler.initialSettings,
+                            // The reply's head and trailers are checked by GRPCWire (status,
+                            // grpc-status); gRPC replies carry no content-length. Skipping the
+                            // generic checks saves their cost on every call.
+                            headerBlockValidation: .disabled, contentLengthValidation: .disabled))
                     try pipeline.addHandler(handler)
                 }
             }

@@ -103,6 +103,10 @@ enum GRPCWire {
         return headers
     }
 
+    private static let timeoutUnits: [(Int64, String)] = [
+        (1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H"),
+    ]
+
     /// gRPC's `grpc-timeout`: at most 8 digits and a unit; the finest unit that fits, rounded up.
     static func encodeTimeout(_ timeout: Duration) -> String {
         let (seconds, attoseconds) = timeout.components
@@ -110,8 +114,7 @@ enum GRPCWire {
         let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         let partial = nanoseconds.partialValue.addingReportingOverflow((attoseconds + 999_999_999) / 1_000_000_000)
         let total = nanoseconds.overflow || partial.overflow ? Int64.max : partial.partialValue
-        let units: [(Int64, String)] = [(1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")]
-        for (scale, unit) in units {
+        for (scale, unit) in timeoutUnits {
             let value = total / scale + (total % scale == 0 ? 0 : 1)
             if value <= 99_999_999 { return "\(value)\(unit)" }
         }

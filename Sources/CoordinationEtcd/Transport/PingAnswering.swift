@@ -65,6 +65,14 @@ struct HTTP2PingScanner {
             input.moveReaderIndex(to: input.writerIndex)
             return (all, [])
         }
+        // Fast path: a read that starts at a frame boundary and holds no PING to answer (a reply's
+        // HEADERS, DATA and trailers) is handed on as it is, without a copy.
+        if case .header(let partial) = state, partial.isEmpty, let after = Self.stateAfterFramesWithoutPings(input) {
+            state = after
+            let all = input
+            input.moveReaderIndex(to: input.writerIndex)
+            return (all, [])
+        }
         var output = allocator.buffer(capacity: input.readableBytes)
         var pings: [UInt64] = []
         while input.readableBytes > 0 {
@@ -86,7 +94,7 @@ struct HTTP2PingScanner {
                 let flags = bytes[4]
                 let stream = (UInt32(bytes[5]) << 24 | UInt32(bytes[6]) << 16 | UInt32(bytes[7]) << 8 | UInt32(bytes[8]))
                     & 0x7FFF_FFFF
-                if type == Self.pingType, flags & Self.ackFlag == 0, length == Self.pingPayloadLength, stream == 0 {
+                if Self.asksForAnswer(type: type, flags: flags, length: length, stream: stream) {
                     state = .ping([])
                 } else {
                     output.writeBytes(bytes)
@@ -104,6 +112,30 @@ struct HTTP2PingScanner {
             }
         }
         return (output.readableBytes > 0 ? output : nil, pings)
+    }
+
+    private static func asksForAnswer(type: UInt8, flags: UInt8, length: Int, stream: UInt32) -> Bool {
+        type == pingType && flags & ackFlag == 0 && length == pingPayloadLength && stream == 0
+    }
+
+    /// Walks the frames of `input` (which starts at a frame boundary) in place: the state after it,
+    /// or nil if it holds a PING to answer or ends inside a frame header.
+    private static func stateAfterFramesWithoutPings(_ input: ByteBuffer) -> State? {
+        var index = input.readerIndex
+        let end = input.writerIndex
+        while index < end {
+            guard end - index >= headerLength,
+                let lengthAndType = input.getInteger(at: index, as: UInt32.self),
+                let flags = input.getInteger(at: index + 4, as: UInt8.self),
+                let stream = input.getInteger(at: index + 5, as: UInt32.self)
+            else { return nil }
+            let length = Int(lengthAndType >> 8)
+            if asksForAnswer(type: UInt8(truncatingIfNeeded: lengthAndType), flags: flags, length: length, stream: stream & 0x7FFF_FFFF) {
+                return nil
+            }
+            index += headerLength + length
+        }
+        return index == end ? .header([]) : .passing(index - end)
     }
 
     /// Writes a PING frame with the ACK flag and `payload` (RFC 9113 §6.7).

@@ -7,7 +7,7 @@ import Darwin
 /// The Swift side of the etcd benchmark: the three workloads of ../../README.md against one etcd
 /// member, one line per figure, in the format of the Go peer (`swift uncontended ops_per_s=…`).
 ///
-///     etcd-bench --endpoint 127.0.0.1:2379 [--contended-duration 10s] [--only uncontended|contended|leader_handoff|round_trip] …
+///     etcd-bench --endpoint 127.0.0.1:2379 [--contended-duration 10s] [--only uncontended|uncontended_on_store_executor|contended|leader_handoff|round_trip] …
 enum EtcdBench {
     static func run() async {
         do {
@@ -20,6 +20,7 @@ enum EtcdBench {
             let options = try Options.parse(arguments, environment: getenv("ETCD_ENDPOINT").map { String(cString: $0) })
             let workloads: [(String, (Options) async throws -> [String])] = [
                 ("uncontended", uncontended),
+                ("uncontended_on_store_executor", uncontendedOnStoreExecutor),
                 ("contended", contended),
                 ("leader_handoff", leaderHandoff),
                 ("round_trip", roundTrip),
