@@ -79,20 +79,33 @@ struct GRPCWireTests {
         #expect(GRPCWire.encodeTimeout(.seconds(Int64.max)).hasSuffix("H"))
     }
 
-    @Test("request headers: POST to the path, gRPC content type, te trailers, deadline and metadata")
-    func requestHeaders() {
-        let headers = GRPCWire.requestHeaders(
-            path: "/etcdserverpb.KV/Range", authority: "127.0.0.1:2379", timeout: .seconds(1),
-            metadata: [("token", "abc")])
+    static func requestHeaders(timeout: Duration?, metadata: [(String, String)]) throws -> HPACKHeaders {
+        var block = ByteBuffer()
+        GRPCWire.writeRequestHeaders(
+            path: "/etcdserverpb.KV/Range", authority: "127.0.0.1:2379", timeout: timeout, metadata: metadata, to: &block)
+        var decoder = HPACKDecoder(allocator: ByteBufferAllocator())
+        let headers = try decoder.decodeHeaders(from: &block)
+        #expect(block.readableBytes == 0)
+        return headers
+    }
+
+    @Test("request headers: POST to the path, gRPC content type, te trailers, deadline and metadata, as HPACK")
+    func requestHeaders() throws {
+        let headers = try Self.requestHeaders(timeout: .seconds(1), metadata: [("token", "abc")])
+        #expect(Array(headers.map(\.name)) == [":method", ":scheme", ":path", ":authority", "content-type", "te", "grpc-timeout", "token"])
         #expect(headers.first(name: ":method") == "POST")
+        #expect(headers.first(name: ":scheme") == "http")
         #expect(headers.first(name: ":path") == "/etcdserverpb.KV/Range")
         #expect(headers.first(name: ":authority") == "127.0.0.1:2379")
         #expect(headers.first(name: "content-type") == "application/grpc+proto")
         #expect(headers.first(name: "te") == "trailers")
         #expect(headers.first(name: "grpc-timeout") == "1000000u")
         #expect(headers.first(name: "token") == "abc")
-        let stream = GRPCWire.requestHeaders(path: "/p", authority: "h:1", timeout: nil, metadata: [])
+        let stream = try Self.requestHeaders(timeout: nil, metadata: [])
         #expect(stream.first(name: "grpc-timeout") == nil)
+        // A value longer than a 7-bit prefix holds (multi-byte HPACK integer).
+        let long = String(repeating: "x", count: 300)
+        #expect(try Self.requestHeaders(timeout: nil, metadata: [("token", long)]).first(name: "token") == long)
     }
 
     @Test("response heads: messages follow, trailers-only statuses, and HTTP errors mapped as gRPC does")

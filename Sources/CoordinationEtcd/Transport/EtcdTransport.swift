@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import NIOHTTP2
 import NIOPosix
 import SwiftProtobuf
 
@@ -195,14 +194,6 @@ final class EtcdTransport: @unchecked Sendable {
                         onUnusable: { handler in self?.connectionUnusable(handler) }
                     )
                     let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHandler(PingAnsweringHandler())
-                    try pipeline.addHandler(
-                        NIOHTTP2Handler(
-                            mode: .client, initialSettings: GRPCStreamsHandler.initialSettings,
-                            // The reply's head and trailers are checked by GRPCWire (status,
-                            // grpc-status); gRPC replies carry no content-length. Skipping the
-                            // generic checks saves their cost on every call.
-                            headerBlockValidation: .disabled, contentLengthValidation: .disabled))
                     try pipeline.addHandler(handler)
                 }
             }
@@ -293,7 +284,7 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
     private let timeout: Duration
     private var continuation: UnsafeContinuation<Response, any Error>?
     private var timer: Scheduled<Void>?
-    private var stream: (handler: GRPCStreamsHandler, id: HTTP2StreamID)?
+    private var stream: (handler: GRPCStreamsHandler, id: GRPCStreamID)?
     private var response: ByteBuffer?
     private var cancelled = false
     private var started = false
@@ -321,8 +312,11 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
         guard continuation != nil else { return }
         switch result {
         case .success(let handler):
-            guard let id = handler.open(path: path, metadata: metadata, timeout: timeout, observer: self) else {
-                complete(.failure(GRPCCallError(.unavailable, "the connection to \(handler.authority) closed")))
+            let id: GRPCStreamID
+            switch handler.open(path: path, metadata: metadata, timeout: timeout, observer: self) {
+            case .success(let opened): id = opened
+            case .failure(let error):
+                complete(.failure(error))
                 return
             }
             stream = (handler, id)
@@ -400,7 +394,7 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
     private let path: String
     private let metadata: [(String, String)]
     private var opening: UnsafeContinuation<Void, any Error>?
-    private var stream: (handler: GRPCStreamsHandler, id: HTTP2StreamID)?
+    private var stream: (handler: GRPCStreamsHandler, id: GRPCStreamID)?
     private var ended = false
 
     init(transport: EtcdTransport, path: String, metadata: [(String, String)]) {
@@ -428,9 +422,12 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
         self.opening = nil
         switch result {
         case .success(let handler):
-            guard let id = handler.open(path: path, metadata: metadata, timeout: nil, observer: self) else {
+            let id: GRPCStreamID
+            switch handler.open(path: path, metadata: metadata, timeout: nil, observer: self) {
+            case .success(let opened): id = opened
+            case .failure(let error):
                 ended = true
-                opening.resume(throwing: GRPCCallError(.unavailable, "the connection to \(handler.authority) closed"))
+                opening.resume(throwing: error)
                 return
             }
             handler.flush()

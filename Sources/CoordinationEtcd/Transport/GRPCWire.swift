@@ -83,24 +83,24 @@ enum GRPCWire {
         }
     }
 
-    /// The request headers of a call of `path` (`/package.Service/Method`).
-    static func requestHeaders(
+    /// The HPACK header block of a call's request: POST to `path`, the gRPC content type, `te:
+    /// trailers`, the deadline as `grpc-timeout` and `metadata` (lower-case names).
+    static func writeRequestHeaders(
         path: String,
         authority: String,
         timeout: Duration?,
-        metadata: [(String, String)]
-    ) -> HPACKHeaders {
-        var headers = HPACKHeaders()
-        headers.reserveCapacity(7 + metadata.count)
-        headers.add(name: ":method", value: "POST")
-        headers.add(name: ":scheme", value: "http")
-        headers.add(name: ":path", value: path)
-        headers.add(name: ":authority", value: authority)
-        headers.add(name: "content-type", value: "application/grpc+proto")
-        headers.add(name: "te", value: "trailers")
-        if let timeout { headers.add(name: "grpc-timeout", value: encodeTimeout(timeout)) }
-        for (name, value) in metadata { headers.add(name: name, value: value) }
-        return headers
+        metadata: [(String, String)],
+        to buffer: inout ByteBuffer
+    ) {
+        HPACKLiteralWriter.writeIndexed(HPACKLiteralWriter.Static.methodPOST, to: &buffer)
+        HPACKLiteralWriter.writeIndexed(HPACKLiteralWriter.Static.schemeHTTP, to: &buffer)
+        HPACKLiteralWriter.writeLiteral(nameIndex: HPACKLiteralWriter.Static.path, value: path, to: &buffer)
+        HPACKLiteralWriter.writeLiteral(nameIndex: HPACKLiteralWriter.Static.authority, value: authority, to: &buffer)
+        HPACKLiteralWriter.writeLiteral(
+            nameIndex: HPACKLiteralWriter.Static.contentType, value: "application/grpc+proto", to: &buffer)
+        HPACKLiteralWriter.writeLiteral(name: "te", value: "trailers", to: &buffer)
+        if let timeout { HPACKLiteralWriter.writeLiteral(name: "grpc-timeout", value: encodeTimeout(timeout), to: &buffer) }
+        for (name, value) in metadata { HPACKLiteralWriter.writeLiteral(name: name, value: value, to: &buffer) }
     }
 
     private static let timeoutUnits: [(Int64, String)] = [
