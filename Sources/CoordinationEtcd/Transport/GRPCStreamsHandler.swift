@@ -87,9 +87,8 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
     private var connectionSendWindow = HTTP2.defaultWindow
     /// Streams with data waiting for window, in the order they began waiting.
     private var blocked: [GRPCStreamID] = []
-    /// Frames not yet written, and whether a read asked for them to go out at its end.
+    /// Frames not yet written: they go out at the next flush, at the latest when a read ends.
     private var outbound: ByteBuffer?
-    private var needsFlush = false
 
     init(authority: String, maximumMessageSize: Int, onUnusable: @escaping (GRPCStreamsHandler) -> Void) {
         self.authority = authority
@@ -144,7 +143,6 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
     func flush() {
         guard let context, let frames = outbound else { return }
         outbound = nil
-        needsFlush = false
         context.writeAndFlush(wrapOutboundOut(frames), promise: nil)
     }
 
@@ -216,7 +214,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if needsFlush { flush() }
+        if outbound != nil { flush() }
         context.fireChannelReadComplete()
     }
 
@@ -286,15 +284,13 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
             }
             try apply(HTTP2.parseSettings(frame.payload))
             emit { HTTP2.writeSettingsAcknowledgement(to: &$0) }
-            needsFlush = true
         case .ping:
             guard frame.stream == 0 else { throw HTTP2.ConnectionError(code: .protocolError, reason: "PING on a stream") }
             guard frame.payload.readableBytes == 8, let payload = frame.payload.getInteger(at: frame.payload.readerIndex, as: UInt64.self)
             else { throw HTTP2.ConnectionError(code: .frameSizeError, reason: "a PING of \(frame.payload.readableBytes) bytes") }
             if !frame.has(HTTP2.Flag.ack) {
                 emit { HTTP2.writePing(payload, ack: true, to: &$0) }
-                needsFlush = true
-            }
+                }
         case .goAway:
             guard frame.stream == 0 else { throw HTTP2.ConnectionError(code: .protocolError, reason: "GOAWAY on a stream") }
             var payload = frame.payload
@@ -346,7 +342,6 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
             let increment = connectionUnacknowledged
             connectionUnacknowledged = 0
             emit { HTTP2.writeWindowUpdate(stream: 0, increment: increment, to: &$0) }
-            needsFlush = true
         }
         let data = try HTTP2.unpadded(frame, priorityFields: false)
         guard let stream = streams[frame.stream] else { return }
@@ -369,7 +364,6 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
             let increment = stream.unacknowledged
             stream.unacknowledged = 0
             emit { HTTP2.writeWindowUpdate(stream: frame.stream, increment: increment, to: &$0) }
-            needsFlush = true
         }
     }
 
@@ -475,7 +469,6 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
             guard let stream = streams[id] else { return true }
             return drain(id, stream)
         }
-        needsFlush = true
     }
 
     private func removeStream(_ id: GRPCStreamID) -> Stream? {
@@ -488,7 +481,6 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
     private func reset(_ id: GRPCStreamID, _ code: HTTP2.ErrorCode, _ error: any Error) {
         guard let stream = removeStream(id) else { return }
         emit { HTTP2.writeRSTStream(stream: id, code: code, to: &$0) }
-        needsFlush = true
         stream.observer.finished(error as? GRPCCallError ?? GRPCCallError(.internal, "\(error)"))
         closeIfDrained()
     }
@@ -498,7 +490,6 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         if resetIfOpen, !stream.sentEnd || stream.pending != nil {
             // The server finished first (a bidirectional stream it ended): close our side too.
             emit { HTTP2.writeRSTStream(stream: id, code: .cancel, to: &$0) }
-            needsFlush = true
         }
         stream.observer.finished(error)
         closeIfDrained()
