@@ -37,6 +37,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         public var credentials: (username: String, password: String)?
         /// The largest value accepted (etcd's own request limit is 1.5 MiB by default).
         public var maxValueSize: Int
+        /// TLS for the client connections (etcd's `https://` client URLs); nil: plain TCP.
+        public var tls: TLS?
         public var logger: Logger
 
         public init(
@@ -45,6 +47,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             requestTimeout: Duration = .seconds(5),
             credentials: (username: String, password: String)? = nil,
             maxValueSize: Int = 1024 * 1024,
+            tls: TLS? = nil,
             logger: Logger = Logger(label: "swift-coordination.etcd")
         ) {
             self.endpoints = endpoints
@@ -52,7 +55,30 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             self.requestTimeout = requestTimeout
             self.credentials = credentials
             self.maxValueSize = maxValueSize
+            self.tls = tls
             self.logger = logger
+        }
+    }
+
+    /// TLS settings, as etcdctl's `--cacert`, `--cert`, `--key`: PEM files read when the store is
+    /// made. The server's certificate is always verified, against `serverName` or else the
+    /// endpoint's host (a name, or an IP address matched against the certificate's IP entries).
+    public struct TLS: Sendable {
+        /// The certificate authorities to trust (PEM, one or more); nil: the system's.
+        public var trustedCAFile: String?
+        /// A client certificate (PEM chain) and its private key, for etcd's `--client-cert-auth`.
+        public var certificateFile: String?
+        public var keyFile: String?
+        /// The name to verify the server's certificate against and send as SNI.
+        public var serverName: String?
+
+        public init(
+            trustedCAFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil, serverName: String? = nil
+        ) {
+            self.trustedCAFile = trustedCAFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.serverName = serverName
         }
     }
 
@@ -91,8 +117,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             throw errors.make(.invalidConnectionString, "an etcd endpoint needs a host and a port in 1...65535")
         }
         self.executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
+        var tls: EtcdTransport.TLS?
+        if let settings = configuration.tls { tls = try EtcdTransport.TLS(settings, errors: errors) }
         self.transport = EtcdTransport(
             endpoints: configuration.endpoints.map { EtcdTransport.Endpoint(host: $0.host, port: $0.port) },
+            tls: tls,
             eventLoop: executor.eventLoop,
             connectTimeout: min(configuration.requestTimeout, .seconds(5)),
             // A response carries at most a range of values; etcd's own default limit is 2 GiB.
@@ -106,7 +135,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     }
 
     /// Adds the `etcd://h1:p1,h2:p2[/namespace][?timeout=5s]` scheme to `registry`; a
-    /// `user:password@` part logs in with etcd's authentication.
+    /// `user:password@` part logs in with etcd's authentication. TLS: `tls=true` (the system's CAs),
+    /// or `ca=`, `cert=`, `key=` (PEM files) and `servername=`, as etcdctl's flags.
     public static func register(in registry: inout StoreRegistry) {
         registry.register(scheme: "etcd") { (connection, configuration) throws(CoordinationError) in
             var options = Configuration(
@@ -116,6 +146,17 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             )
             if let user = connection.user {
                 options.credentials = (user, connection.password ?? "")
+            }
+            let tlsOptions = ["tls", "ca", "cert", "key", "servername"]
+            if tlsOptions.contains(where: { connection.query[$0] != nil }) {
+                if let flag = connection.query["tls"], !["true", "1", "false", "0"].contains(flag) {
+                    throw CoordinationError(.invalidConnectionString, "tls must be true or false, got '\(flag)'")
+                }
+                if connection.query["tls"] != "false", connection.query["tls"] != "0" {
+                    options.tls = TLS(
+                        trustedCAFile: connection.query["ca"], certificateFile: connection.query["cert"],
+                        keyFile: connection.query["key"], serverName: connection.query["servername"])
+                }
             }
             if let timeout = connection.query["timeout"] {
                 guard let seconds = Double(timeout.hasSuffix("s") ? String(timeout.dropLast()) : timeout), seconds > 0

@@ -1,6 +1,8 @@
+import CoordinationCore
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SwiftProtobuf
 
 /// Something waiting for the transport's connection. Called on the event loop.
@@ -39,9 +41,59 @@ final class EtcdTransport: @unchecked Sendable {
 
     static let livenessTimeout = TimeAmount.seconds(2)
 
+    /// The TLS context of a store's connections, made once from the configuration's PEM files.
+    struct TLS: Sendable {
+        let context: NIOSSLContext
+        let serverName: String?
+
+        init(_ settings: EtcdStore.TLS, errors: EtcdErrorMapper) throws(CoordinationError) {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.minimumTLSVersion = .tlsv12
+            configuration.certificateVerification = .fullVerification
+            configuration.applicationProtocols = ["h2"]
+            func load<T>(_ what: String, _ path: String, _ body: () throws -> T) throws(CoordinationError) -> T {
+                do {
+                    return try body()
+                } catch {
+                    throw errors.make(.invalidArgument, "cannot read the TLS \(what) '\(path)': \(error)")
+                }
+            }
+            if let path = settings.trustedCAFile {
+                let authorities = try load("CA file", path) { try NIOSSLCertificate.fromPEMFile(path) }
+                guard !authorities.isEmpty else { throw errors.make(.invalidArgument, "no certificate in the TLS CA file '\(path)'") }
+                configuration.trustRoots = .certificates(authorities)
+            }
+            switch (settings.certificateFile, settings.keyFile) {
+            case (let certificate?, let key?):
+                let chain = try load("certificate file", certificate) { try NIOSSLCertificate.fromPEMFile(certificate) }
+                guard !chain.isEmpty else {
+                    throw errors.make(.invalidArgument, "no certificate in the TLS certificate file '\(certificate)'")
+                }
+                configuration.certificateChain = chain.map { .certificate($0) }
+                configuration.privateKey = .privateKey(try load("key file", key) { try NIOSSLPrivateKey(file: key, format: .pem) })
+            case (nil, nil):
+                break
+            default:
+                throw errors.make(.invalidArgument, "a TLS client certificate needs both certificateFile and keyFile")
+            }
+            let made = configuration
+            context = try load("configuration", "-") { try NIOSSLContext(configuration: made) }
+            serverName = settings.serverName
+        }
+
+        /// What to verify the server's certificate against and send as SNI: the configured name, or
+        /// the endpoint's host name (nil for an IP address: NIOSSL then matches the certificate's
+        /// IP entries against the address connected to).
+        func serverName(for host: String) -> String? {
+            if let serverName { return serverName }
+            return (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
+        }
+    }
+
     let eventLoop: any EventLoop
     let allocator = ByteBufferAllocator()
     private let endpoints: [Endpoint]
+    private let tls: TLS?
     private let connectTimeout: TimeAmount
     private let maximumMessageSize: Int
     private let logger: Logger
@@ -56,6 +108,7 @@ final class EtcdTransport: @unchecked Sendable {
 
     init(
         endpoints: [Endpoint],
+        tls: TLS?,
         eventLoop: any EventLoop,
         connectTimeout: Duration,
         maximumMessageSize: Int,
@@ -63,6 +116,7 @@ final class EtcdTransport: @unchecked Sendable {
     ) {
         precondition(!endpoints.isEmpty)
         self.endpoints = endpoints
+        self.tls = tls
         self.eventLoop = eventLoop
         self.connectTimeout = TimeAmount(connectTimeout)
         self.maximumMessageSize = maximumMessageSize
@@ -183,6 +237,7 @@ final class EtcdTransport: @unchecked Sendable {
         state = .connecting
         let endpoint = endpoints[nextEndpoint % endpoints.count]
         let maximumMessageSize = maximumMessageSize
+        let tls = tls
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -194,6 +249,10 @@ final class EtcdTransport: @unchecked Sendable {
                         onUnusable: { handler in self?.connectionUnusable(handler) }
                     )
                     let pipeline = channel.pipeline.syncOperations
+                    if let tls {
+                        try pipeline.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: endpoint.host)))
+                    }
                     try pipeline.addHandler(handler)
                 }
             }

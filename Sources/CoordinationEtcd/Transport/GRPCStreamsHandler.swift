@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHPACK
+import NIOSSL
 
 /// Who hears what happens on one gRPC call (a stream). Called on the connection's event loop.
 protocol GRPCStreamObserver: AnyObject {
@@ -225,7 +226,11 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        close(GRPCCallError(.unavailable, "the connection to \(authority) failed: \(error)"))
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            close(GRPCCallError(.unavailable, "TLS with \(authority) failed: \(error)"))
+        } else {
+            close(GRPCCallError(.unavailable, "the connection to \(authority) failed: \(error)"))
+        }
     }
 
     // MARK: - Inbound frames
