@@ -42,14 +42,7 @@ struct EtcdAuthTests {
         try await store.withRunning { store in
             let base = try Key("auth/\(UInt64.random(in: 0...UInt64.max))")
             let key = try base.appending("k")
-            let events = try await store.watch(key)
-            try await store.put(key, Array("v".utf8))
-            let seen = try await collect(events, 2)
-            guard case .put(let entry) = seen[1] else {
-                Issue.record("expected the put on the watch, got \(seen)")
-                return
-            }
-            #expect(entry.value == Array("v".utf8))
+            try await EtcdTestServer.expectPutSeenOnWatch(store, key, Array("v".utf8))
 
             let session = try await store.makeSession(ttl: .seconds(5))
             let grant = try await Lock(try base.appending("lock"), session: session, store: store).acquire()

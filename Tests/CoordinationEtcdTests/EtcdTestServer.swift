@@ -2,6 +2,7 @@ import CoordinationCore
 import CoordinationEtcd
 import CoordinationTestKit
 import Logging
+import Testing
 
 /// The etcd the suite talks to: `ETCD_ENDPOINTS` (`host:port[,host:port…]`), exported by
 /// `scripts/with-servers`, which starts a real member on 127.0.0.1.
@@ -27,6 +28,18 @@ enum EtcdTestServer {
         var logger = Logger(label: "etcd-tests")
         logger.logLevel = .warning
         return try EtcdStore(configuration: .init(endpoints: endpoints, namespace: namespace, logger: logger))
+    }
+
+    /// Puts `value` at `key` and expects a watch of the key, opened first, to report that put.
+    static func expectPutSeenOnWatch(_ store: any KeyValueStore, _ key: Key, _ value: [UInt8]) async throws {
+        let events = try await store.watch(key)
+        try await store.put(key, value)
+        let seen = try await collect(events, 2)
+        guard case .put(let entry) = seen[1] else {
+            Issue.record("expected the put on the watch, got \(seen)")
+            return
+        }
+        #expect(entry.value == value)
     }
 
     static func environment(_ name: String) -> String? {
