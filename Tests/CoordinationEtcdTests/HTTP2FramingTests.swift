@@ -83,10 +83,11 @@ struct HTTP2FramingTests {
 
     @Test("a header block larger than the peer's frame size is split into HEADERS and CONTINUATION frames")
     func headersAndContinuation() throws {
-        var block = ByteBuffer()
-        block.writeBytes(Array(0..<25).map { UInt8($0) })
-        var out = ByteBuffer()
-        HTTP2.writeHeaders(stream: 5, block: block, endStream: true, maxFrameSize: 10, to: &out)
+        // Written after a frame already in the buffer, which must stay as it was.
+        let before = Self.frame(type: 0x8, payload: [0, 0, 0, 1])
+        var out = ByteBuffer(bytes: before)
+        HTTP2.writeHeaders(stream: 5, endStream: true, maxFrameSize: 10, to: &out) { $0.writeBytes(Array(0..<25).map { UInt8($0) }) }
+        #expect(out.readBytes(length: before.count) == before)
         let frames = try Self.read(Array(out.readableBytesView), chunk: 4096)
         #expect(frames.map(\.0) == [0x1, 0x9, 0x9])
         // END_STREAM on HEADERS only, END_HEADERS on the last frame only.
@@ -94,10 +95,12 @@ struct HTTP2FramingTests {
         #expect(frames.allSatisfy { $0.2 == 5 })
         #expect(frames.flatMap(\.3) == Array(0..<25).map { UInt8($0) })
         var small = ByteBuffer()
-        HTTP2.writeHeaders(stream: 7, block: ByteBuffer(bytes: [1, 2]), endStream: false, maxFrameSize: 10, to: &small)
+        HTTP2.writeHeaders(stream: 7, endStream: false, maxFrameSize: 10, to: &small) { $0.writeBytes([1, 2]) }
         let one = try Self.read(Array(small.readableBytesView), chunk: 4096)
         #expect(one.count == 1)
         #expect(one[0].1 == 0x4)
+        #expect(one[0].2 == 7)
+        #expect(one[0].3 == [1, 2])
     }
 
     @Test("settings: known ones in order, unknown ones skipped, a length not a multiple of 6 refused")

@@ -76,8 +76,11 @@ final class EtcdTransport: @unchecked Sendable {
             default:
                 throw errors.make(.invalidArgument, "a TLS client certificate needs both certificateFile and keyFile")
             }
-            let made = configuration
-            context = try load("configuration", "-") { try NIOSSLContext(configuration: made) }
+            do {
+                context = try NIOSSLContext(configuration: configuration)
+            } catch {
+                throw errors.make(.invalidArgument, "cannot set up TLS with these files: \(error)")
+            }
             serverName = settings.serverName
         }
 
@@ -369,15 +372,11 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
 
     func connectionReady(_ result: Result<GRPCStreamsHandler, GRPCCallError>) {
         guard continuation != nil else { return }
-        switch result {
-        case .success(let handler):
-            let id: GRPCStreamID
-            switch handler.open(path: path, metadata: metadata, timeout: timeout, observer: self) {
-            case .success(let opened): id = opened
-            case .failure(let error):
-                complete(.failure(error))
-                return
-            }
+        let opened = result.flatMap { handler in
+            handler.open(path: path, metadata: metadata, timeout: timeout, observer: self).map { (handler, $0) }
+        }
+        switch opened {
+        case .success(let (handler, id)):
             stream = (handler, id)
             handler.send(id, message, end: true, flush: true)
         case .failure(let error):
@@ -479,16 +478,11 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
     func connectionReady(_ result: Result<GRPCStreamsHandler, GRPCCallError>) {
         guard let opening else { return }
         self.opening = nil
-        switch result {
-        case .success(let handler):
-            let id: GRPCStreamID
-            switch handler.open(path: path, metadata: metadata, timeout: nil, observer: self) {
-            case .success(let opened): id = opened
-            case .failure(let error):
-                ended = true
-                opening.resume(throwing: error)
-                return
-            }
+        let opened = result.flatMap { handler in
+            handler.open(path: path, metadata: metadata, timeout: nil, observer: self).map { (handler, $0) }
+        }
+        switch opened {
+        case .success(let (handler, id)):
             handler.flush()
             stream = (handler, id)
             opening.resume()

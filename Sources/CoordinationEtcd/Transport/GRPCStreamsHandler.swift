@@ -108,7 +108,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         timeout: Duration?,
         observer: any GRPCStreamObserver
     ) -> Result<GRPCStreamID, GRPCCallError> {
-        guard isUsable, let context, nextStreamID <= HTTP2.maxStreamID else {
+        guard isUsable, context != nil, nextStreamID <= HTTP2.maxStreamID else {
             return .failure(GRPCCallError(.unavailable, "the connection to \(authority) closed"))
         }
         guard streams.count < peerMaxConcurrentStreams else {
@@ -118,9 +118,12 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         let id = nextStreamID
         nextStreamID += 2
         streams[id] = Stream(observer: observer, maximumMessageSize: maximumMessageSize, sendWindow: peerInitialWindow)
-        var block = context.channel.allocator.buffer(capacity: 256)
-        GRPCWire.writeRequestHeaders(path: path, authority: authority, timeout: timeout, metadata: metadata, to: &block)
-        emit { HTTP2.writeHeaders(stream: id, block: block, endStream: false, maxFrameSize: self.peerMaxFrameSize, to: &$0) }
+        emit { buffer in
+            HTTP2.writeHeaders(stream: id, endStream: false, maxFrameSize: self.peerMaxFrameSize, to: &buffer) {
+                GRPCWire.writeRequestHeaders(
+                    path: path, authority: self.authority, timeout: timeout, metadata: metadata, to: &$0)
+            }
+        }
         return .success(id)
     }
 
@@ -226,11 +229,8 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
-            close(GRPCCallError(.unavailable, "TLS with \(authority) failed: \(error)"))
-        } else {
-            close(GRPCCallError(.unavailable, "the connection to \(authority) failed: \(error)"))
-        }
+        let isTLS = error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError
+        close(GRPCCallError(.unavailable, "\(isTLS ? "TLS with" : "the connection to") \(authority) failed: \(error)"))
     }
 
     // MARK: - Inbound frames

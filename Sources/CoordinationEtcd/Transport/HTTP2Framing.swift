@@ -160,21 +160,34 @@ enum HTTP2 {
         buffer.writeInteger(code.rawValue)
     }
 
-    /// A header block as HEADERS and, if it is larger than `maxFrameSize`, CONTINUATION frames.
+    /// The header block `writeBlock` writes, as one HEADERS frame or, if it is larger than
+    /// `maxFrameSize`, as HEADERS and CONTINUATION frames. The block is written in place, after room
+    /// left for the frame header; only a block that must be split is moved.
     static func writeHeaders(
-        stream: UInt32, block: ByteBuffer, endStream: Bool, maxFrameSize: Int, to buffer: inout ByteBuffer
+        stream: UInt32, endStream: Bool, maxFrameSize: Int, to buffer: inout ByteBuffer,
+        block writeBlock: (inout ByteBuffer) -> Void
     ) {
-        var block = block
+        let start = buffer.writerIndex
+        buffer.writeRepeatingByte(0, count: frameHeaderLength)
+        writeBlock(&buffer)
+        let length = buffer.writerIndex - start - frameHeaderLength
+        guard length > maxFrameSize else {
+            buffer.setInteger(UInt32(length) << 8 | UInt32(FrameType.headers.rawValue), at: start)
+            buffer.setInteger(Flag.endHeaders | (endStream ? Flag.endStream : 0), at: start + 4)
+            buffer.setInteger(stream, at: start + 5)
+            return
+        }
+        var block = buffer.getSlice(at: start + frameHeaderLength, length: length)!
+        buffer.moveWriterIndex(to: start)
         var first = true
         repeat {
-            let chunk = block.readSlice(length: min(block.readableBytes, maxFrameSize))!
+            var chunk = block.readSlice(length: min(block.readableBytes, maxFrameSize))!
             let last = block.readableBytes == 0
             var flags: UInt8 = last ? Flag.endHeaders : 0
             if first, endStream { flags |= Flag.endStream }
             writeFrameHeader(
                 length: chunk.readableBytes, type: first ? .headers : .continuation, flags: flags, stream: stream, to: &buffer)
-            var bytes = chunk
-            buffer.writeBuffer(&bytes)
+            buffer.writeBuffer(&chunk)
             first = false
         } while block.readableBytes > 0
     }
