@@ -21,7 +21,7 @@ let package = Package(
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.28.0"),
@@ -141,6 +141,21 @@ let package = Package(
             path: "Examples/coordination-demo",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "coordination-fault-peer",
+            dependencies: [
+                "Coordination",
+                "CoordinationCore",
+                "CoordinationMemory",
+                "CoordinationEtcd",
+                "CoordinationEtcdV2",
+                "CoordinationConsul",
+                "CoordinationZooKeeper",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/FaultPeer",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "CoordinationCoreTests",
             dependencies: ["CoordinationCore"],
@@ -153,6 +168,7 @@ let package = Package(
                 "CoordinationEtcd",
                 "CoordinationTestKit",
                 "Coordination",
+                "coordination-fault-peer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -164,12 +180,12 @@ let package = Package(
         ),
         .testTarget(
             name: "CoordinationEtcdV2Tests",
-            dependencies: ["CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination"],
+            dependencies: ["CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination", "coordination-fault-peer"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "CoordinationConsulTests",
-            dependencies: ["CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination"],
+            dependencies: ["CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination", "coordination-fault-peer"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -180,6 +196,7 @@ let package = Package(
                 "CoordinationZooKeeper",
                 "CoordinationTestKit",
                 "Coordination",
+                "coordination-fault-peer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

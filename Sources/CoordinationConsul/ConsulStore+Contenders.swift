@@ -31,6 +31,12 @@ extension ConsulStore {
         return try await resolveLine(prefix, entries: entries)
     }
 
+    /// The line as ``ContenderLine`` reads it, without taking `.lock` for anyone: a `.lock` key
+    /// nobody holds (left behind by `consul lock` after a release) is no contender.
+    public func line(from entries: [Entry], under prefix: Key) -> [Contender] {
+        ContenderLine.read(prefix: prefix, entries: entries).contenders
+    }
+
     private func join(
         _ prefix: Key,
         role: ContenderRole,

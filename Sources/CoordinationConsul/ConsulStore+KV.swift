@@ -192,7 +192,16 @@ extension ConsulStore {
                 return
             }
             if outcome.failedAt(0) {
-                throw try await conditionFailure("compare-and-delete", key: key, expected: revision)
+                let failure = try await conditionFailure("compare-and-delete", key: key, expected: revision)
+                if failure.code == .keyNotFound {
+                    // The contender is gone (removed by someone else): the grant is lost, and the
+                    // lock key its session still holds must not keep the line waiting.
+                    forgetExclusive(prefix: prefix, session: session)
+                    _ = try await txn(
+                        [.kv("check-session", lockKey, session: session.rawValue), .kv("delete", lockKey)],
+                        operation: "atomicDelete", key: key)
+                }
+                throw failure
             }
             // We did not hold the lock key: leave the line, then make sure a lock-key acquisition
             // that raced with this release (taken for our contender just before it left) does not

@@ -18,7 +18,8 @@ extension ConsulStore {
         guard let created = ConsulWire.decode(ConsulWire.SessionCreated.self, response.body) else {
             throw errors.make(.protocolError, "makeSession: unreadable answer from Consul")
         }
-        let session = Session(id: SessionID(created.ID), ttl: ttl, backend: self)
+        let session = Session(
+            id: SessionID(created.ID), ttl: ttl, backend: self, guaranteedUntil: requestedAt.advanced(by: ttl))
         sessions.add(session, requestedAt: requestedAt)
         return session
     }

@@ -404,7 +404,9 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             throw errors.make(.serverError, "etcd refused a lease: \(response.error)")
         }
         let granted = Duration.seconds(response.ttl)
-        let session = Session(id: SessionID(leaseID: response.id), ttl: granted, backend: self)
+        let session = Session(
+            id: SessionID(leaseID: response.id), ttl: granted, backend: self,
+            guaranteedUntil: requestedAt.advanced(by: granted))
         leases.add(response.id, session: session, ttl: granted, requestedAt: requestedAt)
         return session
     }
@@ -479,6 +481,11 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         )
         // Newest first: our own key (created by this Txn, so the newest), then the one just ahead.
         let newest = response.responses.count > 1 ? response.responses[1].responseRange : .init()
+        if newest.kvs.contains(where: { keySpace.key($0.key).map { !$0.isChild(of: prefix) } ?? true }) {
+            // A key nested below the line's name stands among the newest: it is no contender, and
+            // it must neither hide one nor block the line. Read the place past it.
+            return LinePosition(contender: me, head: nil, place: try await place(of: me, under: prefix))
+        }
         let ahead = contendersIn(newest, under: prefix).first { $0.key != key }
         guard let ahead else {
             return LinePosition(contender: me, head: me, place: LinePlace(index: 0, predecessor: nil))
@@ -519,11 +526,25 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         guard response.responses.count == 2,
             let current = response.responses[0].responseRange.kvs.first, current.createRevision == created
         else { return nil }
-        let aheadRange = response.responses[1].responseRange
-        let ahead = contendersIn(aheadRange, under: prefix)
+        var page = response.responses[1].responseRange
+        var ahead = contendersIn(page, under: prefix)
+        // Keys nested below the line's name are read past, never counted: a line read this way is
+        // never shorter than it is (a stray key among the newest cannot hide the contender behind
+        // it), and a stray key never blocks it. Contenders are never created before an existing
+        // one, so a later page (at a later revision) misses none of them.
+        while ahead.count < 2, page.more, let oldest = page.kvs.map(\.createRevision).min() {
+            let next = try await call("place", key: contender.key, .txn, .with {
+                $0.success = [
+                    .lastCreated(Data(start), Data(end), limit: 8, createdBefore: oldest, serializable: serializable)
+                ]
+            })
+            guard let range = next.responses.first?.responseRange else { break }
+            page = range
+            ahead += contendersIn(page, under: prefix)
+        }
         guard let predecessor = ahead.first else { return LinePlace(index: 0, predecessor: nil) }
         // Two or more ahead is reported as 2: the recipes only tell first, second and further back.
-        let index = ahead.count == 1 && !aheadRange.more ? 1 : 2
+        let index = ahead.count == 1 && !page.more ? 1 : 2
         return LinePlace(index: index, predecessor: .init(predecessor))
     }
 

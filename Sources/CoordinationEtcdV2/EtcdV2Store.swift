@@ -422,7 +422,8 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
             .put, keySpace.sessionPath(id), query: [("dir", "true"), ("ttl", String(seconds)), ("prevExist", "false")],
             operation: "makeSession")
         _ = try success(reply, "makeSession", key: nil)
-        let session = Session(id: id, ttl: .seconds(seconds), backend: self)
+        let session = Session(
+            id: id, ttl: .seconds(seconds), backend: self, guaranteedUntil: sentAt + .seconds(seconds))
         sessions.add(session, ttlSeconds: seconds, sentAt: sentAt)
         return session
     }

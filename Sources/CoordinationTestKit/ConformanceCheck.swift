@@ -12,6 +12,9 @@ public protocol ConformanceBackend: Sendable {
     /// Checks this backend explicitly opts out of, by check name, with the reason. Opt-outs are
     /// reported, never silently skipped.
     var optOuts: [String: String] { get }
+    /// A connection string for the same server that another process can open (the fault suite's
+    /// pause drill runs a holder in a peer process); `nil` for a backend that lives in one process.
+    var peerConnectionString: String? { get }
     /// Opens `count` clients of the same server, runs them for the duration of `body`, closes them.
     /// (An in-memory backend hands out the same store `count` times.)
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws
@@ -19,6 +22,7 @@ public protocol ConformanceBackend: Sendable {
 
 extension ConformanceBackend {
     public var optOuts: [String: String] { [:] }
+    public var peerConnectionString: String? { nil }
 
     /// A `withClients` for backends whose clients are separate stores of one server: runs each of
     /// `makeStore()`'s `count` stores in a task of its own for the duration of `body`, then closes
@@ -40,6 +44,8 @@ public struct ConformanceContext: Sendable {
     /// A key unique to this run of this check; everything the check writes goes below it.
     public let root: Key
     public let sessionTTL: Duration
+    /// The backend's ``ConformanceBackend/peerConnectionString``.
+    public let peerConnectionString: String?
 
     public var store: any KeyValueStore { clients[0] }
 
@@ -95,12 +101,14 @@ public struct ConformanceCheck: Sendable, CustomStringConvertible {
         let ttl = backend.sessionTTL
         let requires = self.requires
         let name = self.name
+        let peerConnectionString = backend.peerConnectionString
         try await backend.withClients(clients) { stores in
             let missing = requires.subtracting(stores[0].capabilities)
             guard missing.isEmpty else {
                 throw ConformanceFailure("check '\(name)' needs capabilities the backend lacks and it has no opt-out")
             }
-            let context = ConformanceContext(clients: stores, root: root, sessionTTL: ttl)
+            let context = ConformanceContext(
+                clients: stores, root: root, sessionTTL: ttl, peerConnectionString: peerConnectionString)
             try await body(context)
             // Leave the server clean for the next check.
             try? await stores[0].deleteTree(root)

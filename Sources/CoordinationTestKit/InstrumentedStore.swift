@@ -115,6 +115,9 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
         record("contenders")
         return try await base.contenders(under: prefix)
     }
+    public func line(from entries: [Entry], under prefix: Key) -> [Contender] {
+        base.line(from: entries, under: prefix)
+    }
     /// Counted as a `contenders` read: it is how a waiter looks at the line, whatever the backend reads.
     public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
         record("contenders")

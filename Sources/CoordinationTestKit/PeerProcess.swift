@@ -29,7 +29,10 @@ public final class PeerProcess: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning { process.terminate() }
+        if process.isRunning {
+            signalProcess(process.processIdentifier, SIGCONT)  // a frozen process cannot act on SIGTERM
+            process.terminate()
+        }
         try? FileManager.default.removeItem(at: output)
     }
 
@@ -68,4 +71,22 @@ public final class PeerProcess: @unchecked Sendable {
 
     /// SIGINT, as a user's Ctrl-C.
     public func interrupt() { if process.isRunning { process.interrupt() } }
+
+    /// Freezes the process (SIGSTOP), as a GC pause, a debugger or a VM freeze would.
+    public func pause() { if process.isRunning { signalProcess(process.processIdentifier, SIGSTOP) } }
+
+    /// Lets a frozen process go on (SIGCONT).
+    public func resume() { if process.isRunning { signalProcess(process.processIdentifier, SIGCONT) } }
+
+    /// Ends the process (SIGKILL), as a crash would; it is resumed first if frozen.
+    public func kill() {
+        guard process.isRunning else { return }
+        signalProcess(process.processIdentifier, SIGKILL)
+        signalProcess(process.processIdentifier, SIGCONT)
+    }
+}
+
+/// Sends `signal` to `pid` (a process this type started).
+private func signalProcess(_ pid: Int32, _ signal: Int32) {
+    _ = kill(pid, signal)
 }

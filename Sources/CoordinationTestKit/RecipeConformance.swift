@@ -37,6 +37,15 @@ public enum RecipeConformance {
         }
     }
 
+    /// Waits until `count` keys stand directly under `prefix` (barrier members: keys, not contenders).
+    static func waitForChildren(_ store: any KeyValueStore, _ prefix: Key, count: Int) async throws {
+        try await withDeadline(.seconds(20), "\(count) keys directly under \(prefix)") {
+            for try await _ in try await store.watchTree(prefix) {
+                if try await store.list(prefix).filter({ $0.key.isChild(of: prefix) }).count == count { return }
+            }
+        }
+    }
+
     /// Waits for `count` signals within a generous deadline.
     static func awaitCount(_ stream: AsyncStream<Void>, _ count: Int, _ what: String) async throws {
         try await withDeadline(.seconds(20), what) {
@@ -641,7 +650,7 @@ public enum RecipeConformance {
                     enteredSignal.continuation.yield()
                 }
             }
-            try await waitForLine(ctx.store, prefix, count: 2)
+            try await waitForChildren(ctx.store, prefix, count: 2)
             try await Task.sleep(for: .milliseconds(200))
             try expectEqual(entered.withLock { $0 }, 0, "entered before the third arrived")
             try await barriers[2].enter()

@@ -31,4 +31,14 @@ struct ConsulConformanceTests {
             #expect(outcome == .passed)
         }
     }
+
+    @Test("faults", arguments: FaultConformance.checks)
+    func faults(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: ConsulBackend()) == .passed)
+    }
+
+    @Test("pause", arguments: FaultConformance.pauseChecks)
+    func pause(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: ConsulBackend()) == .passed)
+    }
 }

@@ -70,6 +70,11 @@ struct ConsulBackend: ConformanceBackend {
             + "never lost; the recipes rely only on that (see docs/consul.md, Coalescing)."
     ]
 
+    /// The same agent with the suite's settings (no lock-delay, 1 s minimum TTL).
+    var peerConnectionString: String? {
+        ConsulTestServer.address.map { "consul://\($0.host):\($0.port)?lock-delay=0s&ttl-min=1s" }
+    }
+
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
         try await withRunningStores(count, { try ConsulTestServer.makeStore() }, body)
     }

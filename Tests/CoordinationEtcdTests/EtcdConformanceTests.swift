@@ -20,4 +20,14 @@ struct EtcdConformanceTests {
             #expect(outcome == .passed)
         }
     }
+
+    @Test("faults", arguments: FaultConformance.checks)
+    func faults(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: EtcdBackend()) == .passed)
+    }
+
+    @Test("pause", arguments: FaultConformance.pauseChecks)
+    func pause(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: EtcdBackend()) == .passed)
+    }
 }

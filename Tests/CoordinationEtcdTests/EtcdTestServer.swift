@@ -66,6 +66,10 @@ struct EtcdBackend: ConformanceBackend {
     /// Explicit, reported opt-outs (see the closing note of the etcd issue).
     let optOuts: [String: String] = [:]
 
+    var peerConnectionString: String? {
+        EtcdTestServer.endpoints.map { "etcd://" + $0.map { "\($0.host):\($0.port)" }.joined(separator: ",") }
+    }
+
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
         try await withRunningStores(count, { try EtcdTestServer.makeStore() }, body)
     }

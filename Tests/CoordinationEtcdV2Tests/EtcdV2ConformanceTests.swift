@@ -20,6 +20,16 @@ struct EtcdV2ConformanceTests {
         try await Self.run(check)
     }
 
+    @Test("faults", arguments: FaultConformance.checks)
+    func faults(_ check: ConformanceCheck) async throws {
+        try await Self.run(check)
+    }
+
+    @Test("pause", arguments: FaultConformance.pauseChecks)
+    func pause(_ check: ConformanceCheck) async throws {
+        try await Self.run(check)
+    }
+
     static func run(_ check: ConformanceCheck) async throws {
         let backend = EtcdV2Backend()
         let outcome = try await check.run(on: backend)

@@ -60,6 +60,8 @@ struct EtcdV2Backend: ConformanceBackend {
             + "etcd v2 directories hold no value",
     ]
 
+    var peerConnectionString: String? { EtcdV2TestServer.endpoint.map { "etcdv2://\($0.host):\($0.port)" } }
+
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
         try await withRunningStores(count, { try EtcdV2TestServer.makeStore() }, body)
     }

@@ -29,4 +29,9 @@ struct MemoryConformanceTests {
         let outcome = try await check.run(on: MemoryBackend())
         #expect(outcome == .passed)
     }
+
+    @Test("faults", arguments: FaultConformance.checks)
+    func faults(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: MemoryBackend()) == .passed)
+    }
 }

@@ -28,4 +28,14 @@ struct ZooKeeperConformanceTests {
             #expect(outcome == .passed)
         }
     }
+
+    @Test("faults", arguments: FaultConformance.checks)
+    func faults(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
+    }
+
+    @Test("pause", arguments: FaultConformance.pauseChecks)
+    func pause(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
+    }
 }

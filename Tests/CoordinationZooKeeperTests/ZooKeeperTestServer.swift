@@ -68,6 +68,13 @@ struct ZooKeeperBackend: ConformanceBackend {
             + "state is never lost; the recipes rely only on that."
     ]
 
+    /// The standalone server, under the suites' chroot.
+    var peerConnectionString: String? {
+        ZooKeeperTestServer.standalone.map {
+            "zookeeper://" + $0.map { "\($0.host):\($0.port)" }.joined(separator: ",") + "/swift-coordination-tests"
+        }
+    }
+
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
         try await withRunningStores(count, { try ZooKeeperTestServer.makeStore() }, body)
     }

@@ -59,7 +59,7 @@ public struct Election: Sendable {
 
     /// The current leader (or `nil`), then every change of leader or of the leader's value.
     public func observe() async throws(CoordinationError) -> LeaderObservation {
-        LeaderObservation(events: try await store.watchTree(name), prefix: name)
+        LeaderObservation(events: try await store.watchTree(name), prefix: name, store: store)
     }
 }
 
@@ -71,6 +71,7 @@ public struct LeaderObservation: AsyncSequence, Sendable {
 
     let events: WatchStream
     let prefix: Key
+    let store: any KeyValueStore
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         public typealias Element = LeaderInfo?
@@ -78,12 +79,13 @@ public struct LeaderObservation: AsyncSequence, Sendable {
 
         var events: WatchStream.AsyncIterator
         var line: TrackedLine
+        let store: any KeyValueStore
         var last: LeaderInfo??
 
         public mutating func next() async throws(CoordinationError) -> LeaderInfo?? {
             while let event = try await events.next() {
                 line.apply(event)
-                let leader = line.ordered.first.map(LeaderInfo.init)
+                let leader = line.line(in: store).first.map(LeaderInfo.init)
                 if last == nil || last! != leader {
                     last = .some(leader)
                     return .some(leader)
@@ -94,7 +96,7 @@ public struct LeaderObservation: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(events: events.makeAsyncIterator(), line: TrackedLine(prefix: prefix), last: nil)
+        AsyncIterator(events: events.makeAsyncIterator(), line: TrackedLine(prefix: prefix), store: store, last: nil)
     }
 }
 
@@ -128,16 +130,36 @@ public final class Leadership: Sendable {
     }
 
     /// Replaces the value followers see, keeping the term. Throws `notHolder` if leadership was lost.
+    ///
+    /// Leadership is the candidate's key at its *create* revision (as etcd's `Proclaim` compares
+    /// it): a key this leader rewrote in a proclaim whose reply was lost is still its own, so a
+    /// later proclaim or resign picks up its current revision instead of failing.
     public func proclaim(_ value: [UInt8]) async throws(CoordinationError) {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
-            let current = revision.withLock { $0 }
-            do throws(CoordinationError) {
-                let entry = try await store.atomicPut(key, value, condition: .revision(current), options: .boundTo(session))
-                revision.withLock { $0 = entry.modifyRevision }
-            } catch  where error.code == .keyNotFound || error.code == .revisionMismatch || error.code == .sessionExpired {
-                throw CoordinationError(.notHolder, "proclaim refused: leadership of '\(key)' was lost", key: key.path)
+            try session.checkActive()
+            var current = revision.withLock { $0 }
+            for _ in 0..<Cleanup.attempts {
+                do throws(CoordinationError) {
+                    let entry = try await store.atomicPut(
+                        key, value, condition: .revision(current), options: .boundTo(session))
+                    revision.withLock { $0 = entry.modifyRevision }
+                    return
+                } catch where error.code == .revisionMismatch {
+                    guard let now = try await store.get(key), now.createRevision == createRevision,
+                        now.session == nil || now.session == session.id
+                    else { throw lostLeadership() }
+                    current = now.modifyRevision
+                } catch where error.code == .keyNotFound || error.code == .sessionExpired {
+                    throw lostLeadership()
+                }
             }
+            throw CoordinationError(
+                .revisionMismatch, "proclaim in '\(key)': the key kept changing under this leader", key: key.path)
         }
+    }
+
+    private func lostLeadership() -> CoordinationError {
+        CoordinationError(.notHolder, "proclaim refused: leadership of '\(key)' was lost", key: key.path)
     }
 
     /// Steps down: removes this candidate from the line, so the next in line leads.

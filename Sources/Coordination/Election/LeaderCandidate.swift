@@ -183,6 +183,11 @@ public final class LeaderCandidate: Service, Sendable {
                 return
             }
             broadcast.set(.campaigning)
+            if session.isActive {
+                // Lost with the session alive (its key removed by someone): make sure no key of
+                // this leadership is left, or the next campaign would queue behind itself.
+                await shielded { try? await leadership.resign() }
+            }
             if resigned {
                 logger.info("resigned", metadata: ["election": "\(election.name)", "term": "\(leadership.term)"])
             } else {

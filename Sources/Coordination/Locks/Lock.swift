@@ -45,9 +45,16 @@ public struct Lock: Sendable {
     public func tryAcquire() async throws(CoordinationError) -> LockGrant? {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             try session.checkActive()
-            let position = try await store.joinLine(under: name, role: .lock, value: value, session: session)
-            if position.isFirst { return LockGrant(contender: position.contender, session: session, store: store) }
-            await ContenderQueue(store: store, prefix: name).remove(position.contender)
+            let queue = ContenderQueue(store: store, prefix: name)
+            let position = try await queue.enter(session: session) {
+                () async throws(CoordinationError) in
+                try await store.joinLine(under: name, role: .lock, value: value, session: session)
+            }
+            if position.isFirst, session.isActive {
+                return LockGrant(contender: position.contender, session: session, store: store)
+            }
+            await queue.remove(position.contender, session: session)
+            try session.checkActive()
             return nil
         }
     }

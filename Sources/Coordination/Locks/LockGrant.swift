@@ -1,4 +1,5 @@
 import CoordinationCore
+import Logging
 
 /// Proof of holding a lock or a semaphore permit.
 ///
@@ -46,15 +47,24 @@ public struct LockGrant: Sendable, Hashable {
                 )
             }
             group.addTask {
-                do {
-                    try await store.waitUntilGone(key, createdAt: createRevision, session: nil)
-                    return CoordinationError(.lockLost, "grant '\(key)' lost: its key was removed", key: key.path)
-                } catch let error as CoordinationError where error.code == .cancelled {
-                    return nil
-                } catch {
-                    return CoordinationError(
-                        .lockLost, "grant '\(key)' lost: cannot watch it (\(error))", key: key.path)
+                // Loss is decided by the grant's own session and key only: a watch that fails (a
+                // connection moving to another member) is opened again while the session lives.
+                var attempt = 0
+                while !Task.isCancelled {
+                    do throws(CoordinationError) {
+                        try await store.waitUntilGone(key, createdAt: createRevision, session: nil)
+                        return CoordinationError(.lockLost, "grant '\(key)' lost: its key was removed", key: key.path)
+                    } catch where error.code == .cancelled {
+                        return nil
+                    } catch where error.code == .storeClosed {
+                        return CoordinationError(.lockLost, "grant '\(key)' lost: the store was closed", key: key.path)
+                    } catch {
+                        if !session.isActive { return nil }  // the session task says why
+                        try? await Task.sleep(for: Cleanup.backoff(min(attempt, 3)))
+                        attempt += 1
+                    }
                 }
+                return nil
             }
             defer { group.cancelAll() }
             for await reason in group {
@@ -66,17 +76,13 @@ public struct LockGrant: Sendable, Hashable {
     }
 
     /// Releases the grant. Throws `notHolder` if it was already lost or released.
+    ///
+    /// A release whose reply is lost is tried again (its key found gone then means it went through);
+    /// if it still cannot be confirmed after a few tries, the session is ended so the server removes
+    /// the key — the lock is never left held by nobody — and the error is thrown.
     public func release() async throws(CoordinationError) {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
-            do throws(CoordinationError) {
-                try await store.atomicDelete(key, revision: revision)
-            } catch  where error.code == .keyNotFound || error.code == .revisionMismatch {
-                throw CoordinationError(
-                    .notHolder,
-                    "release of '\(key)' refused: this grant no longer holds it (lost or already released)",
-                    key: key.path
-                )
-            }
+            try await removeIncarnation(key, createdAt: createRevision, revision: revision, session: session, in: store)
         }
     }
 
@@ -136,7 +142,7 @@ func runGuarded<Result: Sendable>(
         }
     } catch {
         if !grant.session.isAbandoned {  // a crashed holder (drill) releases nothing
-            await shielded { try? await grant.release() }
+            await shielded { await grant.releaseAfterWork() }
         }
         if let lost = error as? CoordinationError, lost.code == .lockLost { throw lost }
         if grant.isLost {
@@ -144,6 +150,71 @@ func runGuarded<Result: Sendable>(
         }
         throw error
     }
-    await shielded { try? await grant.release() }
+    await shielded { await grant.releaseAfterWork() }
     return outcome
+}
+
+extension LockGrant {
+    /// The release at the end of `withLock`/`withPermit`: a grant already lost has nothing to
+    /// release; any other failure has already ended the session (see ``release()``), so the key is
+    /// gone either way and the work's own outcome is what the caller gets.
+    func releaseAfterWork() async {
+        do {
+            try await release()
+        } catch where error.code == .notHolder {
+            // Lost meanwhile: nothing of ours is left to remove.
+        } catch {
+            Logger.current.warning(
+                "release after guarded work failed; the session was ended so the key goes",
+                metadata: ["key": "\(key)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Removes the incarnation of `key` created at `createRevision`, last known at `revision`.
+///
+/// - A `revisionMismatch` whose key is still that incarnation (the holder itself rewrote it: a
+///   proclaim whose reply was lost) is retried at the current revision.
+/// - A key found gone or replaced after an attempt whose outcome was unknown counts as removed.
+/// - Found gone or replaced on the first attempt: `notHolder`.
+/// - Still unconfirmed after ``Cleanup/attempts``: the session is ended (its keys go) and the last
+///   error is thrown.
+func removeIncarnation(
+    _ key: Key, createdAt createRevision: Revision, revision: Revision, session: Session, in store: any KeyValueStore
+) async throws(CoordinationError) {
+    var revision = revision
+    var unknownBefore = false
+    var lastError = CoordinationError(.timeout, "release of '\(key)' not attempted", key: key.path)
+    for attempt in 0..<(Cleanup.attempts + 1) {
+        do throws(CoordinationError) {
+            try await store.atomicDelete(key, revision: revision)
+            return
+        } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
+            let current: Entry?
+            do throws(CoordinationError) {
+                current = try await store.get(key)
+            } catch {
+                lastError = error
+                unknownBefore = true
+                try? await Task.sleep(for: Cleanup.backoff(attempt))
+                continue
+            }
+            guard let current, current.createRevision == createRevision else {
+                if unknownBefore { return }  // an earlier attempt went through
+                throw CoordinationError(
+                    .notHolder,
+                    "release of '\(key)' refused: this grant no longer holds it (lost or already released)",
+                    key: key.path
+                )
+            }
+            revision = current.modifyRevision  // still ours, rewritten since: try again at its revision
+        } catch {
+            lastError = error
+            guard error.outcomeIsUnknown else { break }  // refused for good (permissions…): end the session
+            unknownBefore = true
+            try? await Task.sleep(for: Cleanup.backoff(attempt))
+        }
+    }
+    await Cleanup.endSession(session, because: "the release of '\(key)'", lastError)
+    throw lastError
 }

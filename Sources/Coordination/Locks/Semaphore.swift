@@ -26,16 +26,19 @@ public struct Semaphore: Sendable {
                 throw CoordinationError(.invalidArgument, "a semaphore needs at least one permit", key: name.path)
             }
             try session.checkActive()
-            let me = try await store.createContender(under: name, role: .semaphore, value: [], session: session)
             let name = self.name
             let permits = self.permits
             let store = self.store
+            let me = try await ContenderQueue(store: store, prefix: name).enter(session: session) {
+                () async throws(CoordinationError) in
+                try await store.createContender(under: name, role: .semaphore, value: [], session: session)
+            }
             do {
                 try await whileActive(session, what: "waiting for a permit of '\(name)'") {
                     var line = TrackedLine(prefix: name)
                     for try await event in try await store.watchTree(name) {
                         line.apply(event)
-                        guard let position = line.position(of: me.key) else {
+                        guard let position = line.line(in: store).firstIndex(where: { $0.key == me.key }) else {
                             throw CoordinationError(
                                 .lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
                         }
@@ -44,9 +47,10 @@ public struct Semaphore: Sendable {
                     throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled")
                 }
                 if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled") }
+                try session.checkActive()  // no grant past the session's deadline (a paused process)
                 return LockGrant(contender: me, session: session, store: store)
             } catch {
-                await ContenderQueue(store: store, prefix: name).remove(me)
+                await ContenderQueue(store: store, prefix: name).remove(me, session: session)
                 throw coordinationError(error, cancelled: Task.isCancelled, "waiting for a permit of '\(name)'")
             }
         }

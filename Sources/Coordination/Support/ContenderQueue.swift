@@ -11,11 +11,11 @@ struct ContenderQueue: Sendable {
 
     /// Waits until `me` is first in line. Throws `lockLost` if `me` leaves the line while waiting.
     ///
-    /// When the contender just ahead was the head of the line, its departure makes `me` first
-    /// without another read: the line is ordered by a number that only grows, so nobody who joins
-    /// later can get ahead. That keeps a read off the hand-off path (the next holder starts one
-    /// round trip sooner). Otherwise, or where the head takes effect only on a read (Consul), the
-    /// line is read again.
+    /// After the contender just ahead has gone, the line is always read again before `me` counts as
+    /// first: that read also confirms that `me` is still in line at its own create revision. A
+    /// contender removed while it waited (an operator's delete, a revoke, an unreported expiry) must
+    /// not be granted just because the one ahead of it left — the one behind it may already have
+    /// read the shorter line and be granted too (etcd's `Mutex` and Curator read again as well).
     /// `known` is the place joining left it in, if the backend told it (saves the first read).
     func waitUntilFirst(_ me: Contender, known: LinePlace? = nil) async throws {
         var place: LinePlace?
@@ -32,7 +32,6 @@ struct ContenderQueue: Sendable {
             if let predecessor = current.predecessor {
                 try await store.waitUntilGone(
                     predecessor.key, createdAt: predecessor.createRevision, session: predecessor.session)
-                if current.index == 1, !store.capabilities.contains(.headTakesEffectOnRead) { return }
             }
             place = try await store.place(of: me, under: prefix)
         }
@@ -41,49 +40,80 @@ struct ContenderQueue: Sendable {
     /// Joins the line with a contender of `role` bound to `session` and waits until it is first, on
     /// the store's task executor: the whole of `Lock.acquire` and `Election.campaign`. If the wait
     /// fails, is cancelled or the session ends, the contender is removed and the error (described
-    /// by `what`, e.g. "waiting for lock 'x'") is thrown.
+    /// by `what`, e.g. "waiting for lock 'x'") is thrown. A join whose outcome is unknown (its reply
+    /// lost) removes whatever it may have left, or ends the session.
+    ///
+    /// Nothing is returned without a last look at the session's deadline: a process paused while
+    /// it waited (its wake-up already queued) must not come back to a grant its session no longer
+    /// guarantees.
     func join(role: ContenderRole, value: [UInt8], session: Session, what: String)
         async throws(CoordinationError) -> Contender
     {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             try session.checkActive()
-            let position = try await store.joinLine(under: prefix, role: role, value: value, session: session)
+            let position = try await enter(session: session) { () async throws(CoordinationError) in
+                try await store.joinLine(under: prefix, role: role, value: value, session: session)
+            }
             let me = position.contender
-            if position.isFirst { return me }
             do {
-                try await whileActive(session, what: what) {
-                    try await waitUntilFirst(me, known: position.place)
+                if !position.isFirst {
+                    try await whileActive(session, what: what) {
+                        try await waitUntilFirst(me, known: position.place)
+                    }
+                    if Task.isCancelled { throw CoordinationError(.cancelled, "\(what): cancelled") }
                 }
-                if Task.isCancelled { throw CoordinationError(.cancelled, "\(what): cancelled") }
+                try session.checkActive()
                 return me
             } catch {
-                await remove(me)
+                await remove(me, session: session)
                 throw coordinationError(error, cancelled: Task.isCancelled, what)
             }
         }
     }
 
-    /// Takes `me` out of the line (only that incarnation), even from a cancelled task.
-    func remove(_ me: Contender) async {
-        let store = self.store
-        await shielded { try? await store.atomicDelete(me.key, revision: me.modifyRevision) }
+    /// Runs `create` — a join or a contender's creation — and, if it fails in a way that may still
+    /// have created the contender (a lost reply), removes what it may have left before throwing.
+    func enter<Result>(
+        session: Session,
+        _ create: () async throws(CoordinationError) -> Result
+    ) async throws(CoordinationError) -> Result {
+        do throws(CoordinationError) {
+            return try await create()
+        } catch where error.outcomeIsUnknown {
+            let store = self.store
+            let prefix = self.prefix
+            await shielded { await store.removeContenders(of: session, under: prefix) }
+            throw error
+        }
     }
 
-    /// Whether `me` is first in line right now.
-    func isFirst(_ me: Contender) async throws -> Bool {
-        let line = try await store.contenders(under: prefix)
-        return line.first?.key == me.key
+    /// Takes `me` out of the line (only that incarnation), even from a cancelled task. A removal
+    /// whose outcome stays unknown falls back to removing `session`'s contenders by session, or to
+    /// ending the session (``KeyValueStore/removeContenders(of:under:)``): never a silent orphan.
+    func remove(_ me: Contender, session: Session) async {
+        let store = self.store
+        let prefix = self.prefix
+        await shielded {
+            do throws(CoordinationError) {
+                try await store.atomicDelete(me.key, revision: me.modifyRevision)
+            } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
+                // Gone already (its session ended, or someone removed it).
+            } catch {
+                await store.removeContenders(of: session, under: prefix)
+            }
+        }
     }
 }
 
-/// The line of direct children under a prefix, kept current from a tree watch.
+/// The direct children under a prefix, kept current from a tree watch; ``line(in:)`` reads the
+/// contender line from them by the store's own rules.
 struct TrackedLine {
     let prefix: Key
     private(set) var members: [Key: Entry] = [:]
 
     init(prefix: Key) { self.prefix = prefix }
 
-    /// Applies an event; returns whether the line changed.
+    /// Applies an event; returns whether the members changed.
     @discardableResult
     mutating func apply(_ event: WatchEvent) -> Bool {
         switch event {
@@ -103,9 +133,8 @@ struct TrackedLine {
         }
     }
 
-    /// Members first in line first.
-    var ordered: [Entry] { members.values.sorted { $0.createRevision < $1.createRevision } }
-
-    /// The position of `key` in line, if present.
-    func position(of key: Key) -> Int? { ordered.firstIndex { $0.key == key } }
+    /// The contenders among the members, first in line first, as `store` counts and orders them.
+    func line(in store: any KeyValueStore) -> [Contender] {
+        store.line(from: Array(members.values), under: prefix)
+    }
 }

@@ -102,9 +102,13 @@ final class SessionKeeper: Sendable {
     private func record(_ id: String, sentAt: ContinuousClock.Instant, _ result: RenewResult) {
         switch result {
         case .renewed:
-            let (recovered, session) = state.withLock { state in
-                (state.schedule.renewed(id, sentAt: sentAt, now: .now), state.sessions[id])
+            let (recovered, session, guaranteedUntil) = state.withLock { state in
+                (
+                    state.schedule.renewed(id, sentAt: sentAt, now: .now), state.sessions[id],
+                    state.schedule.sessions[id]?.guaranteedUntil
+                )
             }
+            if let guaranteedUntil { session?.extendGuarantee(until: guaranteedUntil) }
             if recovered { session?.transition(to: .alive) }
         case .gone:
             logger.info("Consul reports the session invalidated", metadata: ["session": "\(id)"])

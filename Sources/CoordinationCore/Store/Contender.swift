@@ -162,9 +162,6 @@ extension KeyValueStore {
 
     /// The default queue: the direct children of `prefix`, ordered by create revision.
     public func contendersByCreateRevision(under prefix: Key) async throws(CoordinationError) -> [Contender] {
-        try await list(prefix)
-            .filter { $0.key.isChild(of: prefix) }
-            .sorted { $0.createRevision < $1.createRevision }
-            .map(Contender.init(entry:))
+        line(from: try await list(prefix), under: prefix)
     }
 }

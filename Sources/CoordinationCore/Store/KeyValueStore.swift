@@ -89,6 +89,14 @@ public protocol KeyValueStore: Service, Sendable {
     /// All contenders directly under `prefix`, first in line first.
     func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender]
 
+    /// The line under `prefix` as `entries` (a snapshot of the subtree, as a tree watch keeps it)
+    /// show it, first in line first: only what this backend counts as a contender, in its order, as
+    /// ``contenders(under:)`` reads it. No I/O. Recipes that follow a line through a tree watch (the
+    /// semaphore, election observers) use it, so they agree with ``contenders(under:)``; keys nested
+    /// below the prefix and keys that are no contender (ZooKeeper parent znodes, Consul's `.lock`
+    /// when nobody holds it) are never part of it.
+    func line(from entries: [Entry], under prefix: Key) -> [Contender]
+
     /// Creates a contender (as ``createContender(under:role:value:session:)``) and says who heads
     /// the line right after — in one round trip where the backend can (etcd: one `Txn`), so an
     /// uncontended lock costs one request to take and one to release.
@@ -117,6 +125,14 @@ public protocol KeyValueStore: Service, Sendable {
 
 extension KeyValueStore {
     public var taskExecutor: (any TaskExecutor)? { nil }
+
+    /// The default line: the direct children of `prefix`, by create revision.
+    public func line(from entries: [Entry], under prefix: Key) -> [Contender] {
+        entries
+            .filter { $0.key.isChild(of: prefix) }
+            .sorted { $0.createRevision < $1.createRevision }
+            .map(Contender.init(entry:))
+    }
 
     /// Runs `body` under the preference of the store's ``taskExecutor`` (directly if it has none).
     public func onTaskExecutor<Result, Failure: Error>(

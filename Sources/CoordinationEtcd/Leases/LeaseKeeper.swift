@@ -134,9 +134,14 @@ final class LeaseKeeper: Sendable {
 
     private func acknowledge(_ message: Etcdserverpb_LeaseKeepAliveResponse) {
         let id = message.id
-        let (result, session) = state.withLock { state in
-            (state.schedule.acknowledge(id, ttlSeconds: message.ttl, now: .now), state.sessions[id])
+        let (result, session, guaranteedUntil) = state.withLock { state in
+            (
+                state.schedule.acknowledge(id, ttlSeconds: message.ttl, now: .now), state.sessions[id],
+                state.schedule.leases[id]?.guaranteedUntil
+            )
         }
+        // Published before anything else: a holder's next `isActive` counts from this keep-alive.
+        if result.alive, let guaranteedUntil { session?.extendGuarantee(until: guaranteedUntil) }
         if !result.alive {
             logger.info("etcd reports the lease gone", metadata: ["lease": "\(SessionID(leaseID: id))"])
             expire(id)

@@ -271,6 +271,7 @@ final class V2SessionKeeper: Sendable {
             return sessions[id]!.session
         }
         if let session {
+            if !failed && !retrySoon { session.extendGuarantee(until: sentAt + session.ttl) }
             session.transition(to: failed ? .suspended : .alive)
         }
         wake.signal()

@@ -65,6 +65,10 @@ final class ZooKeeperClient: @unchecked Sendable {
     private var dataWatches: Set<String> = []
     private var existWatches: Set<String> = []
     private(set) var currentEndpoint: ZooKeeperEndpoint
+    /// Told every new ``ZooKeeperConnectionStateMachine/guaranteedUntil`` as soon as a reply moves
+    /// it (the owning ``Session``'s deadline), so a check after a pause needs no timer to have run.
+    private var guaranteeSink: (@Sendable (ContinuousClock.Instant) -> Void)?
+    private var publishedGuarantee: ContinuousClock.Instant?
 
     /// A reply and the zxid in its header (the server's last committed zxid when it answered).
     struct Reply: Sendable {
@@ -121,6 +125,16 @@ final class ZooKeeperClient: @unchecked Sendable {
     /// The negotiated session facts (id, timeout), read on the loop.
     func session() async -> Machine.Session? {
         try? await eventLoop.submit { self.machine.session }.get()
+    }
+
+    /// From now on, tells `sink` the instant the session is guaranteed until, at once and after
+    /// every reply that moves it.
+    func publishGuarantee(to sink: @escaping @Sendable (ContinuousClock.Instant) -> Void) async {
+        try? await eventLoop.submit {
+            self.guaranteeSink = sink
+            self.publishedGuarantee = self.machine.guaranteedUntil
+            if let until = self.publishedGuarantee { sink(until) }
+        }.get()
     }
 
     /// Sends one request and waits for its reply. Server errors arrive as ``CoordinationError``s
@@ -365,6 +379,10 @@ final class ZooKeeperClient: @unchecked Sendable {
             case .protocolError(let error):
                 failAll(error)
             }
+        }
+        if let until = machine.guaranteedUntil, until != publishedGuarantee {
+            publishedGuarantee = until
+            guaranteeSink?(until)
         }
         schedule()
     }

@@ -86,8 +86,9 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
     private var pending: [Pending] = []
     private var lastSend: Instant?
     private var lastReceive: Instant?
-    /// The server holds the session at least until then.
-    private var guaranteedUntil: Instant?
+    /// The server holds the session at least until then (`nil` before the handshake and after the
+    /// end).
+    private(set) var guaranteedUntil: Instant?
 
     init(configuration: Configuration) {
         self.configuration = configuration

@@ -24,21 +24,31 @@ extension ZooKeeperStore {
         try await join(prefix, role: role, value: value, session: session, readLine: true)
     }
 
+    /// The children whose names end in a sequence number (Curator's and kazoo's contender names),
+    /// in line order. Any other child (a parent znode of a key written below the name, a key put
+    /// there by other means) is no contender, as in Curator's `LockInternals`: it neither blocks
+    /// nor shortens the line.
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
         let path = try paths.path(prefix)
         let client = try await primary()
         guard let names = try await children(path, key: prefix, client, operation: "contenders") else { return [] }
-        return try await details(names, under: prefix, client)
+        return try await details(Self.ordered(names).map(\.name), under: prefix, client)
     }
 
-    /// Contender names in line order, if every child has a sequence number: by that number (which
-    /// grows with the creation zxid under one parent), then by name. `nil` if some child has none
-    /// (a key put there by other means): then only the znodes' zxids can order the line.
-    static func ordered(_ names: [String]) -> [(name: String, sequence: Int64)]? {
+    public func line(from entries: [Entry], under prefix: Key) -> [Contender] {
+        entries
+            .filter { $0.key.isChild(of: prefix) && ZooKeeperPaths.sequence(of: $0.key.name[...]) != nil }
+            .sorted { $0.createRevision != $1.createRevision ? $0.createRevision < $1.createRevision : $0.key < $1.key }
+            .map(Contender.init(entry:))
+    }
+
+    /// The contender names among `names` in line order: by sequence number (which grows with the
+    /// creation zxid under one parent), then by name. Names without a sequence number are left out.
+    static func ordered(_ names: [String]) -> [(name: String, sequence: Int64)] {
         var line: [(name: String, sequence: Int64)] = []
         line.reserveCapacity(names.count)
         for name in names {
-            guard let sequence = ZooKeeperPaths.sequence(of: name[...]) else { return nil }
+            guard let sequence = ZooKeeperPaths.sequence(of: name[...]) else { continue }
             line.append((name, sequence))
         }
         return line.sorted { $0.sequence != $1.sequence ? $0.sequence < $1.sequence : $0.name < $1.name }
@@ -155,10 +165,7 @@ extension ZooKeeperStore {
         async throws(CoordinationError) -> LinePlace?
     {
         let myName = String(contender.key.name)
-        guard let line = Self.ordered(names) else {
-            // Keys without a sequence number share the prefix: order the whole line by zxid.
-            return LinePlace.of(contender.key, in: try await details(names, under: prefix, client))
-        }
+        let line = Self.ordered(names)
         guard let index = line.firstIndex(where: { $0.name == myName }) else { return nil }
         if index == 0 { return LinePlace(index: 0, predecessor: nil) }
         let ahead = try prefix.appending(line[index - 1].name)

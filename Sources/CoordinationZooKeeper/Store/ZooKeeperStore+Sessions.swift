@@ -16,6 +16,7 @@ extension ZooKeeperStore {
         }
         let id = ZooKeeperPaths.sessionID(facts.id)
         let session = Session(id: id, ttl: facts.timeout, backend: self)
+        await client.publishGuarantee { [weak session] until in session?.extendGuarantee(until: until) }
         // The marker another client sets to revoke this session; watched from here.
         let marker = paths.sessionMarker(id)
         let data = Array("ttl-ms=\(ZooKeeperClient.nanoseconds(facts.timeout) / 1_000_000)".utf8)
