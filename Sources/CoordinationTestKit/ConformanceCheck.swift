@@ -98,9 +98,24 @@ public struct ConformanceCheck: Sendable, CustomStringConvertible {
         if let reason = backend.optOuts[name] { return .optedOut(reason) }
         let body = self.body
         let root = try Key("conformance/\(suite.filter { $0.isLetter || $0.isNumber })/\(Self.uniqueSuffix())")
-        let ttl = backend.sessionTTL
         let requires = self.requires
         let name = self.name
+        let started = ContinuousClock.now
+        defer { print("\(backend.name): '\(description)' ran for \(ContinuousClock.now - started)") }
+        let clients = self.clients
+        // A check that hangs (its own waits all have deadlines; this also covers opening and
+        // closing its clients) fails with its name instead of holding the suite.
+        try await withDeadline(.seconds(180), "check '\(description)' on \(backend.name)") {
+            try await Self.run(body, on: backend, clients: clients, root: root, requires: requires, name: name)
+        }
+        return .passed
+    }
+
+    private static func run(
+        _ body: @escaping @Sendable (ConformanceContext) async throws -> Void, on backend: some ConformanceBackend,
+        clients: Int, root: Key, requires: StoreCapabilities, name: String
+    ) async throws {
+        let ttl = backend.sessionTTL
         let peerConnectionString = backend.peerConnectionString
         try await backend.withClients(clients) { stores in
             let missing = requires.subtracting(stores[0].capabilities)
@@ -113,7 +128,6 @@ public struct ConformanceCheck: Sendable, CustomStringConvertible {
             // Leave the server clean for the next check.
             try? await stores[0].deleteTree(root)
         }
-        return .passed
     }
 
     private static func uniqueSuffix() -> String {

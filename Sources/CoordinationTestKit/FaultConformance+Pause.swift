@@ -25,7 +25,7 @@ extension FaultConformance {
         let ttl = ctx.sessionTTL
         let peer = try PeerProcess(
             name: "fault peer", executable: try FaultPeerExecutable.path(),
-            arguments: [url, name.path, String(ttl.milliseconds)])
+            arguments: ["hold", url, name.path, String(ttl.milliseconds)])
         defer { peer.kill() }
         try await peer.waitForOutput("granted")
         let waiterSession = try await ctx.store.makeSession(ttl: ttl * 10)
@@ -92,5 +92,87 @@ extension Duration {
     var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
+
+extension FaultConformance {
+    /// The churn drill: three peer processes take one lock 500 times each with random holds and
+    /// random cancelled waits; one of them is killed (SIGKILL) along the way. Every grant goes to a
+    /// shared ledger with its fencing token and the interval it was held, stamped on the system's
+    /// monotonic clock; the ledger must show no two intervals overlapping and tokens growing with
+    /// every grant.
+    public static let churnChecks: [ConformanceCheck] = [mutualExclusionUnderChurn]
+
+    static let mutualExclusionUnderChurn = check(
+        "lock: over 1,000 grants among three processes, with cancels and a SIGKILL, never overlap"
+    ) { ctx in
+        guard let url = ctx.peerConnectionString else {
+            throw ConformanceFailure("the churn drill needs the backend's peerConnectionString")
+        }
+        let name = try ctx.key("churn")
+        let ledger = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)").path
+        FileManager.default.createFile(atPath: ledger, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: ledger) }
+        let executable = try FaultPeerExecutable.path()
+        let peers = try (0..<3).map { index in
+            try PeerProcess(
+                name: "churn peer \(index)", executable: executable,
+                arguments: ["churn", url, name.path, String(ctx.sessionTTL.milliseconds), ledger, "500"])
+        }
+        defer { for peer in peers { peer.kill() } }
+        @Sendable func lines() -> [Substring] {
+            ((try? String(contentsOfFile: ledger, encoding: .utf8)) ?? "").split(separator: "\n")
+        }
+        // Kill the first peer once it has been granted 50 times, while it holds the lock if it can.
+        let victim = peers[0]
+        let killedAt = try await withDeadline(.seconds(120), "the first peer's 50th grant") { () async throws -> Int64 in
+            while true {
+                let all = lines()
+                let mine = all.filter { $0.hasPrefix("grant ") && $0.split(separator: " ")[2] == "\(victim.pid)" }
+                if mine.count >= 50, let last = all.last, last == mine.last {
+                    victim.kill()
+                    return monotonicNanoseconds()
+                }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        for peer in peers.dropFirst() {
+            try expectEqual(try await peer.waitForExit(within: .seconds(240)), 0, "\(peer.name) exit (\(peer.printed))")
+        }
+        struct Hold {
+            var token: UInt64
+            var pid: Int32
+            var start: Int64
+            var end: Int64?
+        }
+        var holds: [UInt64: Hold] = [:]
+        for line in lines() {
+            let fields = line.split(separator: " ")
+            guard fields.count == 4, let token = UInt64(fields[1]), let pid = Int32(fields[2]),
+                let stamp = Int64(fields[3])
+            else { throw ConformanceFailure("unreadable ledger line '\(line)'") }
+            if fields[0] == "grant" {
+                try expect(holds[token] == nil, "fencing token \(token) granted twice")
+                holds[token] = Hold(token: token, pid: pid, start: stamp)
+            } else {
+                holds[token]?.end = stamp
+            }
+        }
+        // A hold the kill cut short ended when the process died.
+        let ordered = holds.values.sorted { $0.start < $1.start }.map { hold -> Hold in
+            var hold = hold
+            if hold.end == nil { hold.end = hold.pid == victim.pid ? killedAt : .max }
+            return hold
+        }
+        var overlaps = 0
+        var tokenInversions = 0
+        for (previous, next) in zip(ordered, ordered.dropFirst()) {
+            if previous.end! >= next.start { overlaps += 1 }
+            if previous.token >= next.token { tokenInversions += 1 }
+        }
+        print("churn drill: \(ordered.count) grants over 3 processes, \(overlaps) overlaps, \(tokenInversions) token inversions")
+        try expect(ordered.count >= 1000, "only \(ordered.count) grants")
+        try expectEqual(overlaps, 0, "grants whose held intervals overlapped")
+        try expectEqual(tokenInversions, 0, "grants whose fencing token did not grow")
     }
 }

@@ -13,6 +13,7 @@ public enum FaultConformance {
         operatorDeletesAWaiter, operatorDeletesTheHolder, nestedKeysUnderALock, nestedKeysUnderAnElection,
         lostJoinReplyLeavesNoOrphan, lostSemaphoreJoinReplyLeavesNoOrphan, lostReleaseReplyIsARelease,
         unconfirmedReleaseEndsTheSession, lostProclaimReplyKeepsLeadership, failedWatchIsNoLoss,
+        deletedRegistrationIsRestored,
     ]
 
     static func check(
@@ -85,6 +86,37 @@ public enum FaultConformance {
         try await next.release()
         try await first.close()
         try await second.close()
+    }
+
+    static let deletedRegistrationIsRestored = check(
+        "registration: an instance whose key someone deleted is registered again on its session", clients: 2
+    ) { ctx in
+        let base = try ctx.key("services")
+        let registration = ServiceRegistration(
+            ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080),
+            base: base, store: ctx.clients[0], sessionTTL: ctx.sessionTTL * 5)
+        let key = try base.appending("api/api-1")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await registration.run() }
+            defer { group.cancelAll() }
+            try await withDeadline(.seconds(15), "first registration") {
+                for await status in registration.statuses() { if case .registered = status { return } }
+            }
+            let session = registration.currentSession
+            guard let first = try await ctx.clients[1].get(key) else {
+                throw ConformanceFailure("the registration's key is missing")
+            }
+            try await ctx.clients[1].delete(key)  // an operator, or another client by mistake
+            try await withDeadline(.seconds(15), "the instance registered again") {
+                while true {
+                    if let again = try await ctx.clients[1].get(key), again.createRevision != first.createRevision {
+                        return
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            try expect(registration.currentSession === session, "registered again on the same, live session")
+        }
     }
 
     // MARK: Keys nested below a recipe's name

@@ -41,6 +41,9 @@ public final class PeerProcess: @unchecked Sendable {
 
     public var isRunning: Bool { process.isRunning }
 
+    /// The process id.
+    public var pid: Int32 { process.processIdentifier }
+
     /// Waits until the output contains `text`.
     public func waitForOutput(_ text: String, within deadline: Duration = .seconds(30)) async throws {
         let start = ContinuousClock.now

@@ -37,7 +37,7 @@ struct ConsulConformanceTests {
         #expect(try await check.run(on: ConsulBackend()) == .passed)
     }
 
-    @Test("pause", arguments: FaultConformance.pauseChecks)
+    @Test("pause and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks)
     func pause(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: ConsulBackend()) == .passed)
     }

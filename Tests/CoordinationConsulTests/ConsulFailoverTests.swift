@@ -29,6 +29,38 @@ struct ConsulFailoverTests {
         return String(text[..<colon])
     }
 
+    @Test("freezing the server a holder's agent is (SIGSTOP for two TTLs): no guarded step after another grant")
+    func freezeHolderServer() async throws {
+        let addresses = try #require(ConsulTestServer.environment("CONSUL_CLUSTER_ADDRS")).split(separator: ",").map(
+            String.init)
+        let pids = try #require(ConsulTestServer.environment("CONSUL_CLUSTER_PIDS")).split(separator: ",").compactMap {
+            Int32($0)
+        }
+        try #require(addresses.count == 3 && pids.count == 3)
+        let alive = addresses.indices.filter { kill(pids[$0], 0) == 0 }
+        try #require(alive.count >= 2, "at least two servers alive")
+        let leaderIP = await Self.leaderIP(asking: addresses[alive[0]])
+        // A follower, so the leader keeps counting the holder's session down while it is frozen.
+        let frozen = alive.first { !addresses[$0].hasPrefix((leaderIP ?? "-") + ":") } ?? alive[0]
+        let other = alive.first { $0 != frozen }!
+        func store(at index: Int) throws -> ConsulStore {
+            let parts = addresses[index].split(separator: ":")
+            var configuration = try ConsulTestServer.configuration()
+            configuration.host = String(parts[0])
+            configuration.port = Int(parts[1])!
+            configuration.requestTimeout = .seconds(2)
+            return try ConsulStore(configuration: configuration)
+        }
+        let pid = pids[frozen]
+        try await withRunning([try store(at: frozen), try store(at: other)]) { stores in
+            let outcome = try await FrozenMemberDrill.run(
+                try Key("failover/frozen-\(UInt32.random(in: 0 ... .max))"), ttl: .seconds(2),
+                holder: stores[0], waiter: stores[1],
+                freeze: { _ = kill(pid, SIGSTOP) }, thaw: { _ = kill(pid, SIGCONT) })
+            print("consul frozen server: \(outcome)")
+        }
+    }
+
     @Test("a held lock and a waiting contender survive the loss of the Raft leader")
     func leaderKilled() async throws {
         let addresses = try #require(ConsulTestServer.environment("CONSUL_CLUSTER_ADDRS")).split(separator: ",").map(

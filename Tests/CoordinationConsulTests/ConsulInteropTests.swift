@@ -38,6 +38,35 @@ struct ConsulInteropTests {
         }
     }
 
+    @Test("a .lock key held by nobody is no leader: observers and leader() agree")
+    func releasedLockKeyIsNoLeader() async throws {
+        let name = Self.uniqueName("released")
+        try await withStore { store in
+            // What `api.Lock` leaves when its session is invalidated with the default behavior
+            // `release` (a `consul lock` process that crashed): the key stays, held by nobody.
+            try await store.put(try Key(name + "/.lock"), Array("peer".utf8))
+            let lockKey = try #require(try await store.get(try Key(name + "/.lock")))
+            #expect(lockKey.session == nil)
+            let election = Election(try Key(name), store: store)
+            #expect(try await election.leader() == nil)
+            var observed = try await election.observe().makeAsyncIterator()
+            let first = try await observed.next()
+            #expect(first == .some(nil), "observe() reports nobody leading, as leader() does")
+            // And a candidate of ours that campaigns now leads in both views.
+            let session = try await store.makeSession(ttl: .seconds(10))
+            let leading = try await election.campaign(value: Array("ours".utf8), session: session)
+            #expect(try await election.leader()?.key == leading.key)
+            var next: LeaderInfo?
+            while let leader = try await observed.next() {
+                next = leader
+                if leader != nil { break }
+            }
+            #expect(next?.key == leading.key, "observe() reports our leader")
+            try await leading.resign()
+            try await session.close()
+        }
+    }
+
     @Test("our Lock first: consul lock waits until we release")
     func ourLockExcludesConsulLock() async throws {
         let name = Self.uniqueName("lock-a")

@@ -26,7 +26,7 @@ struct EtcdConformanceTests {
         #expect(try await check.run(on: EtcdBackend()) == .passed)
     }
 
-    @Test("pause", arguments: FaultConformance.pauseChecks)
+    @Test("pause and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks)
     func pause(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: EtcdBackend()) == .passed)
     }

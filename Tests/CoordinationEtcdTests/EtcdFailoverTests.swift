@@ -63,6 +63,39 @@ struct EtcdFailoverTests {
         throw ConformanceFailure("no leader among \(statuses.count) members")
     }
 
+    @Test("freezing the member a holder uses (SIGSTOP for two TTLs): no guarded step after another grant")
+    func freezeHolderMember() async throws {
+        let alive = try Self.members().filter { kill($0.pid, 0) == 0 }
+        try #require(alive.count >= 2, "at least two members alive")
+        let leader = try? Self.leaderIndex(alive)
+        // A follower: the others keep a quorum (with three alive) and go on serving.
+        let frozen = alive.indices.first { $0 != leader } ?? 0
+        let others = alive.enumerated().filter { $0.offset != frozen }.map(\.element)
+        var logger = Logger(label: "etcd-frozen")
+        logger.logLevel = .warning
+        let holder = try EtcdStore(
+            configuration: .init(
+                endpoints: [alive[frozen].endpoint] + others.map(\.endpoint), requestTimeout: .seconds(3),
+                logger: logger))
+        let waiter = try EtcdStore(
+            configuration: .init(endpoints: others.map(\.endpoint), requestTimeout: .seconds(3), logger: logger))
+        let pid = alive[frozen].pid
+        try await withRunning([holder, waiter]) { stores in
+            let name = try Key("failover/frozen-\(UInt32.random(in: 0 ... .max))")
+            try await withDeadline(.seconds(30), "the cluster serves both clients") {
+                for store in stores {
+                    while (try? await store.put(try name.appending("ready"), Array("1".utf8))) == nil {
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+            }
+            let outcome = try await FrozenMemberDrill.run(
+                name, ttl: .seconds(4), holder: stores[0], waiter: stores[1],
+                freeze: { _ = kill(pid, SIGSTOP) }, thaw: { _ = kill(pid, SIGCONT) })
+            print("etcd frozen member: \(outcome)")
+        }
+    }
+
     @Test("killing the leader member: holders keep or are told they lost, no two holders, calls complete or fail typed")
     func killLeaderMember() async throws {
         let members = try Self.members()

@@ -25,7 +25,7 @@ struct EtcdV2ConformanceTests {
         try await Self.run(check)
     }
 
-    @Test("pause", arguments: FaultConformance.pauseChecks)
+    @Test("pause and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks)
     func pause(_ check: ConformanceCheck) async throws {
         try await Self.run(check)
     }

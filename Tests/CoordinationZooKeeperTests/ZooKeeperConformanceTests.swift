@@ -34,7 +34,7 @@ struct ZooKeeperConformanceTests {
         #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
     }
 
-    @Test("pause", arguments: FaultConformance.pauseChecks)
+    @Test("pause and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks)
     func pause(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
     }

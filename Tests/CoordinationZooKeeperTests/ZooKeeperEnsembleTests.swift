@@ -40,6 +40,30 @@ struct ZooKeeperEnsembleTests {
         }
     }
 
+    @Test("freezing the member a holder uses (SIGSTOP for two TTLs): no guarded step after another grant")
+    func freezeHolderMember() async throws {
+        let endpoints = try #require(ZooKeeperTestServer.ensemble)
+        let pids = ZooKeeperTestServer.ensemblePIDs
+        try #require(endpoints.count == 3 && pids.count == 3)
+        let alive = endpoints.indices.filter { kill(pids[$0], 0) == 0 }
+        try #require(alive.count >= 2, "at least two members alive")
+        let frozen = alive[0]
+        let others = alive.dropFirst().map { endpoints[$0] }
+        var holderConfiguration = try ZooKeeperTestServer.configuration(
+            [endpoints[frozen]] + others, sessionTimeout: .seconds(4))
+        holderConfiguration.shuffleEndpoints = false
+        let holder = try ZooKeeperStore(configuration: holderConfiguration)
+        let waiter = try ZooKeeperStore(
+            configuration: ZooKeeperTestServer.configuration(Array(others), sessionTimeout: .seconds(4)))
+        let pid = pids[frozen]
+        try await withRunning([holder, waiter]) { stores in
+            let outcome = try await FrozenMemberDrill.run(
+                try Self.uniqueName("frozen"), ttl: .seconds(4), holder: stores[0], waiter: stores[1],
+                freeze: { _ = kill(pid, SIGSTOP) }, thaw: { _ = kill(pid, SIGCONT) })
+            print("zookeeper frozen member: \(outcome)")
+        }
+    }
+
     @Test(
         "killing the member a session uses: the client moves on, the session and its keys and lock survive, watches resume"
     )

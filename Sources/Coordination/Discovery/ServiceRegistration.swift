@@ -134,45 +134,122 @@ public final class ServiceRegistration: Service, Sendable {
         await shielded { try? await native.deregisterService(id: id) }
     }
 
+    /// How the key/value registration stopped being current.
+    private enum Interruption: Sendable {
+        case cancelled
+        case sessionEnded
+        case keyRemoved
+    }
+
+    /// The key/value layout: a session-bound key, written again whenever it goes.
+    ///
+    /// One session carries the registration for as long as it lives: a write the store refuses
+    /// (Consul refuses a key that an invalidated session held until its lock-delay has passed) is
+    /// retried on the same session with backoff, instead of a new session every retry. A key
+    /// removed by someone else while the session lives is written again at once.
     private func keepRegistered() async throws {
-        while !Task.isCancelled {
-            var opened: Session?
+        do {
+            try await keepRegisteredOnSessions()
+        } catch {
+            await deregister(currentSession)
+            throw error
+        }
+        await deregister(currentSession)
+    }
+
+    /// Deregisters by ending the session, which removes the key (a drill's abandoned session
+    /// deregisters nothing, as a crashed process would).
+    private func deregister(_ session: Session?) async {
+        guard let session, !session.isAbandoned, session.isActive else { return }
+        let logger = self.logger
+        await shielded {
             do {
-                let session = try await store.makeSession(ttl: sessionTTL)
-                opened = session
-                self.session.withLock { $0 = session }
-                let current = instance.withLock { $0 }
-                try await write(current, session: session)
+                try await session.close()
             } catch {
-                // Whatever went wrong (including cancellation mid-write), a session we opened must
-                // not linger and keep a half-made registration alive.
-                if let opened, !opened.isAbandoned {
-                    await shielded { try? await opened.close() }
+                logger.warning(
+                    "could not end the registration's session; its key goes when it expires",
+                    metadata: ["session": "\(session.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func keepRegisteredOnSessions() async throws {
+        var failures = 0
+        while !Task.isCancelled {
+            let session: Session
+            let entry: Entry?
+            do {
+                if let current = currentSession, current.isActive {
+                    session = current
+                } else {
+                    session = try await store.makeSession(ttl: sessionTTL)
+                    self.session.withLock { $0 = session }
                 }
+                entry = try await write(instance.withLock { $0 }, session: session)
+                failures = 0
+            } catch {
                 if error.code == .storeClosed || error.code == .invalidKey || error.code == .valueTooLarge {
                     throw error
                 }
                 if Task.isCancelled { return }
                 logger.info("registration failed, retrying", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: retryDelay)
+                try? await Task.sleep(for: backoff(failures))
+                failures += 1
                 continue
             }
-            guard let session = opened else { continue }
-            let ended = await session.waitUntilEnded()
-            if ended == nil {
-                // Cancelled: deregister by ending the session, which removes the key (unless the
-                // session was abandoned in a drill: a crashed process deregisters nothing).
-                if !session.isAbandoned {
-                    await shielded { try? await session.close() }
-                }
+            switch await waitWhileRegistered(entry, session: session) {
+            case .cancelled:
                 return
+            case .sessionEnded:
+                broadcast.set(.reregistering)
+                logger.info("registration session ended, registering again", metadata: ["session": "\(session.id)"])
+            case .keyRemoved:
+                broadcast.set(.reregistering)
+                logger.info("registration key was removed, registering again", metadata: ["session": "\(session.id)"])
             }
-            broadcast.set(.reregistering)
-            logger.info("registration session ended, registering again", metadata: ["session": "\(session.id)"])
         }
     }
 
-    private func write(_ instance: ServiceInstance, session: Session) async throws(CoordinationError) {
+    /// The delay before retry `failures` (0 first): `retryDelay`, doubling, at most 2 s or half the
+    /// TTL, whichever is less (never below `retryDelay`), so a registration is back within about a
+    /// TTL plus Consul's lock-delay after a loss.
+    private func backoff(_ failures: Int) -> Duration {
+        let cap = max(retryDelay, min(.seconds(2), sessionTTL / 2))
+        return min(retryDelay * (1 << min(failures, 6)), cap)
+    }
+
+    /// Waits until the session ends, the key written as `entry` goes, or the task is cancelled.
+    private func waitWhileRegistered(_ entry: Entry?, session: Session) async -> Interruption {
+        guard let entry else { return .keyRemoved }
+        let store = self.store
+        return await withTaskGroup(of: Interruption?.self) { group in
+            group.addTask {
+                await session.waitUntilEnded() == nil ? .cancelled : .sessionEnded
+            }
+            group.addTask {
+                // A watch that fails is opened again while the session lives: only the key's
+                // removal (or the session's end, above) counts.
+                while !Task.isCancelled {
+                    do throws(CoordinationError) {
+                        try await store.waitUntilGone(entry.key, createdAt: entry.createRevision, session: session.id)
+                        return session.isActive ? .keyRemoved : nil
+                    } catch {
+                        if error.code == .storeClosed || !session.isActive { return nil }
+                        try? await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            for await outcome in group {
+                if let outcome { return outcome }
+                if Task.isCancelled { return .cancelled }
+            }
+            return .cancelled
+        }
+    }
+
+    private func write(_ instance: ServiceInstance, session: Session) async throws(CoordinationError) -> Entry? {
         var stamped = instance
         stamped.registrationTimeUTC = Int64(Date().timeIntervalSince1970 * 1000)
         let key = try stamped.key(under: base)
@@ -180,6 +257,7 @@ public final class ServiceRegistration: Service, Sendable {
         try await store.put(key, value, options: .boundTo(session))
         let entry = try await store.get(key)
         broadcast.set(.registered(entry?.modifyRevision ?? Revision(0)))
+        return entry
     }
 }
 

@@ -186,7 +186,17 @@ public final class LeaderCandidate: Service, Sendable {
             if session.isActive {
                 // Lost with the session alive (its key removed by someone): make sure no key of
                 // this leadership is left, or the next campaign would queue behind itself.
-                await shielded { try? await leadership.resign() }
+                let logger = self.logger
+                await shielded {
+                    do {
+                        try await leadership.resign()
+                    } catch let error as CoordinationError where error.code == .notHolder {
+                        // Gone already: nothing left behind.
+                    } catch {
+                        // resign() has ended the session, so the key goes with it.
+                        logger.warning("could not remove the lost leadership's key", metadata: ["error": "\(error)"])
+                    }
+                }
             }
             if resigned {
                 logger.info("resigned", metadata: ["election": "\(election.name)", "term": "\(leadership.term)"])

@@ -71,18 +71,34 @@ struct ContenderQueue: Sendable {
         }
     }
 
-    /// Runs `create` — a join or a contender's creation — and, if it fails in a way that may still
-    /// have created the contender (a lost reply), removes what it may have left before throwing.
-    func enter<Result>(
+    /// Runs `create` — a join or a contender's creation — to completion, and, if it fails in a way
+    /// that may still have created the contender (a lost reply), removes what it may have left
+    /// before throwing.
+    ///
+    /// The call is not cancelled with the caller: a request cancelled in flight can still land on
+    /// the server *after* a cleanup that looked for it, leaving a contender nobody knows about.
+    /// It runs to its own deadline instead, and a caller cancelled meanwhile then removes the
+    /// contender it got (as any cancelled waiter does).
+    func enter<Result: Sendable>(
         session: Session,
-        _ create: () async throws(CoordinationError) -> Result
+        _ create: @escaping @Sendable () async throws(CoordinationError) -> Result
     ) async throws(CoordinationError) -> Result {
-        do throws(CoordinationError) {
-            return try await create()
-        } catch where error.outcomeIsUnknown {
-            let store = self.store
-            let prefix = self.prefix
-            await shielded { await store.removeContenders(of: session, under: prefix) }
+        let outcome = await Task(executorPreference: store.taskExecutor) { () async -> Swift.Result<Result, CoordinationError> in
+            do throws(CoordinationError) {
+                return .success(try await create())
+            } catch {
+                return .failure(error)
+            }
+        }.value
+        switch outcome {
+        case .success(let result):
+            return result
+        case .failure(let error):
+            if error.outcomeIsUnknown {
+                let store = self.store
+                let prefix = self.prefix
+                await shielded { await store.removeContenders(of: session, under: prefix) }
+            }
             throw error
         }
     }

@@ -153,11 +153,35 @@ extension ZooKeeperStore {
 
     /// Lists the prefix's children (one request); the names alone tell the place, since sequential
     /// names are never reused: a waiter that wakes up costs one request, and its wait one more.
+    ///
+    /// The listing is read on the contender's own session when this store holds it: ZooKeeper
+    /// gives read-your-writes only within a session, and the member that session is connected to
+    /// has applied at least the contender's own creation, so every contender created before it is
+    /// in the listing. A line read on another session (connected to a member that is behind) could
+    /// miss the one just ahead. For a contender of a session this store does not hold, the store's
+    /// own session `sync`s first.
     public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
         let path = try paths.path(prefix)
-        let client = try await primary()
+        let client = try await lineReader(for: contender.session, path: path, key: prefix)
         guard let names = try await children(path, key: prefix, client, operation: "place") else { return nil }
         return try await place(of: contender, names: names, under: prefix, client)
+    }
+
+    /// The client to read a contender's line with: its own session's, or the store's own session
+    /// after a `sync` of `path` (so that it has caught up with the leader).
+    private func lineReader(for session: SessionID?, path: String, key: Key) async throws(CoordinationError)
+        -> ZooKeeperClient
+    {
+        if let session, let own = state.withLock({ $0.sessions[session]?.client }) { return own }
+        let client = try await primary()
+        do {
+            _ = try await client.send(.sync(path: path))
+        } catch where error.zooKeeperCode == .noNode {
+            // Nothing to catch up on below a prefix that does not exist.
+        } catch {
+            throw failure(error, "place", key: key)
+        }
+        return client
     }
 
     /// `contender`'s place among `names`, or `nil` if it is not among them.

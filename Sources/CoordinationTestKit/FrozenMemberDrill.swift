@@ -1,0 +1,90 @@
+import Coordination
+import CoordinationCore
+
+/// The frozen-member drill, for a backend with a cluster: a holder connected to one member does
+/// guarded steps (each stamped before it asks `isLost`) while a waiter connected to another member
+/// waits; the holder's member is frozen (SIGSTOP) for twice the TTL, then thawed. The session must
+/// survive by moving to another member, or be reported lost in time: no step of the holder may be
+/// stamped after the waiter's grant.
+public enum FrozenMemberDrill {
+    /// What happened, for the test's report.
+    public struct Outcome: Sendable, CustomStringConvertible {
+        /// Whether the waiter was granted (the holder's session ended on the server).
+        public var waiterGranted: Bool
+        /// Whether the holder reported the loss.
+        public var holderLost: Bool
+        /// Steps the holder took in all.
+        public var steps: Int
+
+        public var description: String {
+            "waiter granted: \(waiterGranted), holder lost: \(holderLost), \(steps) guarded steps"
+        }
+    }
+
+    /// Runs the drill on lock `name`. `holder` and `waiter` are stores connected to different
+    /// members; `freeze` and `thaw` stop and continue the member `holder` is connected to.
+    public static func run(
+        _ name: Key, ttl: Duration, holder: any KeyValueStore, waiter: any KeyValueStore,
+        freeze: @Sendable () -> Void, thaw: @Sendable () -> Void
+    ) async throws -> Outcome {
+        let holderSession = try await holder.makeSession(ttl: ttl)
+        let grant = try await Lock(name, session: holderSession, store: holder).acquire()
+        let waiterSession = try await waiter.makeSession(ttl: ttl * 10)
+        struct Record {
+            var steps: [Int64] = []
+            var lostAt: Int64?
+        }
+        let record = Locked(Record())
+        let stepper = Task {
+            while !Task.isCancelled {
+                let stamp = FaultConformance.monotonicNanoseconds()
+                if grant.isLost {
+                    record.withLock { $0.lostAt = stamp }
+                    return
+                }
+                record.withLock { $0.steps.append(stamp) }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        defer { stepper.cancel() }
+        let waiting = Task { () async throws -> (Int64, LockGrant) in
+            let granted = try await Lock(name, session: waiterSession, store: waiter).acquire()
+            return (FaultConformance.monotonicNanoseconds(), granted)
+        }
+        try await RecipeConformance.waitForLine(waiter, name, count: 2)
+        freeze()
+        try? await Task.sleep(for: ttl * 2)
+        thaw()
+        // After the thaw: either the waiter is granted (the holder's session ended), or the
+        // holder's session survived and it still holds.
+        let granted = await withTaskGroup(of: (Int64, LockGrant)?.self) { group in
+            group.addTask { try? await waiting.value }
+            group.addTask {
+                try? await Task.sleep(for: ttl * 3 + .seconds(5))
+                return nil
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? nil
+        }
+        stepper.cancel()
+        _ = await stepper.value
+        let seen = record.withLock { $0 }
+        if let (grantedAt, grant) = granted {
+            let late = seen.steps.filter { $0 > grantedAt }
+            try expect(
+                late.isEmpty,
+                "the holder did \(late.count) guarded step(s) after the waiter was granted "
+                    + "(the first \(late.first.map { $0 - grantedAt } ?? 0) ns after)")
+            try expect(seen.lostAt != nil || !grant.session.isActive, "the holder never reported its loss")
+            try await grant.release()
+        } else {
+            // Nobody else was granted: the holder's session survived, or the cluster had no quorum
+            // to grant anyone (a loss reported then is early, never unsafe).
+            waiting.cancel()
+            try? await grant.release()
+        }
+        try? await waiterSession.close()
+        try? await holderSession.close()
+        return Outcome(waiterGranted: granted != nil, holderLost: seen.lostAt != nil, steps: seen.steps.count)
+    }
+}
