@@ -57,15 +57,9 @@ public enum FrozenMemberDrill {
         thaw()
         // After the thaw: either the waiter is granted (the holder's session ended), or the
         // holder's session survived and it still holds.
-        let granted = await withTaskGroup(of: (Int64, LockGrant)?.self) { group in
-            group.addTask { try? await waiting.value }
-            group.addTask {
-                try? await Task.sleep(for: ttl * 3 + .seconds(5))
-                return nil
-            }
-            defer { group.cancelAll() }
-            return await group.next() ?? nil
-        }
+        // (`withDeadline` does not wait for the task it gave up on: awaiting a task's value does
+        // not end when the awaiting task is cancelled.)
+        let granted = try? await withDeadline(ttl * 3 + .seconds(5), "the waiter's grant") { try await waiting.value }
         stepper.cancel()
         _ = await stepper.value
         let seen = record.withLock { $0 }

@@ -81,10 +81,12 @@ struct EtcdFailoverTests {
             configuration: .init(endpoints: others.map(\.endpoint), requestTimeout: .seconds(3), logger: logger))
         let pid = alive[frozen].pid
         try await withRunning([holder, waiter]) { stores in
-            let name = try Key("failover/frozen-\(UInt32.random(in: 0 ... .max))")
+            let root = try Key("failover/frozen-\(UInt32.random(in: 0 ... .max))")
+            let name = try root.appending("lock")
             try await withDeadline(.seconds(30), "the cluster serves both clients") {
                 for store in stores {
-                    while (try? await store.put(try name.appending("ready"), Array("1".utf8))) == nil {
+                    // Beside the lock, not below it: on etcd any direct child of the name is in line.
+                    while (try? await store.put(try root.appending("ready"), Array("1".utf8))) == nil {
                         try await Task.sleep(for: .milliseconds(200))
                     }
                 }
