@@ -24,7 +24,7 @@ public enum FaultConformance {
         ConformanceCheck(suite: suite, name, clients: clients, body: body)
     }
 
-    /// Waits until the line under `prefix` holds exactly `keys` (in any order).
+    /// Waits until the line under `prefix` has `count` contenders, as the store counts them.
     static func waitForLine(_ store: any KeyValueStore, _ prefix: Key, count: Int) async throws {
         try await RecipeConformance.waitForLine(store, prefix, count: count)
     }

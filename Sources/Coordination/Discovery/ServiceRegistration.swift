@@ -227,18 +227,9 @@ public final class ServiceRegistration: Service, Sendable {
                 await session.waitUntilEnded() == nil ? .cancelled : .sessionEnded
             }
             group.addTask {
-                // A watch that fails is opened again while the session lives: only the key's
-                // removal (or the session's end, above) counts.
-                while !Task.isCancelled {
-                    do throws(CoordinationError) {
-                        try await store.waitUntilGone(entry.key, createdAt: entry.createRevision, session: session.id)
-                        return session.isActive ? .keyRemoved : nil
-                    } catch {
-                        if error.code == .storeClosed || !session.isActive { return nil }
-                        try? await Task.sleep(for: .milliseconds(200))
-                    }
-                }
-                return nil
+                let removal = await store.waitUntilGone(
+                    entry.key, createdAt: entry.createRevision, owner: session.id, while: session)
+                return removal == .removed && session.isActive ? .keyRemoved : nil
             }
             defer { group.cancelAll() }
             for await outcome in group {

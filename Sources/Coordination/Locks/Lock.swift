@@ -46,10 +46,7 @@ public struct Lock: Sendable {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             try session.checkActive()
             let queue = ContenderQueue(store: store, prefix: name)
-            let position = try await queue.enter(session: session) {
-                () async throws(CoordinationError) in
-                try await store.joinLine(under: name, role: .lock, value: value, session: session)
-            }
+            let position = try await queue.joinLine(role: .lock, value: value, session: session)
             if position.isFirst, session.isActive {
                 return LockGrant(contender: position.contender, session: session, store: store)
             }

@@ -47,24 +47,15 @@ public struct LockGrant: Sendable, Hashable {
                 )
             }
             group.addTask {
-                // Loss is decided by the grant's own session and key only: a watch that fails (a
-                // connection moving to another member) is opened again while the session lives.
-                var attempt = 0
-                while !Task.isCancelled {
-                    do throws(CoordinationError) {
-                        try await store.waitUntilGone(key, createdAt: createRevision, session: nil)
-                        return CoordinationError(.lockLost, "grant '\(key)' lost: its key was removed", key: key.path)
-                    } catch where error.code == .cancelled {
-                        return nil
-                    } catch where error.code == .storeClosed {
-                        return CoordinationError(.lockLost, "grant '\(key)' lost: the store was closed", key: key.path)
-                    } catch {
-                        if !session.isActive { return nil }  // the session task says why
-                        try? await Task.sleep(for: Cleanup.backoff(min(attempt, 3)))
-                        attempt += 1
-                    }
+                // Loss is decided by the grant's own session and key only: a failed watch is none.
+                switch await store.waitUntilGone(key, createdAt: createRevision, owner: nil, while: session) {
+                case .removed:
+                    return CoordinationError(.lockLost, "grant '\(key)' lost: its key was removed", key: key.path)
+                case .storeClosed:
+                    return CoordinationError(.lockLost, "grant '\(key)' lost: the store was closed", key: key.path)
+                case nil:
+                    return nil
                 }
-                return nil
             }
             defer { group.cancelAll() }
             for await reason in group {

@@ -51,9 +51,7 @@ struct ContenderQueue: Sendable {
     {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             try session.checkActive()
-            let position = try await enter(session: session) { () async throws(CoordinationError) in
-                try await store.joinLine(under: prefix, role: role, value: value, session: session)
-            }
+            let position = try await joinLine(role: role, value: value, session: session)
             let me = position.contender
             do {
                 if !position.isFirst {
@@ -68,6 +66,18 @@ struct ContenderQueue: Sendable {
                 await remove(me, session: session)
                 throw coordinationError(error, cancelled: Task.isCancelled, what)
             }
+        }
+    }
+
+    /// `store.joinLine` through ``enter(session:_:)``: the step that puts a lock or election
+    /// contender in line.
+    func joinLine(role: ContenderRole, value: [UInt8], session: Session) async throws(CoordinationError)
+        -> LinePosition
+    {
+        let store = self.store
+        let prefix = self.prefix
+        return try await enter(session: session) { () async throws(CoordinationError) in
+            try await store.joinLine(under: prefix, role: role, value: value, session: session)
         }
     }
 
