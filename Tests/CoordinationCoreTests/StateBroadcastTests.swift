@@ -1,4 +1,6 @@
 import CoordinationCore
+import Foundation
+import Synchronization
 import Testing
 
 @Suite("StateBroadcast")
@@ -215,6 +217,55 @@ struct StateBroadcastTests {
         let outOfOrder = zip(changes, changes.dropFirst()).filter { $0.0 >= $0.1 }
         #expect(outOfOrder.isEmpty, "\(outOfOrder.count) out-of-order deliveries, e.g. \(outOfOrder.prefix(5))")
         #expect(changes.last == final)
+    }
+
+    @Test("cancelling a subscriber while changes are delivered to it never deadlocks")
+    func cancelDuringDelivery() async throws {
+        // The deadlock this guards against (seen under Session.close racing a cancelled lock waiter):
+        // a writer yields under the broadcast's lock, which takes the status lock of the consumer
+        // task it resumes; a cancelled consumer's termination handler runs under that status lock
+        // and took the broadcast's lock. The writer and the canceller run on threads of their own,
+        // so that if they deadlock, this test still fails by its watchdog instead of stalling the
+        // executor the test process runs on.
+        let broadcast = Self.makeBroadcast()
+        let rounds = 100_000
+        let writerDone = Atomic<Bool>(false)
+        let cancellerDone = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+        let writer = Thread {
+            var value = 0
+            while !stop.load(ordering: .relaxed) {
+                value += 1
+                broadcast.set(value)
+            }
+            writerDone.store(true, ordering: .relaxed)
+        }
+        let canceller = Thread {
+            for round in 0..<rounds {
+                let consumer = Task { for await _ in broadcast.stream() {} }
+                // Let the consumer reach its wait now and then; cancel it at once the rest.
+                if round % 4 == 0 { for _ in 0..<200 { _ = broadcast.value } }
+                consumer.cancel()
+                cancellerDone.store(round + 1, ordering: .relaxed)
+            }
+            stop.store(true, ordering: .relaxed)
+        }
+        writer.start()
+        canceller.start()
+        let started = ContinuousClock.now
+        while !(writerDone.load(ordering: .relaxed) && cancellerDone.load(ordering: .relaxed) == rounds) {
+            guard ContinuousClock.now - started < .seconds(10) else {
+                stop.store(true, ordering: .relaxed)
+                Issue.record(
+                    "writer and canceller stuck after \(cancellerDone.load(ordering: .relaxed)) of \(rounds) rounds: deadlock")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // Still usable, and the ended subscribers were dropped.
+        let stream = broadcast.stream()
+        broadcast.set(-1)
+        #expect(try await Self.all(of: stream).last == -1)
     }
 }
 

@@ -7,11 +7,31 @@ import Synchronization
 /// Shared by sessions, leadership and membership so that all observable state in the library
 /// behaves the same way.
 public final class StateBroadcast<Value: Sendable & Equatable>: Sendable {
+    /// One stream's producing side. Its consumer stopping only raises `ended`: the termination
+    /// handler must not take the broadcast's lock (see ``stream()``).
+    private struct Subscriber: Sendable {
+        let continuation: AsyncStream<Value>.Continuation
+        let ended: EndFlag
+    }
+
+    private final class EndFlag: Sendable {
+        private let raised = Atomic<Bool>(false)
+        func raise() { raised.store(true, ordering: .relaxed) }
+        var isRaised: Bool { raised.load(ordering: .relaxed) }
+    }
+
     private struct State {
         var value: Value
         var finished = false
-        var nextID = 0
-        var subscribers: [Int: AsyncStream<Value>.Continuation] = [:]
+        var subscribers: [Subscriber] = []
+        /// Ended subscribers are dropped when the list reaches this length (amortised O(1)).
+        var pruneAt = 16
+
+        mutating func pruneIfDue() {
+            guard subscribers.count >= pruneAt else { return }
+            subscribers.removeAll { $0.ended.isRaised }
+            pruneAt = max(16, subscribers.count * 2)
+        }
     }
 
     private let state: Mutex<State>
@@ -41,17 +61,23 @@ public final class StateBroadcast<Value: Sendable & Equatable>: Sendable {
 
     private func apply(_ transform: (Value) -> Value) -> (value: Value, changed: Bool) {
         // Deliver under the lock so that concurrent writers cannot reorder what subscribers see
-        // (yielding to an AsyncStream never runs subscriber code); finish outside it, because
-        // finishing runs termination handlers that take the lock.
+        // (yielding to an AsyncStream never runs subscriber code, and no termination handler takes
+        // this lock); finish outside it all the same.
         let (value, changed, toFinish): (Value, Bool, [AsyncStream<Value>.Continuation]) = state.withLock { state in
             let candidate = transform(state.value)
             guard !state.finished, state.value != candidate else { return (state.value, false, []) }
             state.value = candidate
-            for continuation in state.subscribers.values { continuation.yield(candidate) }
+            for subscriber in state.subscribers where !subscriber.ended.isRaised {
+                if case .terminated = subscriber.continuation.yield(candidate) {
+                    subscriber.ended.raise()
+                }
+            }
+            state.subscribers.removeAll { $0.ended.isRaised }
+            state.pruneAt = max(16, state.subscribers.count * 2)
             guard isTerminal(candidate) else { return (candidate, true, []) }
             state.finished = true
             defer { state.subscribers.removeAll() }
-            return (candidate, true, Array(state.subscribers.values))
+            return (candidate, true, state.subscribers.map(\.continuation))
         }
         for continuation in toFinish { continuation.finish() }
         return (value, changed)
@@ -60,21 +86,22 @@ public final class StateBroadcast<Value: Sendable & Equatable>: Sendable {
     /// A stream of the current value and then every change.
     public func stream() -> AsyncStream<Value> {
         let (stream, continuation) = AsyncStream<Value>.makeStream(bufferingPolicy: .unbounded)
-        let registered: Int? = state.withLock { state in
+        // The termination handler only marks the subscriber. A consumer's cancellation runs it
+        // while the Swift runtime holds that task's status lock, and `apply` yields under the
+        // broadcast's lock, which takes the status lock of the task it resumes: a handler that took
+        // the broadcast's lock would deadlock the two threads (it did, under Session.close racing a
+        // cancelled lock waiter). Marked subscribers are dropped on the next change or subscription.
+        let ended = EndFlag()
+        continuation.onTermination = { _ in ended.raise() }
+        let subscriber = Subscriber(continuation: continuation, ended: ended)
+        state.withLock { state in
             continuation.yield(state.value)
             if state.finished {
                 continuation.finish()
-                return nil
+                return
             }
-            let id = state.nextID
-            state.nextID += 1
-            state.subscribers[id] = continuation
-            return id
-        }
-        if let id = registered {
-            continuation.onTermination = { [weak self] _ in
-                self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
-            }
+            state.pruneIfDue()
+            state.subscribers.append(subscriber)
         }
         return stream
     }
