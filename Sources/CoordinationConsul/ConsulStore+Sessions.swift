@@ -20,7 +20,7 @@ extension ConsulStore {
         }
         let session = Session(
             id: SessionID(created.ID), ttl: ttl, backend: self, guaranteedUntil: requestedAt.advanced(by: ttl))
-        sessions.add(session, requestedAt: requestedAt)
+        sessions.add(created.ID, session: session, ttl: ttl, requestedAt: requestedAt)
         return session
     }
 
@@ -49,15 +49,15 @@ extension ConsulStore {
         guard response.isSuccess else { throw errors.status(response, operation) }
     }
 
-    /// One renew request, for the ``SessionKeeper``.
-    func renew(_ id: String) async -> SessionKeeper.RenewResult {
+    /// One renew request, for the session renewer.
+    func renew(_ id: String) async -> SessionRenewer<String>.Outcome {
         do {
             let response = try await send(.PUT, "/v1/session/renew/\(id)", operation: "renewSession")
             if response.status == 404 { return .gone }
-            guard response.isSuccess else { return .failed(errors.status(response, "renewSession")) }
-            return .renewed
+            guard response.isSuccess else { return .failed("\(errors.status(response, "renewSession"))") }
+            return .renewed(ttl: nil)
         } catch {
-            return .failed(error)
+            return .failed("\(error)")
         }
     }
 

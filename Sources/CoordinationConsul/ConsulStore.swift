@@ -97,7 +97,7 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
     let http: ConsulHTTP
     let keySpace: ConsulKeySpace
     let errors: ConsulErrorMapper
-    let sessions: SessionKeeper
+    let sessions: SessionRenewer<String>
     let watches = WatchHub()
     private let closed = Atomic<Bool>(false)
     private let stopped = WakeSignal()
@@ -138,7 +138,7 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
             errors: errors
         )
         self.keySpace = ConsulKeySpace(namespace: configuration.namespace)
-        self.sessions = SessionKeeper(logger: configuration.logger)
+        self.sessions = SessionRenewer(noun: "session", logger: configuration.logger)
     }
 
     /// Adds `consul://host:port[/namespace][?dc=…&token=…&timeout=5s&wait=60s&lock-delay=15s&ttl-min=10s]`
@@ -188,7 +188,7 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
         watches.close(errors.make(.storeClosed, "the store was closed"))
         // Destroy our sessions so their keys go now rather than a TTL (or two) later.
         await withDiscardingTaskGroup { group in
-            for session in sessions.allSessions() {
+            for (_, session) in sessions.allSessions() {
                 group.addTask {
                     self.sessions.remove(session.id.rawValue)
                     _ = try? await self.destroy(session.id, operation: "close")

@@ -213,6 +213,28 @@ struct ConnectionStateMachineTests {
         #expect(machine.received(reply(xid: -2), now: at(1600)) == [.sessionState(.alive)])
     }
 
+    @Test("a follower bound is taken off every reply's guarantee; pings, suspension and the read timeout follow what is left")
+    func followerBound() {
+        // 3 s timeout, 1.2 s bound: each reply guarantees 1.8 s from its request's send time.
+        var machine = Machine(configuration: .init(requestedTimeout: .seconds(3), followerBound: .milliseconds(1200)))
+        _ = machine.start()
+        _ = machine.connectionEstablished(now: t0)
+        _ = machine.received(handshake(), now: t0)
+        #expect(machine.guaranteedUntil == at(1800))
+        // Pings every 0.6 s (a third of 1.8 s), not every second.
+        #expect(machine.nextDeadline() == at(600))
+        #expect(machine.tick(now: at(600)).count == 1)
+        _ = machine.received(reply(xid: -2), now: at(650))
+        #expect(machine.guaranteedUntil == at(2400))
+        // The next ping goes unanswered: suspended once less than 0.9 s is left (at 1.5 s),
+        // the connection given up 1.2 s after the last reply, expired at 2.4 s.
+        _ = machine.tick(now: at(1200))
+        #expect(machine.tick(now: at(1499)) == [])
+        #expect(machine.tick(now: at(1500)) == [.sessionState(.suspended)])
+        #expect(machine.tick(now: at(1850)).contains(.closeConnection))
+        #expect(machine.tick(now: at(2400)).first == .sessionState(.expired))
+    }
+
     @Test("a silent server loses the connection after two thirds of the timeout")
     func readTimeout() {
         var machine = connected()

@@ -16,7 +16,10 @@ struct ZooKeeperBadInputTests {
         let store = try registry.makeStore("zookeeper://127.0.0.1:2181,127.0.0.2:2182/apps/one?timeout=4s")
         #expect(store.storeDescription.endpoint == "127.0.0.1:2181,127.0.0.2:2182/apps/one")
         #expect(try registry.makeStore("zookeeper://localhost").storeDescription.endpoint == "localhost:2181")
-        for bad in ["zookeeper://127.0.0.1:2181/a b", "zookeeper://127.0.0.1:2181?timeout=soon"] {
+        for bad in [
+            "zookeeper://127.0.0.1:2181/a b", "zookeeper://127.0.0.1:2181?timeout=soon",
+            "zookeeper://127.0.0.1:2181?follower-bound=-1s", "zookeeper://127.0.0.1:2181?follower-bound=lots",
+        ] {
             let error = #expect(throws: CoordinationError.self, "\(bad)") { try registry.makeStore(bad) }
             #expect(error?.code == .invalidConnectionString, "\(bad)")
         }
@@ -46,6 +49,22 @@ struct ZooKeeperBadInputTests {
         #expect(ZooKeeperPaths.owner(0) == nil)
         let uuid = ZooKeeperStore.uuid()
         #expect(uuid.count == 36 && uuid.split(separator: "-").map(\.count) == [8, 4, 4, 4, 12])
+    }
+
+    @Test("a session TTL not longer than the follower bound is refused before any I/O, naming the option")
+    func followerBound() async throws {
+        var registry = StoreRegistry()
+        ZooKeeperStore.register(in: &registry)
+        // Port 1: nothing answers there, so getting past the check would fail differently.
+        let byDefault = try registry.makeStore("zookeeper://127.0.0.1:1")
+        let error = try await expectError(.invalidArgument) { _ = try await byDefault.makeSession(ttl: .seconds(10)) }
+        #expect(error.message.contains("follower-bound="), "\(error)")
+        await byDefault.close()
+        let configured = try registry.makeStore("zookeeper://127.0.0.1:1?follower-bound=2s&connect-timeout=1s")
+        try await expectError(.invalidArgument) { _ = try await configured.makeSession(ttl: .seconds(2)) }
+        // Past the check: the unreachable endpoint is what fails now.
+        try await expectError(.connectionFailed) { _ = try await configured.makeSession(ttl: .seconds(3)) }
+        await configured.close()
     }
 
     @Test("with the root as chroot, keys under zookeeper/ are refused before any I/O")

@@ -34,6 +34,15 @@ enum ZooKeeperTestServer {
         return String(cString: value).split(separator: ",").compactMap { Int32($0) }
     }
 
+    /// The ensemble's `syncLimit × tickTime` (with-servers exports it).
+    static var ensembleFollowerBound: Duration {
+        guard let value = getenv("ZOOKEEPER_ENSEMBLE_FOLLOWER_BOUND_MS"), let ms = Int64(String(cString: value))
+        else { return .seconds(1) }
+        return .milliseconds(ms)
+    }
+
+    /// A configuration for `endpoints`; its follower bound is the ensemble's when they are members
+    /// of the ensemble, zero otherwise (the standalone server has no followers).
     static func configuration(
         _ endpoints: [ZooKeeperStore.Endpoint]?, chroot: String = "/swift-coordination-tests",
         sessionTimeout: Duration = .seconds(10)
@@ -43,8 +52,11 @@ enum ZooKeeperTestServer {
         }
         var logger = Logger(label: "zookeeper-tests")
         logger.logLevel = .warning
+        let members = ensemble ?? []
+        let inEnsemble = endpoints.allSatisfy { endpoint in members.contains { $0 == endpoint } }
         return ZooKeeperStore.Configuration(
-            endpoints: endpoints, chroot: chroot, sessionTimeout: sessionTimeout, logger: logger)
+            endpoints: endpoints, chroot: chroot, sessionTimeout: sessionTimeout,
+            followerBound: inEnsemble ? ensembleFollowerBound : .zero, logger: logger)
     }
 
     static func makeStore(chroot: String = "/swift-coordination-tests") throws -> ZooKeeperStore {
@@ -71,7 +83,8 @@ struct ZooKeeperBackend: ConformanceBackend {
     /// The standalone server, under the suites' chroot.
     var peerConnectionString: String? {
         ZooKeeperTestServer.standalone.map {
-            "zookeeper://" + $0.map { "\($0.host):\($0.port)" }.joined(separator: ",") + "/swift-coordination-tests"
+            "zookeeper://" + $0.map { "\($0.host):\($0.port)" }.joined(separator: ",")
+                + "/swift-coordination-tests?follower-bound=0s"
         }
     }
 

@@ -24,10 +24,12 @@ public struct Entry: Hashable, Sendable {
 
 /// The identity of a session on its backend (etcd lease id in hex, ZooKeeper session id in hex,
 /// Consul session UUID, a generated UUID for etcd v2 and memory).
-public struct SessionID: Hashable, Sendable, CustomStringConvertible {
+public struct SessionID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public let rawValue: String
 
     public init(_ rawValue: String) { self.rawValue = rawValue }
+
+    public static func < (lhs: SessionID, rhs: SessionID) -> Bool { lhs.rawValue < rhs.rawValue }
 
     public var description: String { rawValue }
 }

@@ -7,10 +7,11 @@ import Synchronization
 /// them all (`refresh=true&prevExist=true`, keys by compare-and-swap on their index so it never
 /// refreshes a key someone else has replaced).
 ///
-/// State follows the safety rule: a round whose refreshes all came back moves the last
-/// acknowledged send time forward; a failed round makes the session `suspended`; once a TTL has
-/// passed since the last acknowledged send, the session is `expired` — at or before the moment
-/// the server can let its keys go, because their TTLs started no earlier than that send.
+/// When to refresh and what state each session is in is the core's one renewal rule
+/// (``SessionRenewer``, ``RenewalSchedule``): a round whose refreshes all came back counts as an
+/// acknowledged keep-alive sent when the round started; a failed round suspends the session; one
+/// TTL after the last acknowledged send it is `expired` — at or before the moment the server can
+/// let its keys go, because their TTLs started no earlier than that send.
 final class V2SessionKeeper: Sendable {
     /// A key bound to a session: its index now, and the index of its last real write. Refreshes
     /// move `current` but not `logical`, so a revision a caller got from the write stays usable.
@@ -23,17 +24,13 @@ final class V2SessionKeeper: Sendable {
         let session: Session
         let ttlSeconds: Int64
         var keys: [Key: BoundKey] = [:]
-        var lastAckedSend: ContinuousClock.Instant
-        var nextRefresh: ContinuousClock.Instant
-        var refreshing = false
         var abandoned = false
 
         var ttl: Duration { .seconds(ttlSeconds) }
-        var interval: Duration { ttl / 3 }
     }
 
     private let state = Mutex<[SessionID: Tracked]>([:])
-    private let wake = WakeSignal()
+    private let renewer: SessionRenewer<SessionID>
     private let connection: V2Connection
     private let keySpace: V2KeySpace
     private let logger: Logger
@@ -42,21 +39,23 @@ final class V2SessionKeeper: Sendable {
         self.connection = connection
         self.keySpace = keySpace
         self.logger = logger
+        self.renewer = SessionRenewer(noun: "session", logger: logger)
     }
 
     // MARK: Bookkeeping
 
     func add(_ session: Session, ttlSeconds: Int64, sentAt: ContinuousClock.Instant) {
-        state.withLock {
-            $0[session.id] = Tracked(
-                session: session, ttlSeconds: ttlSeconds, lastAckedSend: sentAt,
-                nextRefresh: sentAt + .seconds(ttlSeconds) / 3)
+        state.withLock { sessions in
+            // Sessions that ended by their guarantee running out leave the bookkeeping here.
+            sessions = sessions.filter { !$0.value.session.state.isTerminal }
+            sessions[session.id] = Tracked(session: session, ttlSeconds: ttlSeconds)
         }
-        wake.signal()
+        renewer.add(session.id, session: session, ttl: .seconds(ttlSeconds), requestedAt: sentAt)
     }
 
     func remove(_ id: SessionID) -> Tracked? {
-        state.withLock { $0.removeValue(forKey: id) }
+        renewer.remove(id)
+        return state.withLock { $0.removeValue(forKey: id) }
     }
 
     func allSessions() -> [Tracked] { state.withLock { Array($0.values) } }
@@ -65,6 +64,7 @@ final class V2SessionKeeper: Sendable {
 
     func abandon(_ id: SessionID) {
         state.withLock { $0[id]?.abandoned = true }
+        renewer.abandon(id)
     }
 
     /// Records that `key` was written at `index` bound to session `id` (and to no other).
@@ -114,56 +114,7 @@ final class V2SessionKeeper: Sendable {
 
     /// Refreshes due sessions and expires those past their TTL until cancelled.
     func run() async {
-        await withDiscardingTaskGroup { group in
-            while !Task.isCancelled {
-                let now = ContinuousClock.now
-                let plan = state.withLock { sessions in Self.plan(&sessions, now: now) }
-                let next = plan.next
-                for session in plan.expired {
-                    logger.info("etcd v2 session expired", metadata: ["session": "\(session.id)"])
-                    session.transition(to: .expired)
-                }
-                for id in plan.due {
-                    group.addTask { await self.refresh(id) }
-                }
-                let deadline = next
-                await withTaskGroup(of: Void.self) { sleeper in
-                    sleeper.addTask { try? await Task.sleep(until: deadline, clock: .continuous) }
-                    sleeper.addTask { await self.wake.wait() }
-                    await sleeper.next()
-                    sleeper.cancelAll()
-                }
-            }
-        }
-    }
-
-    /// What the loop does at `now` (pure, so the safety rule is unit-tested): sessions one TTL
-    /// past their last acknowledged send are removed and reported expired; sessions whose refresh
-    /// is due (not abandoned, none in flight) are marked refreshing; `next` is the earliest moment
-    /// anything else falls due.
-    static func plan(_ sessions: inout [SessionID: Tracked], now: ContinuousClock.Instant) -> (
-        expired: [Session], due: [SessionID], next: ContinuousClock.Instant
-    ) {
-        var next = now + .seconds(3600)
-        var expired: [Session] = []
-        var due: [SessionID] = []
-        for (id, tracked) in sessions {
-            let expiry = tracked.lastAckedSend + tracked.ttl
-            if now >= expiry {
-                expired.append(tracked.session)
-                sessions.removeValue(forKey: id)
-                continue
-            }
-            next = min(next, expiry)
-            guard !tracked.abandoned, !tracked.refreshing else { continue }
-            if now >= tracked.nextRefresh {
-                due.append(id)
-                sessions[id]?.refreshing = true
-            } else {
-                next = min(next, tracked.nextRefresh)
-            }
-        }
-        return (expired, due, next)
+        await renewer.run { id in await self.refresh(id) }
     }
 
     private enum KeyOutcome: Sendable {
@@ -176,11 +127,10 @@ final class V2SessionKeeper: Sendable {
     }
 
     /// One refresh round: the session record first, then every bound key at once.
-    private func refresh(_ id: SessionID) async {
-        let sentAt = ContinuousClock.now
-        guard let tracked = state.withLock({ $0[id] }) else { return }
+    private func refresh(_ id: SessionID) async -> SessionRenewer<SessionID>.Outcome {
+        guard let tracked = state.withLock({ $0[id] }) else { return .gone }
         let ttl = String(tracked.ttlSeconds)
-        let timeout = max(tracked.interval * 2, .seconds(1))
+        let timeout = max(RenewalRule.interval(tracked.ttl) * 2, .seconds(1))
         var failed = false
         var retrySoon = false
         var revoked = false
@@ -252,28 +202,13 @@ final class V2SessionKeeper: Sendable {
         }
         if revoked {
             // Revoked by another client (or the record expired while we could not reach etcd).
-            guard let tracked = remove(id) else { return }
             logger.info("etcd v2 session record is gone; session expired", metadata: ["session": "\(id)"])
-            tracked.session.transition(to: .expired)
-            wake.signal()
-            return
+            _ = state.withLock { $0.removeValue(forKey: id) }
+            return .gone
         }
-        let session: Session? = state.withLock { sessions in
-            guard sessions[id] != nil else { return nil }
-            sessions[id]!.refreshing = false
-            if failed || retrySoon {
-                // Try again soon; the expiry deadline stays where the last good round put it.
-                sessions[id]!.nextRefresh = ContinuousClock.now + sessions[id]!.interval / 2
-            } else {
-                sessions[id]!.lastAckedSend = max(sessions[id]!.lastAckedSend, sentAt)
-                sessions[id]!.nextRefresh = sentAt + sessions[id]!.interval
-            }
-            return sessions[id]!.session
-        }
-        if let session {
-            if !failed && !retrySoon { session.extendGuarantee(until: sentAt + session.ttl) }
-            session.transition(to: failed ? .suspended : .alive)
-        }
-        wake.signal()
+        if failed { return .failed("a refresh of the session or of one of its keys failed") }
+        // Keys adopted at another index: no new guarantee from this round; refresh again soon.
+        if retrySoon { return .failed("a key's refresh had landed earlier at another index") }
+        return .renewed(ttl: nil)
     }
 }

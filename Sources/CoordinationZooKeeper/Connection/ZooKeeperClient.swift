@@ -77,7 +77,7 @@ final class ZooKeeperClient: @unchecked Sendable {
     }
 
     private init(
-        endpoints: [ZooKeeperEndpoint], sessionTimeout: Duration, connectTimeout: Duration,
+        endpoints: [ZooKeeperEndpoint], sessionTimeout: Duration, connectTimeout: Duration, followerBound: Duration,
         eventLoop: any EventLoop, handler: (@Sendable (ZooKeeperClient, Event) -> Void)?, firstEndpoint: Int?
     ) {
         self.handler = handler
@@ -85,7 +85,7 @@ final class ZooKeeperClient: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.endpoints = endpoints
         self.connectTimeout = connectTimeout
-        self.machine = Machine(configuration: .init(requestedTimeout: sessionTimeout))
+        self.machine = Machine(configuration: .init(requestedTimeout: sessionTimeout, followerBound: followerBound))
         let start = firstEndpoint.map { min(max($0, 0), endpoints.count - 1) } ?? Int.random(in: 0..<endpoints.count)
         self.endpointIndex = start
         self.currentEndpoint = endpoints[start]
@@ -100,13 +100,14 @@ final class ZooKeeperClient: @unchecked Sendable {
         endpoints: [ZooKeeperEndpoint],
         sessionTimeout: Duration,
         connectTimeout: Duration = .seconds(5),
+        followerBound: Duration = .zero,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         handler: (@Sendable (ZooKeeperClient, Event) -> Void)? = nil,
         firstEndpoint: Int? = nil
     ) async throws(CoordinationError) -> ZooKeeperClient {
         let client = ZooKeeperClient(
             endpoints: endpoints, sessionTimeout: sessionTimeout, connectTimeout: connectTimeout,
-            eventLoop: group.next(), handler: handler, firstEndpoint: firstEndpoint)
+            followerBound: followerBound, eventLoop: group.next(), handler: handler, firstEndpoint: firstEndpoint)
         let future = client.eventLoop.flatSubmit { client.start() }
         do {
             try await future.get()

@@ -19,6 +19,10 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         var requestedTimeout: Duration
         /// How long to wait before connecting again after a connection broke.
         var reconnectDelay: Duration = .milliseconds(100)
+        /// How long a member cut off from the quorum may go on answering (the ensemble's
+        /// `syncLimit × tickTime`): a reply guarantees the session only until its request's send
+        /// time plus the timeout *less this bound*.
+        var followerBound: Duration = .zero
     }
 
     /// What identifies a session across connections.
@@ -96,12 +100,17 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
 
     // MARK: Timing rules
 
+    // The core's renewal rule (RenewalRule), applied to what a reply guarantees: the session
+    // timeout less the follower bound.
+
+    /// What one reply guarantees of a session with `timeout`.
+    func guaranteed(_ timeout: Duration) -> Duration { timeout - configuration.followerBound }
     /// Ping after this long without sending.
-    static func pingInterval(_ timeout: Duration) -> Duration { timeout / 3 }
+    func pingInterval(_ timeout: Duration) -> Duration { RenewalRule.interval(guaranteed(timeout)) }
     /// Give the connection up after this long without hearing from the server.
-    static func readTimeout(_ timeout: Duration) -> Duration { timeout * 2 / 3 }
+    func readTimeout(_ timeout: Duration) -> Duration { guaranteed(timeout) * 2 / 3 }
     /// Report `suspended` once less than this much of the session is still guaranteed.
-    static func suspendMargin(_ timeout: Duration) -> Duration { timeout / 2 }
+    func suspendMargin(_ timeout: Duration) -> Duration { RenewalRule.suspendMargin(guaranteed(timeout)) }
 
     // MARK: Events
 
@@ -255,16 +264,16 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         if let guaranteedUntil, now >= guaranteedUntil { return sessionExpired() }
         var actions: [Action] = []
         if let guaranteedUntil, reportedState == .alive,
-            now >= guaranteedUntil.advanced(by: .zero - Self.suspendMargin(session.timeout))
+            now >= guaranteedUntil.advanced(by: .zero - suspendMargin(session.timeout))
         {
             actions += report(.suspended)
         }
         guard case .connected = state else { return actions }
-        if let lastReceive, now >= lastReceive.advanced(by: Self.readTimeout(session.timeout)) {
+        if let lastReceive, now >= lastReceive.advanced(by: readTimeout(session.timeout)) {
             // The server went silent: give this connection up and resume the session elsewhere.
             return actions + [.closeConnection] + connectionClosed(now: now)
         }
-        if let lastSend, now >= lastSend.advanced(by: Self.pingInterval(session.timeout)) {
+        if let lastSend, now >= lastSend.advanced(by: pingInterval(session.timeout)) {
             actions.append(write(.ping, xid: ReservedXid.ping, now: now))
         }
         return actions
@@ -281,14 +290,14 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         switch state {
         case .initial, .expired, .closed: return nil
         case .connected:
-            if let lastSend { candidates.append(lastSend.advanced(by: Self.pingInterval(session.timeout))) }
-            if let lastReceive { candidates.append(lastReceive.advanced(by: Self.readTimeout(session.timeout))) }
+            if let lastSend { candidates.append(lastSend.advanced(by: pingInterval(session.timeout))) }
+            if let lastReceive { candidates.append(lastReceive.advanced(by: readTimeout(session.timeout))) }
         default: break
         }
         if let guaranteedUntil {
             candidates.append(guaranteedUntil)
             if reportedState == .alive {
-                candidates.append(guaranteedUntil.advanced(by: .zero - Self.suspendMargin(session.timeout)))
+                candidates.append(guaranteedUntil.advanced(by: .zero - suspendMargin(session.timeout)))
             }
         }
         return candidates.min()
@@ -311,7 +320,7 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
             timeout: .milliseconds(Int64(response.timeoutMilliseconds)))
         self.session = session
         state = .connected
-        let candidate = sentAt.advanced(by: session.timeout)
+        let candidate = sentAt.advanced(by: guaranteed(session.timeout))
         if guaranteedUntil.map({ candidate > $0 }) ?? true { guaranteedUntil = candidate }
         return report(.alive)
     }
@@ -320,10 +329,10 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
     /// the guarantee is back above the suspend margin (no alive/suspended flapping).
     private mutating func renewed(sentAt: Instant, now: Instant) -> [Action] {
         guard let session else { return [] }
-        let candidate = sentAt.advanced(by: session.timeout)
+        let candidate = sentAt.advanced(by: guaranteed(session.timeout))
         if guaranteedUntil.map({ candidate > $0 }) ?? true { guaranteedUntil = candidate }
         if reportedState == .suspended, case .connected = state, let guaranteedUntil,
-            guaranteedUntil > now.advanced(by: Self.suspendMargin(session.timeout))
+            guaranteedUntil > now.advanced(by: suspendMargin(session.timeout))
         {
             return report(.alive)
         }

@@ -6,13 +6,22 @@ import Synchronization
 extension ZooKeeperStore {
     public func makeSession(ttl: Duration) async throws(CoordinationError) -> Session {
         try validate(ttl: ttl)
+        try checkFollowerBound(ttl, "makeSession")
         if state.withLock({ $0.closed }) { throw closedError() }
         let client = try await ZooKeeperClient.connect(
             endpoints: endpoints, sessionTimeout: ttl, connectTimeout: configuration.connectTimeout,
+            followerBound: configuration.followerBound,
             group: executor.eventLoop, firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
         guard let facts = await client.session() else {
             await client.close()
             throw make(.connectionFailed, "makeSession: the session ended before it could be used", key: nil)
+        }
+        do throws(CoordinationError) {
+            // The server may have clamped the timeout to its own minimum or maximum.
+            try checkFollowerBound(facts.timeout, "makeSession (timeout granted by the server)")
+        } catch {
+            await client.close()
+            throw error
         }
         let id = ZooKeeperPaths.sessionID(facts.id)
         let session = Session(id: id, ttl: facts.timeout, backend: self)
@@ -113,5 +122,18 @@ extension ZooKeeperStore {
             let endpoint = await client.endpoint()
         else { return nil }
         return Endpoint(host: endpoint.host, port: endpoint.port)
+    }
+
+    /// A session's guarantee is its timeout less ``Configuration/followerBound``: nothing is left
+    /// of a timeout that is not longer than the bound.
+    func checkFollowerBound(_ ttl: Duration, _ operation: String) throws(CoordinationError) {
+        guard ttl <= configuration.followerBound else { return }
+        throw make(
+            .invalidArgument,
+            "\(operation): a session TTL of \(ttl) guarantees nothing once the follower bound of "
+                + "\(configuration.followerBound) is taken off (a member cut off from the quorum may answer pings "
+                + "that long); use a longer TTL, or set follower-bound= to the ensemble's syncLimit × tickTime "
+                + "(0 for a standalone server)",
+            key: nil)
     }
 }

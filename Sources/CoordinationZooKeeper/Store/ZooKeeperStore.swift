@@ -54,6 +54,12 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
         /// ``Session/ttl`` is the negotiated one.
         public var minimumSessionTTL: Duration
         public var maximumSessionTTL: Duration
+        /// How long a member cut off from the quorum can go on answering pings: the ensemble's
+        /// `syncLimit × tickTime` (10 s in ZooKeeper's sample configuration, 5 × 2 s; `.zero` for a
+        /// standalone server). A ping's reply then guarantees a ``Session`` only for its timeout
+        /// less this bound, so a holder whose member was cut off still learns of the loss before
+        /// the quorum can expire its session. A session's TTL must be longer than this.
+        public var followerBound: Duration
         public var logger: Logger
 
         public init(
@@ -65,6 +71,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             maxValueSize: Int = 1_000_000,
             minimumSessionTTL: Duration = .seconds(1),
             maximumSessionTTL: Duration = .seconds(600),
+            followerBound: Duration = .seconds(10),
             logger: Logger = Logger(label: "swift-coordination.zookeeper")
         ) {
             self.endpoints = endpoints
@@ -75,6 +82,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             self.maxValueSize = maxValueSize
             self.minimumSessionTTL = minimumSessionTTL
             self.maximumSessionTTL = maximumSessionTTL
+            self.followerBound = followerBound
             self.logger = logger
         }
     }
@@ -137,7 +145,8 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             maximumSessionTTL: configuration.maximumSessionTTL)
     }
 
-    /// Adds `zookeeper://h1:p1,h2:p2/chroot[?timeout=10s&connect-timeout=5s]` to `registry`.
+    /// Adds `zookeeper://h1:p1,h2:p2/chroot[?timeout=10s&connect-timeout=5s&follower-bound=10s]` to
+    /// `registry`.
     public static func register(in registry: inout StoreRegistry) {
         registry.register(scheme: "zookeeper") { (connection, configuration) throws(CoordinationError) in
             var options = Configuration(
@@ -151,6 +160,12 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
                 options.sessionTimeout = value
             }
             if let value = try connection.duration("connect-timeout") { options.connectTimeout = value }
+            if let value = try connection.duration("follower-bound") {
+                guard value >= .zero else {
+                    throw CoordinationError(.invalidConnectionString, "follower-bound must not be negative")
+                }
+                options.followerBound = value
+            }
             return try ZooKeeperStore(configuration: options)
         }
     }

@@ -1,14 +1,14 @@
 import Testing
 
-@testable import CoordinationEtcd
+@testable import CoordinationCore
 
 /// The keep-alive timing state machine, driven with synthetic instants: no server, no sleeping.
 ///
 /// Most cases use a 9 s TTL so the thresholds are whole milliseconds: renew every 3 s (TTL/3),
 /// suspend once less than 4.5 s (TTL/2) is guaranteed.
-@Suite("LeaseSchedule")
-struct LeaseScheduleTests {
-    typealias Schedule = LeaseSchedule<ContinuousClock.Instant>
+@Suite("RenewalSchedule: keep-alives on a stream (etcd)")
+struct RenewalScheduleTests {
+    typealias Schedule = RenewalSchedule<Int64, ContinuousClock.Instant>
 
     let t0 = ContinuousClock.now
     let ttl = Duration.seconds(9)
@@ -31,14 +31,14 @@ struct LeaseScheduleTests {
     func renewalAtOneThird() throws {
         var schedule = Schedule()
         schedule.add(1, ttl: ttl, requestedAt: at(100))
-        let lease = try #require(schedule.leases[1])
+        let lease = try #require(schedule.tracked[1])
         #expect(lease.nextRenewal == at(3100))
         #expect(lease.guaranteedUntil == at(9100))
 
         #expect(schedule.tick(now: at(3099), canSend: true, retryDelay: retryDelay).renew.isEmpty)
         #expect(schedule.tick(now: at(3100), canSend: true, retryDelay: retryDelay).renew == [1])
         // The next one a third of the TTL later, and nothing twice in between.
-        #expect(schedule.leases[1]?.nextRenewal == at(6100))
+        #expect(schedule.tracked[1]?.nextRenewal == at(6100))
         #expect(schedule.tick(now: at(3101), canSend: true, retryDelay: retryDelay).renew.isEmpty)
     }
 
@@ -46,12 +46,12 @@ struct LeaseScheduleTests {
     func renewalWaitsForStream() {
         var schedule = granted()
         #expect(schedule.tick(now: at(3000), canSend: false, retryDelay: retryDelay).renew.isEmpty)
-        #expect(schedule.leases[1]?.nextRenewal == at(3200))
+        #expect(schedule.tracked[1]?.nextRenewal == at(3200))
         #expect(schedule.nextDeadline() == at(3200))
         // A stream opens meanwhile, but the retry is not due yet.
         #expect(schedule.tick(now: at(3100), canSend: true, retryDelay: retryDelay).renew.isEmpty)
         #expect(schedule.tick(now: at(3200), canSend: true, retryDelay: retryDelay).renew == [1])
-        #expect(schedule.leases[1]?.nextRenewal == at(6200))
+        #expect(schedule.tracked[1]?.nextRenewal == at(6200))
     }
 
     // MARK: - Acknowledgements
@@ -64,9 +64,9 @@ struct LeaseScheduleTests {
 
         // The acknowledgement arrives 4 s late, at 7 s: the server may have renewed the lease as
         // early as 3 s, so only 3 s + TTL is proven.
-        let result = schedule.acknowledge(1, ttlSeconds: ttlSeconds)
+        let result = schedule.acknowledge(1, ttl: .seconds(ttlSeconds))
         #expect(result.alive)
-        let lease = try #require(schedule.leases[1])
+        let lease = try #require(schedule.tracked[1])
         #expect(lease.guaranteedUntil == at(12_000))
         #expect(lease.outstanding.isEmpty)
 
@@ -74,7 +74,7 @@ struct LeaseScheduleTests {
         let before = schedule.tick(now: at(11_999), canSend: false, retryDelay: retryDelay)
         #expect(before.expire.isEmpty)
         #expect(schedule.tick(now: at(12_000), canSend: false, retryDelay: retryDelay).expire == [1])
-        #expect(schedule.leases[1] == nil)
+        #expect(schedule.tracked[1] == nil)
     }
 
     @Test("acknowledgements are matched to outstanding sends in order")
@@ -82,15 +82,15 @@ struct LeaseScheduleTests {
         var schedule = granted()
         schedule.sent(1, at: at(3000))
         schedule.sent(1, at: at(6000))
-        #expect(schedule.leases[1]?.outstanding == [at(3000), at(6000)])
+        #expect(schedule.tracked[1]?.outstanding == [at(3000), at(6000)])
 
-        _ = schedule.acknowledge(1, ttlSeconds: ttlSeconds)
-        #expect(schedule.leases[1]?.guaranteedUntil == at(12_000))
-        #expect(schedule.leases[1]?.outstanding == [at(6000)])
+        _ = schedule.acknowledge(1, ttl: .seconds(ttlSeconds))
+        #expect(schedule.tracked[1]?.guaranteedUntil == at(12_000))
+        #expect(schedule.tracked[1]?.outstanding == [at(6000)])
 
-        _ = schedule.acknowledge(1, ttlSeconds: ttlSeconds)
-        #expect(schedule.leases[1]?.guaranteedUntil == at(15_000))
-        #expect(schedule.leases[1]?.outstanding.isEmpty == true)
+        _ = schedule.acknowledge(1, ttl: .seconds(ttlSeconds))
+        #expect(schedule.tracked[1]?.guaranteedUntil == at(15_000))
+        #expect(schedule.tracked[1]?.outstanding.isEmpty == true)
     }
 
     @Test("an acknowledgement never shortens the guarantee")
@@ -98,28 +98,28 @@ struct LeaseScheduleTests {
         var schedule = granted()
         schedule.sent(1, at: at(1000))
         // The server answers with a shorter TTL than granted: 1 s + 1 s < 9 s.
-        #expect(schedule.acknowledge(1, ttlSeconds: 1).alive)
-        #expect(schedule.leases[1]?.guaranteedUntil == at(9000))
+        #expect(schedule.acknowledge(1, ttl: .seconds(1)).alive)
+        #expect(schedule.tracked[1]?.guaranteedUntil == at(9000))
     }
 
     @Test("an acknowledgement with no outstanding send gives no new guarantee")
     func unmatchedAckGivesNoGuarantee() {
         var schedule = granted()
-        #expect(schedule.acknowledge(1, ttlSeconds: ttlSeconds).alive)
-        #expect(schedule.leases[1]?.guaranteedUntil == at(9000))
+        #expect(schedule.acknowledge(1, ttl: .seconds(ttlSeconds)).alive)
+        #expect(schedule.tracked[1]?.guaranteedUntil == at(9000))
 
         // A send on a stream that broke is forgotten; a late answer to it counts for nothing.
         schedule.sent(1, at: at(3000))
         schedule.streamReset(now: at(3500))
-        #expect(schedule.acknowledge(1, ttlSeconds: ttlSeconds).alive)
-        #expect(schedule.leases[1]?.guaranteedUntil == at(9000))
+        #expect(schedule.acknowledge(1, ttl: .seconds(ttlSeconds)).alive)
+        #expect(schedule.tracked[1]?.guaranteedUntil == at(9000))
     }
 
     @Test("an acknowledgement with TTL <= 0 means the server says the lease is gone", arguments: [0, -1] as [Int64])
     func ackWithoutTTLMeansGone(ttlSeconds: Int64) {
         var schedule = granted()
         schedule.sent(1, at: at(3000))
-        let result = schedule.acknowledge(1, ttlSeconds: ttlSeconds)
+        let result = schedule.acknowledge(1, ttl: .seconds(ttlSeconds))
         #expect(result.alive == false)
         #expect(result.recovered == false)
     }
@@ -136,7 +136,7 @@ struct LeaseScheduleTests {
         #expect(schedule.tick(now: at(4499), canSend: true, retryDelay: retryDelay).suspend.isEmpty)
         // 4.499 s guaranteed: suspended.
         #expect(schedule.tick(now: at(4501), canSend: true, retryDelay: retryDelay).suspend == [1])
-        #expect(schedule.leases[1]?.suspended == true)
+        #expect(schedule.tracked[1]?.suspended == true)
         // Only once, even while renewals keep going out.
         #expect(schedule.tick(now: at(5000), canSend: true, retryDelay: retryDelay) == .init())
         #expect(schedule.tick(now: at(6000), canSend: true, retryDelay: retryDelay) == .init(renew: [1]))
@@ -144,14 +144,14 @@ struct LeaseScheduleTests {
         #expect(schedule.tick(now: at(7000), canSend: true, retryDelay: retryDelay).suspend.isEmpty)
 
         // The first answer arrives: recovered, guaranteed from its send time.
-        let first = schedule.acknowledge(1, ttlSeconds: ttlSeconds)
+        let first = schedule.acknowledge(1, ttl: .seconds(ttlSeconds))
         #expect(first.alive && first.recovered)
-        #expect(schedule.leases[1]?.suspended == false)
-        #expect(schedule.leases[1]?.guaranteedUntil == at(12_000))
+        #expect(schedule.tracked[1]?.suspended == false)
+        #expect(schedule.tracked[1]?.guaranteedUntil == at(12_000))
         // The second is an ordinary renewal.
-        let second = schedule.acknowledge(1, ttlSeconds: ttlSeconds)
+        let second = schedule.acknowledge(1, ttl: .seconds(ttlSeconds))
         #expect(second.alive && !second.recovered)
-        #expect(schedule.leases[1]?.guaranteedUntil == at(15_000))
+        #expect(schedule.tracked[1]?.guaranteedUntil == at(15_000))
     }
 
     @Test("an acknowledgement that leaves too little guaranteed does not end a suspension (no flapping)")
@@ -162,12 +162,12 @@ struct LeaseScheduleTests {
         schedule.sent(1, at: at(3000))
         #expect(schedule.tick(now: at(7500), canSend: true, retryDelay: retryDelay).suspend == [1])
         // The ack guarantees until 3 s + 9 s = 12 s; at 8 s that is 4 s, under the 4.5 s margin.
-        let late = schedule.acknowledge(1, ttlSeconds: ttlSeconds, now: at(8000))
+        let late = schedule.acknowledge(1, ttl: .seconds(ttlSeconds), now: at(8000))
         #expect(late.alive && !late.recovered)
         #expect(schedule.tick(now: at(8000), canSend: true, retryDelay: retryDelay).suspend.isEmpty)
         // A prompt ack of the next renewal does end it.
         schedule.sent(1, at: at(8000))
-        let prompt = schedule.acknowledge(1, ttlSeconds: ttlSeconds, now: at(8010))
+        let prompt = schedule.acknowledge(1, ttl: .seconds(ttlSeconds), now: at(8010))
         #expect(prompt.alive && prompt.recovered)
     }
 
@@ -175,10 +175,10 @@ struct LeaseScheduleTests {
     func expiresAtGuaranteedTime() {
         var schedule = granted()
         #expect(schedule.tick(now: at(8999), canSend: false, retryDelay: retryDelay).expire.isEmpty)
-        #expect(schedule.leases[1] != nil)
+        #expect(schedule.tracked[1] != nil)
         let actions = schedule.tick(now: at(9000), canSend: true, retryDelay: retryDelay)
         #expect(actions == .init(expire: [1]))
-        #expect(schedule.leases[1] == nil)
+        #expect(schedule.tracked[1] == nil)
         #expect(schedule.tick(now: at(9001), canSend: true, retryDelay: retryDelay) == .init())
         #expect(schedule.nextDeadline() == nil)
     }
@@ -211,8 +211,8 @@ struct LeaseScheduleTests {
         schedule.sent(2, at: at(1000))
 
         schedule.streamReset(now: at(1500))
-        let live = try #require(schedule.leases[1])
-        let abandoned = try #require(schedule.leases[2])
+        let live = try #require(schedule.tracked[1])
+        let abandoned = try #require(schedule.tracked[2])
         #expect(live.outstanding.isEmpty)
         #expect(abandoned.outstanding.isEmpty)
         #expect(live.nextRenewal == at(1500))
@@ -354,7 +354,7 @@ private struct SafetySimulation {
     static let id: Int64 = 7
     static let retryDelay = Duration.milliseconds(200)
 
-    var rng: LeaseScheduleTests.XorShift64
+    var rng: RenewalScheduleTests.XorShift64
     let ttlSeconds: Int64
     let ttl: Duration
     /// 0: a calm network; up to 3: one where 1 keep-alive in 7 is slow.
@@ -362,7 +362,7 @@ private struct SafetySimulation {
     let start: Instant
     let end: Instant
     var now: Instant
-    var schedule = LeaseSchedule<Instant>()
+    var schedule = RenewalSchedule<Int64, Instant>()
 
     // The network: FIFO in each direction, dropped when the stream breaks.
     private var toServer: [KeepAlive] = []
@@ -461,7 +461,7 @@ private struct SafetySimulation {
     private mutating func deliverToClient() {
         while let ack = toClient.first, ack.arrivesAt <= now {
             toClient.removeFirst()
-            let result = schedule.acknowledge(Self.id, ttlSeconds: ack.ttlSeconds)
+            let result = schedule.acknowledge(Self.id, ttl: .seconds(ack.ttlSeconds))
             guard result.alive else {
                 // The caller reports it expired at once.
                 schedule.remove(Self.id)
@@ -510,7 +510,7 @@ private struct SafetySimulation {
     /// While the schedule holds the lease, the caller believes it alive until the next deadline at
     /// least; both must lie within what acknowledged sends prove, and within the server's real expiry.
     private mutating func check() {
-        guard let lease = schedule.leases[Self.id] else { return }
+        guard let lease = schedule.tracked[Self.id] else { return }
         let proven = lastAcknowledgedSend.advanced(by: ttl)
         let (now, guaranteed, proof, server) = (ms(now), ms(lease.guaranteedUntil), ms(proven), ms(serverExpiry))
         if self.now >= proven { violations.append("alive at \(now) ms, past last acknowledged send + TTL \(proof) ms") }
