@@ -29,6 +29,17 @@ enum ZooKeeperTestServer {
     static var isAvailable: Bool { standalone != nil }
     static var ensembleIsAvailable: Bool { ensemble != nil }
 
+    /// The ensemble whose first member lags when ``laggingLinkPID`` is stopped (with-servers).
+    static var lagging: [ZooKeeperStore.Endpoint]? { endpoints("ZOOKEEPER_LAGGING_CONNECT") }
+    static var laggingLinkPID: Int32? {
+        getenv("ZOOKEEPER_LAGGING_LINK_PID").flatMap { Int32(String(cString: $0)) }
+    }
+    static var laggingFollowerBound: Duration {
+        guard let value = getenv("ZOOKEEPER_LAGGING_FOLLOWER_BOUND_MS"), let ms = Int64(String(cString: value))
+        else { return .seconds(2) }
+        return .milliseconds(ms)
+    }
+
     static var ensemblePIDs: [Int32] {
         guard let value = getenv("ZOOKEEPER_ENSEMBLE_PIDS") else { return [] }
         return String(cString: value).split(separator: ",").compactMap { Int32($0) }
@@ -52,11 +63,14 @@ enum ZooKeeperTestServer {
         }
         var logger = Logger(label: "zookeeper-tests")
         logger.logLevel = .warning
-        let members = ensemble ?? []
-        let inEnsemble = endpoints.allSatisfy { endpoint in members.contains { $0 == endpoint } }
+        func within(_ members: [ZooKeeperStore.Endpoint]?) -> Bool {
+            let members = members ?? []
+            return endpoints.allSatisfy { endpoint in members.contains { $0 == endpoint } }
+        }
+        let bound: Duration =
+            within(ensemble) ? ensembleFollowerBound : within(lagging) ? laggingFollowerBound : .zero
         return ZooKeeperStore.Configuration(
-            endpoints: endpoints, chroot: chroot, sessionTimeout: sessionTimeout,
-            followerBound: inEnsemble ? ensembleFollowerBound : .zero, logger: logger)
+            endpoints: endpoints, chroot: chroot, sessionTimeout: sessionTimeout, followerBound: bound, logger: logger)
     }
 
     static func makeStore(chroot: String = "/swift-coordination-tests") throws -> ZooKeeperStore {

@@ -153,22 +153,23 @@ public final class SessionRenewer<ID: Hashable & Comparable & Sendable & CustomS
     }
 
     /// A keep-alive stream is open: keep-alives may be sent.
-    public func streamOpened() {
-        let suspended = state.withLock { state in
-            state.canSend = true
-            return state.schedule.streamReset(now: .now)
-        }
-        suspend(suspended)
-        wake.signal()
-    }
+    public func streamOpened() { streamChanged(canSend: true) }
 
     /// The keep-alive stream broke: the keep-alives on it will not be answered.
-    public func streamBroke() {
-        let suspended = state.withLock { state in
-            state.canSend = false
-            return state.schedule.streamReset(now: .now)
+    public func streamBroke() { streamChanged(canSend: false) }
+
+    /// Either way, keep-alives outstanding on the old stream will not be answered: their sessions
+    /// are suspended, and every session is renewed at once on the next stream.
+    private func streamChanged(canSend: Bool) {
+        let (ids, sessions) = state.withLock { state in
+            state.canSend = canSend
+            let ids = state.schedule.streamReset(now: .now)
+            return (ids, ids.compactMap { state.sessions[$0] })
         }
-        suspend(suspended)
+        if !ids.isEmpty {
+            logger.info("\(noun) keep-alive stream broke with keep-alives unanswered: suspended")
+        }
+        for session in sessions { session.transition(to: .suspended) }
         wake.signal()
     }
 
@@ -187,11 +188,5 @@ public final class SessionRenewer<ID: Hashable & Comparable & Sendable & CustomS
             if suspended { session?.transition(to: .suspended) }
         }
         wake.signal()
-    }
-
-    private func suspend(_ ids: [ID]) {
-        guard !ids.isEmpty else { return }
-        let sessions = state.withLock { state in ids.compactMap { state.sessions[$0] } }
-        for session in sessions { session.transition(to: .suspended) }
     }
 }

@@ -200,10 +200,17 @@ extension ZooKeeperStore {
     // MARK: - Waiting for a znode to go
 
     /// One `getData` with a watch, then the server's notification: a waiter costs one request.
+    ///
+    /// The store's own session may be connected to a member that is behind the one the waiter
+    /// read its line from, and would then say "no such node" about a predecessor it has not seen
+    /// created yet. So "no such node" is believed only after a `sync` of the parent (the member
+    /// catches up with the leader first); without it the waiter would read its line again, find
+    /// the predecessor still there, and ask the lagging member again, round after round.
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)
     {
         let path = try paths.path(key)
+        var synced = false
         while true {
             if Task.isCancelled { throw make(.cancelled, "stopped waiting for '\(key)' to be removed", key: key) }
             let client = try await primary()
@@ -215,7 +222,10 @@ extension ZooKeeperStore {
                 if let session, ZooKeeperPaths.owner(stat.ephemeralOwner) != session { return }
                 if let createRevision, UInt64(stat.czxid) != createRevision.value { return }
             } catch where error.zooKeeperCode == .noNode {
-                return
+                if synced { return }
+                synced = true
+                try await catchUp(client, below: key)
+                continue
             } catch {
                 throw failure(error, "waitUntilGone", key: key)
             }
@@ -224,6 +234,19 @@ extension ZooKeeperStore {
                 // Any other change, a resumption or a new session: look again.
                 break
             }
+        }
+    }
+
+    /// Makes `client`'s member catch up with the leader (a `sync` of `key`'s parent) before its
+    /// next read.
+    private func catchUp(_ client: ZooKeeperClient, below key: Key) async throws(CoordinationError) {
+        guard let parent = key.parent else { return }
+        do {
+            _ = try await client.send(.sync(path: try paths.path(parent)))
+        } catch where error.zooKeeperCode == .noNode {
+            // The parent is gone too: nothing to catch up on.
+        } catch {
+            throw failure(error, "waitUntilGone", key: key)
         }
     }
 

@@ -1,0 +1,110 @@
+import Coordination
+import CoordinationCore
+import CoordinationTestKit
+import Synchronization
+import Testing
+
+@testable import CoordinationZooKeeper
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Against the ensemble whose first member can be made to lag (ZOOKEEPER_LAGGING_CONNECT): stopping
+/// its link proxy (ZOOKEEPER_LAGGING_LINK_PID, a process scripts/with-servers started) cuts that
+/// member off from the quorum while it goes on answering reads from what it knew.
+@Suite(
+    "ZooKeeper lagging member",
+    .serialized,
+    .enabled(
+        if: ZooKeeperTestServer.lagging != nil && ZooKeeperTestServer.laggingLinkPID != nil,
+        "needs ZOOKEEPER_LAGGING_CONNECT (scripts/test starts that ensemble)")
+)
+struct ZooKeeperLaggingMemberTests {
+    /// ZooKeeper keeps reads consistent with writes only within one session. A waiter whose store's
+    /// own connection is on a lagging member, while its contender's session is on an up-to-date
+    /// one, must still never see a line older than its own create: it must neither be granted nor
+    /// fail while the holder ahead of it holds (issue 14, defect 4: the waiter read the line and
+    /// watched its predecessor on the store's connection; the lagging member said the holder's
+    /// key did not exist).
+    @Test("a waiter whose store reads through a lagging member is not granted, and does not fail, while the lock is held")
+    func waiterBehindALaggingMember() async throws {
+        let members = try #require(ZooKeeperTestServer.lagging)
+        let link = try #require(ZooKeeperTestServer.laggingLinkPID)
+        let lagging = members[0]
+        let upToDate = Array(members.dropFirst())
+        let ttl = Duration.seconds(10)
+
+        let holderStore = try ZooKeeperStore(configuration: ZooKeeperTestServer.configuration(upToDate))
+        let (waiterStore, waiterSession) = try await Self.waiter(readingOn: lagging, sessionOn: upToDate, ttl: ttl)
+        defer { Task { await holderStore.close(); await waiterStore.close() } }
+        let holderSession = try await holderStore.makeSession(ttl: ttl)
+        let name = try Key("lagging/lock-\(UInt32.random(in: 0 ... .max))")
+
+        // Cut the lagging member off; continue it whatever happens below.
+        #expect(kill(link, SIGSTOP) == 0)
+        var stopped = true
+        defer { if stopped { kill(link, SIGCONT) } }
+
+        let holder = try await Lock(name, session: holderSession, store: holderStore).acquire()
+        // The stage is set only if the lagging member really does not know the holder's key yet.
+        let seenThroughLaggingMember = try await waiterStore.contenders(under: name)
+        try #require(seenThroughLaggingMember.isEmpty, "the member did not lag: it saw \(seenThroughLaggingMember)")
+
+        let outcome = Mutex<Result<FencingToken, any Error>?>(nil)
+        let waiting = Task {
+            do {
+                let grant = try await Lock(name, session: waiterSession, store: waiterStore).acquire()
+                outcome.withLock { $0 = .success(grant.token) }
+                return grant
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+                throw error
+            }
+        }
+        // Well within the member's 2 s (syncLimit × tickTime) before it notices it is cut off.
+        try await Task.sleep(for: .milliseconds(800))
+        let early = outcome.withLock { $0 }
+        #expect(early == nil, "while the holder held, the waiter already had an outcome: \(String(describing: early))")
+
+        #expect(kill(link, SIGCONT) == 0)
+        stopped = false
+        #expect(holder.isLost == false)
+        try await holder.release()
+        let grant = try await withDeadline(.seconds(30), "the waiter is granted after the release") {
+            try await waiting.value
+        }
+        #expect(grant.token > holder.token)
+        try await grant.release()
+        try await holderSession.close()
+        try await waiterSession.close()
+    }
+
+    /// A store whose own connection is on `lagging` and a session of it on one of `others` (the
+    /// members a store starts on are random; this tries until both land where they must).
+    static func waiter(
+        readingOn lagging: ZooKeeperStore.Endpoint, sessionOn others: [ZooKeeperStore.Endpoint], ttl: Duration
+    ) async throws -> (ZooKeeperStore, Session) {
+        var configuration = try ZooKeeperTestServer.configuration([lagging] + others)
+        configuration.shuffleEndpoints = true
+        for _ in 0..<40 {
+            let store = try ZooKeeperStore(configuration: configuration)
+            let primary = try? await store.primary().endpoint()
+            guard primary == lagging.asClientEndpoint else {
+                await store.close()
+                continue
+            }
+            for _ in 0..<20 {
+                let session = try await store.makeSession(ttl: ttl)
+                if let endpoint = await store.endpoint(of: session), endpoint != lagging { return (store, session) }
+                try await session.close()
+            }
+            await store.close()
+        }
+        throw ConformanceFailure("could not place a store's connection on \(lagging) and its session elsewhere")
+    }
+}
+
+extension ZooKeeperStore.Endpoint {
+    var asClientEndpoint: ZooKeeperEndpoint { ZooKeeperEndpoint(host: host, port: port) }
+}
