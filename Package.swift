@@ -121,6 +121,8 @@ let package = Package(
             dependencies: [
                 "CoordinationCore",
                 "Coordination",
+                "CoordinationNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings

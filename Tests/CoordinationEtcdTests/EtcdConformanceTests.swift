@@ -26,7 +26,7 @@ struct EtcdConformanceTests {
         #expect(try await check.run(on: EtcdBackend()) == .passed)
     }
 
-    @Test("pause and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks)
+    @Test("pause, blocked loop and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks + FaultConformance.blockedLoopChecks)
     func pause(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: EtcdBackend()) == .passed)
     }

@@ -34,7 +34,7 @@ struct ZooKeeperConformanceTests {
         #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
     }
 
-    @Test("pause and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks)
+    @Test("pause, blocked loop and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks + FaultConformance.blockedLoopChecks)
     func pause(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
     }

@@ -36,7 +36,7 @@ enum ZooKeeperTestServer {
     }
     static var laggingFollowerBound: Duration {
         guard let value = getenv("ZOOKEEPER_LAGGING_FOLLOWER_BOUND_MS"), let ms = Int64(String(cString: value))
-        else { return .seconds(2) }
+        else { return .milliseconds(2200) }
         return .milliseconds(ms)
     }
 
@@ -45,10 +45,10 @@ enum ZooKeeperTestServer {
         return String(cString: value).split(separator: ",").compactMap { Int32($0) }
     }
 
-    /// The ensemble's `syncLimit × tickTime` (with-servers exports it).
+    /// The ensemble's `(syncLimit + 1) × tickTime` (with-servers exports it).
     static var ensembleFollowerBound: Duration {
         guard let value = getenv("ZOOKEEPER_ENSEMBLE_FOLLOWER_BOUND_MS"), let ms = Int64(String(cString: value))
-        else { return .seconds(1) }
+        else { return .milliseconds(1200) }
         return .milliseconds(ms)
     }
 

@@ -132,7 +132,7 @@ extension ZooKeeperStore {
             .invalidArgument,
             "\(operation): a session TTL of \(ttl) guarantees nothing once the follower bound of "
                 + "\(configuration.followerBound) is taken off (a member cut off from the quorum may answer pings "
-                + "that long); use a longer TTL, or set follower-bound= to the ensemble's syncLimit × tickTime "
+                + "that long); use a longer TTL, or set follower-bound= to the ensemble's (syncLimit + 1) × tickTime "
                 + "(0 for a standalone server)",
             key: nil)
     }

@@ -54,9 +54,11 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
         /// ``Session/ttl`` is the negotiated one.
         public var minimumSessionTTL: Duration
         public var maximumSessionTTL: Duration
-        /// How long a member cut off from the quorum can go on answering pings: the ensemble's
-        /// `syncLimit × tickTime` (10 s in ZooKeeper's sample configuration, 5 × 2 s; `.zero` for a
-        /// standalone server). A ping's reply then guarantees a ``Session`` only for its timeout
+        /// How long a member cut off from the quorum can go on answering pings after the quorum
+        /// last heard from it: the ensemble's `(syncLimit + 1) × tickTime` — a follower gives up
+        /// `syncLimit × tickTime` after the last packet from its leader, and the leader's last
+        /// word from it can be half a tick older; the rest of the tick is for scheduling. 12 s for
+        /// ZooKeeper's sample configuration (5 and 2 s); `.zero` for a standalone server. A ping's reply then guarantees a ``Session`` only for its timeout
         /// less this bound, so a holder whose member was cut off still learns of the loss before
         /// the quorum can expire its session. A session's TTL must be longer than this.
         public var followerBound: Duration
@@ -71,7 +73,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             maxValueSize: Int = 1_000_000,
             minimumSessionTTL: Duration = .seconds(1),
             maximumSessionTTL: Duration = .seconds(600),
-            followerBound: Duration = .seconds(10),
+            followerBound: Duration = .seconds(12),
             logger: Logger = Logger(label: "swift-coordination.zookeeper")
         ) {
             self.endpoints = endpoints
