@@ -78,7 +78,7 @@ public final class LeaderCandidate: Service, Sendable {
     ///
     /// A leader whose session has ended is reported as campaigning at once, even before the
     /// candidate's own task has reacted: the session learns of a loss before any other candidate
-    /// can be elected (DESIGN.md's safety rule), and so does this property.
+    /// can be elected (the safety rule, docs/architecture.md 3.5), and so does this property.
     public var status: Status {
         let status = broadcast.value
         if status.isLeader, let session = leadership?.session, !session.isActive { return .campaigning }

@@ -10,7 +10,7 @@ import CoordinationCore
 ///   `historyLost`, and the index is reset to it.
 /// - Otherwise the answer is diffed against the view: created or changed entries (by ModifyIndex)
 ///   become `.put`s, vanished ones `.deleted`s, in index order. Consul reports the latest state,
-///   not every write in between (DESIGN note on coalescing).
+///   not every write in between (docs/architecture.md, note 4 of section 4).
 struct BlockingView: Sendable, Equatable {
     private(set) var index: UInt64
     private(set) var entries: [Key: Entry]

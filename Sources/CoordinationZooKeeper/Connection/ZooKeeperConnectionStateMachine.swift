@@ -7,12 +7,14 @@ import NIOCore
 /// connection handler feeds it events with the current instant and carries out the actions it
 /// returns, so every rule below is unit-tested without a server.
 ///
-/// Timing follows ZooKeeper's own client (`ClientCnxn`): a ping after a third of the negotiated
-/// timeout without sending, and a connection given up after two thirds without hearing from the
-/// server. The safety rule of DESIGN.md is kept from *send* times: the server renews a session when
-/// it receives a packet, so a reply to a packet sent at `s` proves the session lives until at least
-/// `s + timeout`. The session is reported expired at that instant at the latest, before the server
-/// can give its ephemeral nodes to anyone else.
+/// Timing follows ZooKeeper's own client (`ClientCnxn`) and the core's `RenewalRule`, applied to
+/// what a reply guarantees: the negotiated timeout less the follower bound. A ping goes out after a
+/// third of that without sending, and a connection is given up after two thirds without hearing
+/// from the server. The safety rule (docs/architecture.md, 3.5 and 3.8) is kept from *send* times:
+/// the quorum renews a session when a packet reaches it, so a reply to a packet sent at `s` proves
+/// the session lives until at least `s + timeout − followerBound` (the bound covers a follower cut
+/// off from the quorum that still answers). The session is reported expired at that instant at the
+/// latest, before the server can give its ephemeral nodes to anyone else.
 struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.Duration == Duration {
     struct Configuration {
         /// The session timeout asked for; the server clamps it to [2, 20] ticks by default.
