@@ -91,14 +91,14 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
 
     public let storeDescription: StoreDescription
     public let limits: StoreLimits
-    public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession, .headTakesEffectOnRead]
+    public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
 
     let configuration: Configuration
     let http: ConsulHTTP
     let keySpace: ConsulKeySpace
     let errors: ConsulErrorMapper
     let sessions: SessionRenewer<String>
-    let watches = WatchHub()
+    let watches = BlockingQueryLoops()
     private let closed = Atomic<Bool>(false)
     private let stopped = WakeSignal()
     /// Lines where a contender of ours is a lock or leader: prefix → sessions. Only these take the

@@ -33,3 +33,10 @@ extension KeyValueStore {
         return nil
     }
 }
+
+extension KeyValueStore {
+    /// Waits until `key` does not exist (returns at once if it is already absent).
+    func waitUntilAbsent(_ key: Key) async throws {
+        try await waitUntilGone(key, createdAt: nil, session: nil)
+    }
+}

@@ -28,11 +28,6 @@ public struct StoreCapabilities: OptionSet, Sendable, Hashable {
     public static let distinguishesExpiry = StoreCapabilities(rawValue: 1 << 1)
     /// A session can be revoked by another client holding only its id.
     public static let revokeForeignSession = StoreCapabilities(rawValue: 1 << 2)
-    /// Reaching the head of a line takes effect only when the line is read (`contenders(under:)`,
-    /// `joinLine`): the store then takes a key it shares with other clients (Consul: `api.Lock`'s
-    /// `prefix/.lock`). Recipes read the line again rather than infer they are first from their
-    /// predecessor leaving.
-    public static let headTakesEffectOnRead = StoreCapabilities(rawValue: 1 << 3)
 }
 
 /// Which backend a store is, and where it talks to, for messages and logs.

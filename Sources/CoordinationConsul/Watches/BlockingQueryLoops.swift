@@ -4,7 +4,7 @@ import Synchronization
 /// Owns the store's long-running blocking-query loops, so that none is an unstructured task: each
 /// loop runs as a child of the store's `run()` and ends when its consumer stops, or when the store
 /// closes (its stream then fails with `storeClosed`).
-final class WatchHub: Sendable {
+final class BlockingQueryLoops: Sendable {
     struct Job: Sendable {
         let id: Int
         let stop: WakeSignal
