@@ -109,16 +109,7 @@ struct ZooKeeperLaggingMemberTests {
         try await withDeadline(.seconds(10), "the waiter is in line") {
             while try await waiterStore.contenders(under: name).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
         }
-        let steps = Mutex<[ContinuousClock.Instant]>([])
-        let guarded = Task.detached { () async -> Void in
-            while !Task.isCancelled {
-                let stamp = ContinuousClock.now
-                if grant.isLost { return }
-                steps.withLock { $0.append(stamp) }
-                try? await Task.sleep(for: .milliseconds(5))
-            }
-        }
-        defer { guarded.cancel() }
+        let guarded = GuardedSteps(grant)
 
         #expect(kill(link, SIGSTOP) == 0)
         var stopped = true
@@ -126,19 +117,13 @@ struct ZooKeeperLaggingMemberTests {
         let granted = try await withDeadline(.seconds(30), "the quorum expires the holder and grants the waiter") {
             try await waiter.value
         }
-        try await withDeadline(.seconds(15), "the holder reports the loss") { await guarded.value }
+        try await guarded.waitUntilStopped(within: .seconds(15))
         #expect(kill(link, SIGCONT) == 0)
         stopped = false
-        let all = steps.withLock { $0 }
-        let late = all.filter { $0 >= granted.0 }
-        let firstLate = late.first.map { $0 - granted.0 } ?? .zero
-        if let last = all.last {
-            print("cut-off holder: \(all.count) steps, the last \(granted.0 - last) before the waiter's grant")
+        if let last = guarded.all.last {
+            print("cut-off holder: \(guarded.all.count) steps, the last \(granted.0 - last) before the waiter's grant")
         }
-        #expect(!all.isEmpty)
-        #expect(
-            late.count == 0,
-            "the holder did \(late.count) guarded step(s) after the waiter's grant (the first \(firstLate) after)")
+        try guarded.expectNone(after: granted.0)
         try await granted.1.release()
         try await waiterSession.close()
     }
