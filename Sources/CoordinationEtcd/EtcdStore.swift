@@ -158,14 +158,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
                         keyFile: connection.query["key"], serverName: connection.query["servername"])
                 }
             }
-            if let timeout = connection.query["timeout"] {
-                guard let seconds = Double(timeout.hasSuffix("s") ? String(timeout.dropLast()) : timeout), seconds > 0
-                else {
-                    throw CoordinationError(
-                        .invalidConnectionString, "timeout must be a number of seconds, e.g. timeout=5s")
-                }
-                options.requestTimeout = .milliseconds(Int64(seconds * 1000))
-            }
+            if let timeout = try connection.positiveDuration("timeout") { options.requestTimeout = timeout }
             return try EtcdStore(configuration: options)
         }
     }

@@ -137,15 +137,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
             var options = Configuration(
                 host: endpoint.host, port: endpoint.port ?? 2379, namespace: connection.path,
                 logger: configuration.logger)
-            if let timeout = connection.query["timeout"] {
-                guard let seconds = Double(timeout.hasSuffix("s") ? String(timeout.dropLast()) : timeout), seconds > 0
-                else {
-                    throw CoordinationError(
-                        .invalidConnectionString, "timeout must be a number of seconds, e.g. timeout=5s",
-                        backend: "etcdv2")
-                }
-                options.requestTimeout = .milliseconds(Int64(seconds * 1000))
-            }
+            if let timeout = try connection.positiveDuration("timeout") { options.requestTimeout = timeout }
             return try EtcdV2Store(configuration: options)
         }
     }

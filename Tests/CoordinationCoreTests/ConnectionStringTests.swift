@@ -178,6 +178,21 @@ struct ConnectionStringTests {
         #expect(error.message.contains("invalid connection string"))
     }
 
+    @Test("durations: 500ms, 2s, 1m, 1h and bare seconds on every backend; a timeout must be longer than zero")
+    func durations() throws {
+        let parsed = try ConnectionString("etcd://h:2379?a=500ms&b=2s&c=1m&d=1h&e=1.5&f=0s&g=soon")
+        #expect(try parsed.duration("a") == .milliseconds(500))
+        #expect(try parsed.duration("b") == .seconds(2))
+        #expect(try parsed.duration("c") == .seconds(60))
+        #expect(try parsed.duration("d") == .seconds(3600))
+        #expect(try parsed.duration("e") == .milliseconds(1500))
+        #expect(try parsed.duration("f") == .zero)
+        #expect(try parsed.duration("missing") == nil)
+        #expect(throws: CoordinationError.self) { try parsed.duration("g") }
+        #expect(throws: CoordinationError.self) { try parsed.positiveDuration("f") }
+        #expect(try parsed.positiveDuration("a") == .milliseconds(500))
+    }
+
     @Test("rejection messages say what is wrong")
     func rejectionMessages() throws {
         let noScheme = try #require(throws: CoordinationError.self) { try ConnectionString("127.0.0.1:2379") }

@@ -44,6 +44,10 @@ struct EtcdBadInputTests {
         #expect(try registry.makeStore("etcd://h1:1,localhost:2").storeDescription.endpoint == "h1:1,localhost:2")
         #expect(throws: CoordinationError.self) { try registry.makeStore("etcd://127.0.0.1:0") }
         #expect(throws: CoordinationError.self) { try registry.makeStore("etcd://127.0.0.1:2379?timeout=soon") }
+        #expect(throws: CoordinationError.self) { try registry.makeStore("etcd://127.0.0.1:2379?timeout=0s") }
+        // Durations read the same on every backend.
+        _ = try registry.makeStore("etcd://127.0.0.1:2379?timeout=500ms")
+        _ = try registry.makeStore("etcd://127.0.0.1:2379?timeout=1m")
     }
 
     @Test("calls after close fail with storeClosed")

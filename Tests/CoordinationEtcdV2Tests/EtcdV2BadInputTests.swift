@@ -38,7 +38,11 @@ struct EtcdV2BadInputTests {
         #expect(!store.capabilities.contains(.valuesOnInnerNodes))
         #expect(store.capabilities.contains(.distinguishesExpiry))
         await store.close()
-        for bad in ["etcdv2://a:1,b:2", "etcdv2://127.0.0.1:2379?timeout=soon", "etcdv2://user:secret@127.0.0.1:2379"] {
+        _ = try registry.makeStore("etcdv2://127.0.0.1:2379?timeout=500ms")
+        for bad in [
+            "etcdv2://a:1,b:2", "etcdv2://127.0.0.1:2379?timeout=soon", "etcdv2://user:secret@127.0.0.1:2379",
+            "etcdv2://127.0.0.1:2379?timeout=0",
+        ] {
             let error = #expect(throws: CoordinationError.self) { _ = try registry.makeStore(bad) }
             #expect(error?.code == .invalidConnectionString, "\(bad)")
             #expect(!(error?.message.contains("secret") ?? false), "no credential in the message")

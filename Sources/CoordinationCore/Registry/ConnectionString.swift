@@ -154,6 +154,15 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
         return value
     }
 
+    /// ``duration(_:)`` that must also be longer than zero (a timeout).
+    public func positiveDuration(_ name: String) throws(CoordinationError) -> Duration? {
+        guard let value = try duration(name) else { return nil }
+        guard value > .zero else {
+            throw CoordinationError(.invalidConnectionString, "\(name) must be longer than zero (got '\(query[name] ?? "")')")
+        }
+        return value
+    }
+
     /// `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds; `nil` for anything else.
     public static func parseDuration(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]

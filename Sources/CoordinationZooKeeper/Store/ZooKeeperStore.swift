@@ -155,12 +155,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
                 endpoints: connection.endpoints.map { Endpoint(host: $0.host, port: $0.port ?? 2181) },
                 chroot: connection.path,
                 logger: configuration.logger)
-            if let value = try connection.duration("timeout") {
-                guard value > .zero else {
-                    throw CoordinationError(.invalidConnectionString, "timeout must be longer than zero")
-                }
-                options.sessionTimeout = value
-            }
+            if let value = try connection.positiveDuration("timeout") { options.sessionTimeout = value }
             if let value = try connection.duration("connect-timeout") { options.connectTimeout = value }
             if let value = try connection.duration("follower-bound") {
                 guard value >= .zero else {
