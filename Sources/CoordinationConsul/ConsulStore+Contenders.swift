@@ -9,8 +9,9 @@ extension ConsulStore {
         value: [UInt8],
         session: Session
     ) async throws(CoordinationError) -> Contender {
-        let (contender, _) = try await join(prefix, role: role, value: value, session: session, readLine: false)
-        return contender
+        try await runToCompletion(on: nil) { () async throws(CoordinationError) in
+            try await self.join(prefix, role: role, value: value, session: session, readLine: false).0
+        }
     }
 
     /// One transaction creates `prefix/<session>` (if absent, acquired with the session) and reads the
@@ -21,9 +22,12 @@ extension ConsulStore {
         value: [UInt8],
         session: Session
     ) async throws(CoordinationError) -> LinePosition {
-        let (contender, entries) = try await join(prefix, role: role, value: value, session: session, readLine: true)
-        let line = try await resolveLine(prefix, entries: entries ?? [])
-        return LinePosition(contender: contender, head: line.first, line: line)
+        try await runToCompletion(on: nil) { () async throws(CoordinationError) in
+            let (contender, entries) = try await self.join(
+                prefix, role: role, value: value, session: session, readLine: true)
+            let line = try await self.resolveLine(prefix, entries: entries ?? [])
+            return LinePosition(contender: contender, head: line.first, line: line)
+        }
     }
 
     public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {

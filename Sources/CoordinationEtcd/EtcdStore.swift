@@ -439,7 +439,9 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         value: [UInt8],
         session: Session
     ) async throws(CoordinationError) -> Contender {
-        try await createContenderNamedBySession(under: prefix, value: value, session: session)
+        try await runToCompletion(on: executor) { () async throws(CoordinationError) in
+            try await self.createContenderNamedBySession(under: prefix, value: value, session: session)
+        }
     }
 
     /// One `Txn`, as etcd's own `Mutex.Lock`: create `prefix/<lease>` if absent, and in the same
@@ -451,6 +453,14 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         value: [UInt8],
         session: Session
     ) async throws(CoordinationError) -> LinePosition {
+        try await runToCompletion(on: executor) { () async throws(CoordinationError) in
+            try await self.join(under: prefix, value: value, session: session)
+        }
+    }
+
+    private func join(under prefix: Key, value: [UInt8], session: Session) async throws(CoordinationError)
+        -> LinePosition
+    {
         let key = try prefix.appending(session.id.rawValue)
         try validate(value: value, for: key)
         let lease = try leaseID(session, key: key)

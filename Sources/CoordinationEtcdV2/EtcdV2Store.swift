@@ -490,7 +490,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         value: [UInt8],
         session: Session
     ) async throws(CoordinationError) -> Contender {
-        try await Self.shielded { () throws(CoordinationError) in
+        try await runToCompletion(on: nil) { () throws(CoordinationError) in
             try await self.postContender(under: prefix, value: value, session: session)
         }
     }
@@ -504,7 +504,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         value: [UInt8],
         session: Session
     ) async throws(CoordinationError) -> LinePosition {
-        try await Self.shielded { () throws(CoordinationError) in
+        try await runToCompletion(on: nil) { () throws(CoordinationError) in
             let contender = try await self.postContender(under: prefix, value: value, session: session)
             do throws(CoordinationError) {
                 let line = try await self.contenders(under: prefix)
@@ -523,16 +523,6 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
                 throw error
             }
         }
-    }
-
-    /// Runs `work` in a task that does not inherit the caller's cancellation, and waits for it.
-    private static func shielded<T: Sendable>(
-        _ work: @escaping @Sendable () async throws(CoordinationError) -> T
-    ) async throws(CoordinationError) -> T {
-        let result = await Task { () async -> Result<T, CoordinationError> in
-            do throws(CoordinationError) { return .success(try await work()) } catch { return .failure(error) }
-        }.value
-        return try result.get()
     }
 
     private func postContender(under prefix: Key, value: [UInt8], session: Session) async throws(CoordinationError)

@@ -81,29 +81,21 @@ struct ContenderQueue: Sendable {
         }
     }
 
-    /// Runs `create` — a join or a contender's creation — to completion, and, if it fails in a way
-    /// that may still have created the contender (a lost reply), removes what it may have left
-    /// before throwing.
+    /// Runs `create` — a join or a contender's creation — and, if it fails in a way that may still
+    /// have created the contender (a lost reply), removes what it may have left before throwing.
     ///
-    /// The call is not cancelled with the caller: a request cancelled in flight can still land on
-    /// the server *after* a cleanup that looked for it, leaving a contender nobody knows about.
-    /// It runs to its own deadline instead, and a caller cancelled meanwhile then removes the
-    /// contender it got (as any cancelled waiter does).
+    /// The store runs the creation to its own end even if the caller is cancelled meanwhile
+    /// (``KeyValueStore/joinLine(under:role:value:session:)``'s contract; network backends use
+    /// `runToCompletion`): a request cancelled in flight could land *after* a cleanup that looked
+    /// for it. A caller cancelled meanwhile then removes the contender it got, as any cancelled
+    /// waiter does.
     func enter<Result: Sendable>(
         session: Session,
-        _ create: @escaping @Sendable () async throws(CoordinationError) -> Result
+        _ create: @Sendable () async throws(CoordinationError) -> Result
     ) async throws(CoordinationError) -> Result {
-        let outcome = await Task(executorPreference: store.taskExecutor) { () async -> Swift.Result<Result, CoordinationError> in
-            do throws(CoordinationError) {
-                return .success(try await create())
-            } catch {
-                return .failure(error)
-            }
-        }.value
-        switch outcome {
-        case .success(let result):
-            return result
-        case .failure(let error):
+        do throws(CoordinationError) {
+            return try await create()
+        } catch {
             if error.outcomeIsUnknown {
                 let store = self.store
                 let prefix = self.prefix

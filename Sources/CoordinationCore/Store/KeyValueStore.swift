@@ -84,6 +84,12 @@ public protocol KeyValueStore: Service, Sendable {
     /// docs/architecture.md) and returns it with its ordering number. A session has at most one
     /// contender under a prefix on backends that name contenders by session; a second gives
     /// `keyExists`.
+    ///
+    /// **Not abandoned on cancellation:** once its request may have been sent, the creation runs
+    /// to its own end (or deadline) even if the calling task is cancelled, and returns what it
+    /// created; the caller removes it. A request cancelled in flight could otherwise land after the
+    /// caller's cleanup and leave a contender nobody knows about. Network backends wrap the call in
+    /// ``runToCompletion(on:_:)``. The same holds for ``joinLine(under:role:value:session:)``.
     func createContender(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
         async throws(CoordinationError) -> Contender
     /// All contenders directly under `prefix`, first in line first.

@@ -89,6 +89,14 @@ extension ZooKeeperStore {
     private func join(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session, readLine: Bool)
         async throws(CoordinationError) -> LinePosition
     {
+        try await runToCompletion(on: executor) { () async throws(CoordinationError) in
+            try await self.create(prefix, role: role, value: value, session: session, readLine: readLine)
+        }
+    }
+
+    private func create(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session, readLine: Bool)
+        async throws(CoordinationError) -> LinePosition
+    {
         try validate(value: value, for: prefix)
         try session.checkActive()
         let client = try client(for: session)
