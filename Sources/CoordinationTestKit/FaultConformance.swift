@@ -13,7 +13,7 @@ public enum FaultConformance {
         operatorDeletesAWaiter, operatorDeletesTheHolder, nestedKeysUnderALock, nestedKeysUnderAnElection,
         lostJoinReplyLeavesNoOrphan, lostSemaphoreJoinReplyLeavesNoOrphan, lostReleaseReplyIsARelease,
         unconfirmedReleaseEndsTheSession, lostProclaimReplyKeepsLeadership, failedWatchIsNoLoss,
-        deletedRegistrationIsRestored,
+        deletedRegistrationIsRestored, cancelledJoinsLeaveNoContender,
     ]
 
     static func check(
@@ -27,6 +27,46 @@ public enum FaultConformance {
     /// Waits until the line under `prefix` has `count` contenders, as the store counts them.
     static func waitForLine(_ store: any KeyValueStore, _ prefix: Key, count: Int) async throws {
         try await RecipeConformance.waitForLine(store, prefix, count: count)
+    }
+
+    // MARK: Cancellation
+
+    /// A waiter cancelled while it joins must leave nothing in line: the store runs the creation to
+    /// its end (its request, once sent, could otherwise land after the waiter's cleanup looked for
+    /// it) and the waiter then removes what it got. Cancelled at a different point each round:
+    /// before the join starts, while the create is in flight, or while it waits.
+    static let cancelledJoinsLeaveNoContender = check(
+        "lock: waiters cancelled while joining leave no contender behind"
+    ) { ctx in
+        let name = try ctx.key("cancelled-joins")
+        let store = ctx.store
+        let holderSession = try await store.makeSession(ttl: ctx.sessionTTL * 10)
+        let holder = try await Lock(name, session: holderSession, store: store).acquire()
+        let session = try await store.makeSession(ttl: ctx.sessionTTL * 10)
+        for round in 0..<40 {
+            let waiter = Task { try await Lock(name, session: session, store: store).acquire() }
+            if round % 4 != 0 { try await Task.sleep(for: .microseconds(250 * (round % 8))) }
+            waiter.cancel()
+            let result = try await withDeadline(.seconds(20), "round \(round): the cancelled waiter returns") {
+                await waiter.result
+            }
+            switch result {
+            case .success:
+                throw ConformanceFailure("round \(round): a waiter was granted while the lock was held")
+            case .failure(let error):
+                // A contender left over from an earlier round would show here as `keyExists`.
+                try expectEqual((error as? CoordinationError)?.code, .cancelled, "round \(round): \(error)")
+            }
+            // Give a request that is still on its way the time to land.
+            try await Task.sleep(for: .milliseconds(20))
+            let line = try await store.contenders(under: name)
+            try expect(
+                !line.contains { $0.session == session.id },
+                "round \(round): the cancelled waiter's contender stayed in line: \(line.map(\.key))")
+        }
+        try await holder.release()
+        try await session.close()
+        try await holderSession.close()
     }
 
     // MARK: Operator actions
