@@ -1,3 +1,4 @@
+import Coordination
 import CoordinationCore
 import Synchronization
 
@@ -158,5 +159,14 @@ public final class Locked<Value: Sendable>: Sendable {
 
     public func withLock<Result: Sendable>(_ body: (inout Value) throws -> Result) rethrows -> Result {
         try mutex.withLock { try body(&$0) }
+    }
+}
+
+/// Waits until `registration` reports `.registered`, failing with `what` after `deadline`.
+public func waitUntilRegistered(
+    _ registration: ServiceRegistration, _ what: String = "first registration", within deadline: Duration = .seconds(15)
+) async throws {
+    try await withDeadline(deadline, what) {
+        for await status in registration.statuses() { if case .registered = status { return } }
     }
 }

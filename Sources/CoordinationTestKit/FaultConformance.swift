@@ -139,9 +139,7 @@ public enum FaultConformance {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await registration.run() }
             defer { group.cancelAll() }
-            try await withDeadline(.seconds(15), "first registration") {
-                for await status in registration.statuses() { if case .registered = status { return } }
-            }
+            try await waitUntilRegistered(registration)
             let session = registration.currentSession
             guard let first = try await ctx.clients[1].get(key) else {
                 throw ConformanceFailure("the registration's key is missing")

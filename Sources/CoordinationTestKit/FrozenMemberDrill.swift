@@ -30,26 +30,10 @@ public enum FrozenMemberDrill {
         let holderSession = try await holder.makeSession(ttl: ttl)
         let grant = try await Lock(name, session: holderSession, store: holder).acquire()
         let waiterSession = try await waiter.makeSession(ttl: ttl * 10)
-        struct Record {
-            var steps: [Int64] = []
-            var lostAt: Int64?
-        }
-        let record = Locked(Record())
-        let stepper = Task {
-            while !Task.isCancelled {
-                let stamp = FaultConformance.monotonicNanoseconds()
-                if grant.isLost {
-                    record.withLock { $0.lostAt = stamp }
-                    return
-                }
-                record.withLock { $0.steps.append(stamp) }
-                try? await Task.sleep(for: .milliseconds(5))
-            }
-        }
-        defer { stepper.cancel() }
-        let waiting = Task { () async throws -> (Int64, LockGrant) in
+        let guarded = GuardedSteps(grant)
+        let waiting = Task { () async throws -> (ContinuousClock.Instant, LockGrant) in
             let granted = try await Lock(name, session: waiterSession, store: waiter).acquire()
-            return (FaultConformance.monotonicNanoseconds(), granted)
+            return (.now, granted)
         }
         try await RecipeConformance.waitForLine(waiter, name, count: 2)
         freeze()
@@ -60,16 +44,10 @@ public enum FrozenMemberDrill {
         // (`withDeadline` does not wait for the task it gave up on: awaiting a task's value does
         // not end when the awaiting task is cancelled.)
         let granted = try? await withDeadline(ttl * 3 + .seconds(5), "the waiter's grant") { try await waiting.value }
-        stepper.cancel()
-        _ = await stepper.value
-        let seen = record.withLock { $0 }
+        await guarded.stop()
         if let (grantedAt, grant) = granted {
-            let late = seen.steps.filter { $0 > grantedAt }
-            try expect(
-                late.isEmpty,
-                "the holder did \(late.count) guarded step(s) after the waiter was granted "
-                    + "(the first \(late.first.map { $0 - grantedAt } ?? 0) ns after)")
-            try expect(seen.lostAt != nil || !grant.session.isActive, "the holder never reported its loss")
+            try guarded.expectNone(after: grantedAt)
+            try expect(guarded.sawLoss, "the holder never reported its loss")
             try await grant.release()
         } else {
             // Nobody else was granted: the holder's session survived, or the cluster had no quorum
@@ -79,6 +57,6 @@ public enum FrozenMemberDrill {
         }
         try? await waiterSession.close()
         try? await holderSession.close()
-        return Outcome(waiterGranted: granted != nil, holderLost: seen.lostAt != nil, steps: seen.steps.count)
+        return Outcome(waiterGranted: granted != nil, holderLost: guarded.sawLoss, steps: guarded.all.count)
     }
 }

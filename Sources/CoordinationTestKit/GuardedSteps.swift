@@ -8,6 +8,7 @@ import Synchronization
 public final class GuardedSteps: Sendable {
     private final class Stamps: Sendable {
         let list = Mutex<[ContinuousClock.Instant]>([])
+        let sawLoss = Atomic<Bool>(false)
     }
 
     private let stamps = Stamps()
@@ -18,7 +19,10 @@ public final class GuardedSteps: Sendable {
         task = Task.detached {
             while !Task.isCancelled {
                 let stamp = ContinuousClock.now
-                if grant.isLost { return }
+                if grant.isLost {
+                    stamps.sawLoss.store(true, ordering: .relaxed)
+                    return
+                }
                 stamps.list.withLock { $0.append(stamp) }
                 try? await Task.sleep(for: interval)
             }
@@ -29,6 +33,15 @@ public final class GuardedSteps: Sendable {
 
     /// Every step's stamp so far.
     public var all: [ContinuousClock.Instant] { stamps.list.withLock { $0 } }
+
+    /// Whether the holder saw its loss (rather than being stopped).
+    public var sawLoss: Bool { stamps.sawLoss.load(ordering: .relaxed) }
+
+    /// Stops the steps (the holder still holds) and waits for the last one to end.
+    public func stop() async {
+        task.cancel()
+        await task.value
+    }
 
     /// Waits until the holder has seen its loss (and stopped).
     public func waitUntilStopped(within deadline: Duration) async throws {

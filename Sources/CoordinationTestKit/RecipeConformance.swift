@@ -462,9 +462,7 @@ public enum RecipeConformance {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await registration.run() }
             defer { group.cancelAll() }
-            try await withDeadline(.seconds(15), "first registration") {
-                for await status in registration.statuses() { if case .registered = status { return } }
-            }
+            try await waitUntilRegistered(registration)
             guard let lost = registration.currentSession else {
                 throw ConformanceFailure("no session after registering")
             }
@@ -509,9 +507,7 @@ public enum RecipeConformance {
             sessionTTL: ctx.sessionTTL * 10)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await one.run() }
-            try await withDeadline(.seconds(15), "db-1 registered") {
-                for await status in one.statuses() { if case .registered = status { return } }
-            }
+            try await waitUntilRegistered(one, "db-1 registered")
             let stream = try await discovery.watch("db")
             let twoTask = Task { try await two.run() }
             let changes = try await withDeadline(.seconds(15), "discovery events") {

@@ -27,9 +27,7 @@ struct ConsulLockDelayTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await registration.run() }
                 defer { group.cancelAll() }
-                try await withDeadline(.seconds(15), "first registration") {
-                    for await status in registration.statuses() { if case .registered = status { return } }
-                }
+                try await waitUntilRegistered(registration)
                 let lost = try #require(registration.currentSession)
                 let sessions = Locked<Set<SessionID>>([])
                 lost.abandon()  // the process pauses: renewals stop, Consul invalidates the session
