@@ -81,12 +81,7 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
             }
             if closed { return }
             if let deadline {
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask { try? await clock.sleep(until: deadline) }
-                    group.addTask { await self.wake.wait() }
-                    await group.next()
-                    group.cancelAll()
-                }
+                await wake.wait(orUntil: { try? await clock.sleep(until: deadline) })
             } else {
                 await wake.wait()
             }

@@ -121,12 +121,7 @@ public final class SessionRenewer<ID: Hashable & Comparable & Sendable & CustomS
                 sessions[id]?.transition(to: .expired)
             }
             if let next {
-                await withTaskGroup(of: Void.self) { timer in
-                    timer.addTask { try? await Task.sleep(until: next, clock: .continuous) }
-                    timer.addTask { await self.wake.wait() }
-                    await timer.next()
-                    timer.cancelAll()
-                }
+                await wake.wait(orUntil: { try? await Task.sleep(until: next, clock: .continuous) })
             } else {
                 await wake.wait()
             }

@@ -48,4 +48,15 @@ public final class WakeSignal: Sendable {
             waiter?.resume()
         }
     }
+
+    /// Waits for a signal or until `sleep` returns, whichever comes first (a run loop sleeping
+    /// until its next deadline, woken early when something changes).
+    public func wait(orUntil sleep: @escaping @Sendable () async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await sleep() }
+            group.addTask { await self.wait() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
 }
