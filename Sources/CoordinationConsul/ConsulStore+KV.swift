@@ -179,7 +179,7 @@ extension ConsulStore {
         if let held = heldLockKey(for: key) {
             let (prefix, session) = held
             // A lock or leader contender of ours: leave the line and free `api.Lock`'s key in one step.
-            let lockKey = keySpace.consulKey(ContenderLine.lockKey(under: prefix))
+            let lockKey = keySpace.consulKey(ConsulLineLayout.lockKey(under: prefix))
             let outcome = try await txn(
                 [
                     .kv("check-index", consulKey, index: revision.value),

@@ -90,15 +90,15 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     private let configuration: Configuration
     private let transport: EtcdTransport
-    private let keySpace: EtcdKeySpace
-    private let errors: EtcdErrorMapper
+    let keySpace: EtcdKeySpace
+    let errors: EtcdErrorMapper
     private let leases: LeaseKeeper
     private let watches: WatchHub
     private let followers: KeyFollowers
     private let closed = Atomic<Bool>(false)
     private let stopped = WakeSignal()
     private let authToken = Mutex<String?>(nil)
-    private let executor: EventLoopTaskExecutor
+    let executor: EventLoopTaskExecutor
 
     public init(configuration: Configuration) throws(CoordinationError) {
         let endpointText = configuration.endpoints.map { "\($0.host):\($0.port)" }.joined(separator: ",")
@@ -431,132 +431,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         leases.abandon(lease)
     }
 
-    // MARK: - Contenders
-
-    public func createContender(
-        under prefix: Key,
-        role: ContenderRole,
-        value: [UInt8],
-        session: Session
-    ) async throws(CoordinationError) -> Contender {
-        try await runToCompletion(on: executor) { () async throws(CoordinationError) in
-            try await self.createContenderNamedBySession(under: prefix, value: value, session: session)
-        }
-    }
-
-    /// One `Txn`, as etcd's own `Mutex.Lock`: create `prefix/<lease>` if absent, and in the same
-    /// transaction read the two contenders created last (the new one and the one just ahead of it)
-    /// and the size of the line, so a waiter knows whom to wait for without reading the whole line.
-    public func joinLine(
-        under prefix: Key,
-        role: ContenderRole,
-        value: [UInt8],
-        session: Session
-    ) async throws(CoordinationError) -> LinePosition {
-        try await runToCompletion(on: executor) { () async throws(CoordinationError) in
-            try await self.join(under: prefix, value: value, session: session)
-        }
-    }
-
-    private func join(under prefix: Key, value: [UInt8], session: Session) async throws(CoordinationError)
-        -> LinePosition
-    {
-        let key = try prefix.appending(session.id.rawValue)
-        try validate(value: value, for: key)
-        let lease = try leaseID(session, key: key)
-        let bytes = Data(keySpace.bytes(key))
-        let (start, end) = keySpace.subtree(prefix)
-        let response = try await call("joinLine", key: key, .txn, .with {
-            $0.compare = [.absent(bytes)]
-            $0.success = [.put(bytes, Data(value), lease: lease), .lastCreated(Data(start), Data(end), limit: 2)]
-        })
-        guard response.succeeded else {
-            throw errors.make(.keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
-        }
-        let revision = Revision(UInt64(response.header.revision))
-        let me = Contender(
-            key: key,
-            order: revision,
-            createRevision: revision,
-            modifyRevision: revision,
-            session: session.id,
-            value: value
-        )
-        // Newest first: our own key (created by this Txn, so the newest), then the one just ahead.
-        let newest = response.responses.count > 1 ? response.responses[1].responseRange : .init()
-        if newest.kvs.contains(where: { keySpace.key($0.key).map { !$0.isChild(of: prefix) } ?? true }) {
-            // A key nested below the line's name stands among the newest: it is no contender, and
-            // it must neither hide one nor block the line. Read the place past it.
-            return LinePosition(contender: me, head: nil, place: try await place(of: me, under: prefix))
-        }
-        let ahead = contendersIn(newest, under: prefix).first { $0.key != key }
-        guard let ahead else {
-            return LinePosition(contender: me, head: me, place: LinePlace(index: 0, predecessor: nil))
-        }
-        // `count` is every key of the line's range but ours: exact for a line of contenders, and
-        // never too low (a stray deeper key only adds a read later).
-        let place = LinePlace(index: max(1, Int(newest.count) - 1), predecessor: .init(ahead))
-        return LinePosition(contender: me, head: nil, place: place)
-    }
-
-    /// One read-only `Txn`: is `contender` still in line, and who is just ahead of it (the keys
-    /// created before it, newest first, at most two — enough to tell "first", "second" and
-    /// "further back").
-    ///
-    /// The read is serializable (answered by the member from what it has applied, without a raft
-    /// round): a waiter asks after its watch — on the same connection, so the same member — said
-    /// the one ahead is gone, and that member has applied everything up to that event, the
-    /// contender's own creation included. Only "not in line any more" is checked again with a
-    /// linearizable read before it is believed (the connection may have moved to a member that is
-    /// behind).
-    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
-        if let place = try await readPlace(of: contender, under: prefix, serializable: true) { return place }
-        return try await readPlace(of: contender, under: prefix, serializable: false)
-    }
-
-    private func readPlace(of contender: Contender, under prefix: Key, serializable: Bool)
-        async throws(CoordinationError) -> LinePlace?
-    {
-        let (start, end) = keySpace.subtree(prefix)
-        let own = Data(keySpace.bytes(contender.key))
-        let created = Int64(contender.createRevision.value)
-        let response = try await call("place", key: contender.key, .txn, .with {
-            $0.success = [
-                .range(own, serializable: serializable),
-                .lastCreated(Data(start), Data(end), limit: 2, createdBefore: created, serializable: serializable),
-            ]
-        })
-        guard response.responses.count == 2,
-            let current = response.responses[0].responseRange.kvs.first, current.createRevision == created
-        else { return nil }
-        var page = response.responses[1].responseRange
-        var ahead = contendersIn(page, under: prefix)
-        // Keys nested below the line's name are read past, never counted: a line read this way is
-        // never shorter than it is (a stray key among the newest cannot hide the contender behind
-        // it), and a stray key never blocks it. Contenders are never created before an existing
-        // one, so a later page (at a later revision) misses none of them.
-        while ahead.count < 2, page.more, let oldest = page.kvs.map(\.createRevision).min() {
-            let next = try await call("place", key: contender.key, .txn, .with {
-                $0.success = [
-                    .lastCreated(Data(start), Data(end), limit: 8, createdBefore: oldest, serializable: serializable)
-                ]
-            })
-            guard let range = next.responses.first?.responseRange else { break }
-            page = range
-            ahead += contendersIn(page, under: prefix)
-        }
-        guard let predecessor = ahead.first else { return LinePlace(index: 0, predecessor: nil) }
-        // Two or more ahead is reported as 2: the recipes only tell first, second and further back.
-        let index = ahead.count == 1 && !page.more ? 1 : 2
-        return LinePlace(index: index, predecessor: .init(predecessor))
-    }
-
-    private func contendersIn(_ range: Etcdserverpb_RangeResponse, under prefix: Key) -> [Contender] {
-        range.kvs.compactMap { kv -> Contender? in
-            guard let key = keySpace.key(kv.key), key.isChild(of: prefix) else { return nil }
-            return Contender(entry: EtcdEntries.entry(kv, key: key))
-        }
-    }
+    // MARK: - Waiting for a key to go
 
     /// A waiter's wait for the contender ahead of it: on a watch of that key kept open across
     /// waits (``KeyFollowers``), so the wait never starts on a watch that etcd registered as
@@ -586,20 +461,9 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         }
     }
 
-    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
-        let (start, end) = keySpace.subtree(prefix)
-        let response = try await call("contenders", key: prefix, .range, .with {
-            $0.key = Data(start)
-            $0.rangeEnd = Data(end)
-            $0.sortTarget = .create
-            $0.sortOrder = .ascend
-        })
-        return contendersIn(response, under: prefix)
-    }
-
     // MARK: - Plumbing
 
-    private func leaseID(_ session: Session?, key: Key) throws(CoordinationError) -> Int64 {
+    func leaseID(_ session: Session?, key: Key) throws(CoordinationError) -> Int64 {
         guard let session else { return 0 }
         guard session.isActive, let lease = session.id.leaseID else {
             throw errors.make(.sessionExpired, "session \(session.id) has ended; cannot bind a key to it", key: key)

@@ -74,7 +74,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
     let connection: V2Connection
     let runner = V2TaskRunner()
     private let http: HTTPClient
-    private let sessions: V2SessionKeeper
+    let sessions: V2SessionKeeper
     private let watches = Mutex<[UInt64: (continuation: WatchStream.Continuation, stop: WakeSignal)]>([:])
     private let nextWatchID = Atomic<UInt64>(0)
     /// Set once close() starts (it runs once); `closed` once calls are refused.
@@ -480,89 +480,6 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
             .delete, keySpace.sessionPath(id), query: [("recursive", "true")], operation: "revokeSession")
     }
 
-    // MARK: - Contenders
-
-    /// An in-order key (POST) under `prefix`, bound to the session: `prefix/<20-digit index>`,
-    /// ordered by createdIndex.
-    public func createContender(
-        under prefix: Key,
-        role: ContenderRole,
-        value: [UInt8],
-        session: Session
-    ) async throws(CoordinationError) -> Contender {
-        try await runToCompletion(on: nil) { () throws(CoordinationError) in
-            try await self.postContender(under: prefix, value: value, session: session)
-        }
-    }
-
-    /// Creates the contender and reads the head of the line. Both steps run to completion (each
-    /// has its deadline) even if the caller is cancelled meanwhile, so a contender that was created
-    /// is always handed back for the caller to remove — never left in line behind its back.
-    public func joinLine(
-        under prefix: Key,
-        role: ContenderRole,
-        value: [UInt8],
-        session: Session
-    ) async throws(CoordinationError) -> LinePosition {
-        try await runToCompletion(on: nil) { () throws(CoordinationError) in
-            let contender = try await self.postContender(under: prefix, value: value, session: session)
-            do throws(CoordinationError) {
-                let line = try await self.contenders(under: prefix)
-                return LinePosition(contender: contender, head: line.first, line: line)
-            } catch {
-                _ = try? await self.send(
-                    .delete, self.keySpace.path(contender.key),
-                    query: [
-                        (
-                            "prevIndex",
-                            String(self.sessions.resolve(contender.key, revision: contender.modifyRevision.value))
-                        )
-                    ],
-                    operation: "joinLine", key: contender.key)
-                await self.untrack(contender.key)
-                throw error
-            }
-        }
-    }
-
-    private func postContender(under prefix: Key, value: [UInt8], session: Session) async throws(CoordinationError)
-        -> Contender
-    {
-        try validate(value: value, for: prefix)
-        guard let ttl = try sessionTTL(session, key: prefix) else {
-            throw errors.make(.sessionExpired, "session \(session.id) is not open in this store", key: prefix)
-        }
-        let reply = try await send(
-            .post, keySpace.path(prefix), query: [("ttl", String(ttl))],
-            value: V2ValueCodec.encode(value, session: session.id.rawValue), operation: "createContender", key: prefix)
-        let node = try success(reply, "createContender", key: prefix).node
-        guard let key = keySpace.key(node.key) else {
-            throw errors.make(.protocolError, "etcd named the in-order key '\(node.key)'", key: prefix)
-        }
-        try await track(key, node: node, session: session)
-        try await recordBinding(session.id, key)
-        return Contender(entry: EtcdV2Entries.entry(node, key: key))
-    }
-
-    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
-        let reply = try await send(
-            .get, keySpace.path(prefix), query: [("sorted", "true")], operation: "contenders", key: prefix)
-        switch reply {
-        case .success(let response, _):
-            guard response.node.isDirectory else { return [] }
-            return (response.node.nodes ?? []).compactMap { node -> Entry? in
-                guard !node.isDirectory, let key = keySpace.key(node.key), key.isChild(of: prefix) else { return nil }
-                return EtcdV2Entries.entry(node, key: key)
-            }
-            .sorted { $0.createRevision < $1.createRevision }
-            .map(Contender.init(entry:))
-        case .failure(let body) where body.errorCode == V2ErrorCode.keyNotFound:
-            return []
-        case .failure(let body):
-            throw errors.etcd(body, "contenders", key: prefix)
-        }
-    }
-
     // MARK: - Plumbing
 
     /// etcd v2 hides every node whose name starts with `_` from listings and recursive watches,
@@ -606,7 +523,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
     }
 
     /// The TTL in seconds for a key bound to `session`, or `nil` when unbound.
-    private func sessionTTL(_ session: Session?, key: Key) throws(CoordinationError) -> Int64? {
+    func sessionTTL(_ session: Session?, key: Key) throws(CoordinationError) -> Int64? {
         guard let session else { return nil }
         guard session.isActive, let ttl = sessions.ttlSeconds(session.id) else {
             throw errors.make(.sessionExpired, "session \(session.id) has ended; cannot bind a key to it", key: key)
@@ -616,7 +533,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
 
     /// After a write: a bound key joins its session's refreshes and record; an unbound write ends
     /// any binding the key had.
-    private func track(_ key: Key, node: V2Node, session: Session?) async throws(CoordinationError) {
+    func track(_ key: Key, node: V2Node, session: Session?) async throws(CoordinationError) {
         guard let session else {
             if let previous = sessions.unbind(key) { await dropRecord(previous, key) }
             return
@@ -628,7 +545,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
     /// before the key itself where the name is known, so a cancelled write never leaves a bound
     /// key that the record does not list; an entry for a key that was not written is harmless
     /// (revocation checks the key's own session first).
-    private func recordBinding(_ id: SessionID, _ key: Key) async throws(CoordinationError) {
+    func recordBinding(_ id: SessionID, _ key: Key) async throws(CoordinationError) {
         let reply = try await send(
             .put, keySpace.boundKeyRecordPath(id, key), value: key.path, operation: "bind", key: key)
         if case .failure(let body) = reply {
@@ -637,7 +554,7 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         }
     }
 
-    private func untrack(_ key: Key) async {
+    func untrack(_ key: Key) async {
         if let previous = sessions.unbind(key) { await dropRecord(previous, key) }
     }
 

@@ -294,30 +294,10 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
         wake.signal()
     }
 
-    // MARK: - Contenders
-
-    public func createContender(
-        under prefix: Key,
-        role: ContenderRole,
-        value: [UInt8],
-        session: Session
-    ) async throws(CoordinationError) -> Contender {
-        try await createContenderNamedBySession(under: prefix, value: value, session: session)
-    }
-
-    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
-        try withOpenState { state in
-            guard let children = state.children[prefix.path] else { return [] }
-            return children.compactMap { state.entries[$0] }
-                .sorted { $0.createRevision < $1.createRevision }
-                .map(Contender.init(entry:))
-        }
-    }
-
     // MARK: - Internals
 
     /// Runs `body` on the state after expiring due sessions; throws `storeClosed` after close.
-    private func withOpenState<T>(
+    func withOpenState<T>(
         _ body: (inout MemoryState) throws(CoordinationError) -> T
     ) throws(CoordinationError) -> T {
         let now = configuration.clock.now()

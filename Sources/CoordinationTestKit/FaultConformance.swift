@@ -59,7 +59,7 @@ public enum FaultConformance {
             }
             // Give a request that is still on its way the time to land.
             try await Task.sleep(for: .milliseconds(20))
-            let line = try await store.contenders(under: name)
+            let line = try await store.line.contenders(in: name)
             try expect(
                 !line.contains { $0.session == session.id },
                 "round \(round): the cancelled waiter's contender stayed in line: \(line.map(\.key))")
@@ -85,7 +85,7 @@ public enum FaultConformance {
         try await waitForLine(ctx.store, name, count: 2)
         let third = Task { try await Lock(name, session: sessions[2], store: ctx.clients[2]).acquire() }
         try await waitForLine(ctx.store, name, count: 3)
-        let line = try await ctx.store.contenders(under: name)
+        let line = try await ctx.store.line.contenders(in: name)
         try expectEqual(line[1].session, sessions[1].id, "the second in line")
         // The operator (`etcdctl del`, `zkCli delete`, `consul kv delete`) removes the second's key.
         try await ctx.store.delete(line[1].key)
@@ -267,7 +267,7 @@ public enum FaultConformance {
         let faulty = LostReplyStore(ctx.store)
         let name = try ctx.key("lost-permit")
         let session = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 10)
-        faulty.arm("createContender", .loseReply)
+        faulty.arm("joinLine", .loseReply)
         try await expectError(.timeout) { try await Semaphore(name, permits: 1, session: session, store: faulty).acquire() }
         try await waitForLine(ctx.store, name, count: 0)
         try await session.close()

@@ -27,7 +27,7 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
     /// Sets every count back to zero.
     public func resetCounts() { counts.withLock { $0.removeAll() } }
 
-    private func record(_ call: String) {
+    fileprivate func record(_ call: String) {
         counts.withLock { $0[call, default: 0] += 1 }
         onCall?(call)
     }
@@ -93,36 +93,6 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
         record("revokeSession")
         try await base.revokeSession(id)
     }
-    public func createContender(
-        under prefix: Key,
-        role: ContenderRole,
-        value: [UInt8],
-        session: Session
-    ) async throws(CoordinationError) -> Contender {
-        record("createContender")
-        return try await base.createContender(under: prefix, role: role, value: value, session: session)
-    }
-    public func joinLine(
-        under prefix: Key,
-        role: ContenderRole,
-        value: [UInt8],
-        session: Session
-    ) async throws(CoordinationError) -> LinePosition {
-        record("joinLine")
-        return try await base.joinLine(under: prefix, role: role, value: value, session: session)
-    }
-    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
-        record("contenders")
-        return try await base.contenders(under: prefix)
-    }
-    public func line(from entries: [Entry], under prefix: Key) -> [Contender] {
-        base.line(from: entries, under: prefix)
-    }
-    /// Counted as a `contenders` read: it is how a waiter looks at the line, whatever the backend reads.
-    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
-        record("contenders")
-        return try await base.place(of: contender, under: prefix)
-    }
     /// Counted as a `watch`: it is how a waiter watches its predecessor, whatever the backend uses.
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)
@@ -130,4 +100,39 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
         record("watch")
         try await base.waitUntilGone(key, createdAt: createRevision, session: session)
     }
+}
+
+extension InstrumentedStore {
+    /// The wrapped store's line, counted: a join as `joinLine`; a place or a line read as
+    /// `contenders` (it is how a waiter looks at the line, whatever the backend reads); a wait for
+    /// the one ahead as `watch` (through the store's ``waitUntilGone(_:createdAt:session:)``);
+    /// leaving as `atomicDelete`.
+    public struct Line: ContenderLine {
+        public let store: InstrumentedStore
+        let base: any ContenderLine
+
+        public func join(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
+            async throws(CoordinationError) -> LineJoin
+        {
+            store.record("joinLine")
+            return try await base.join(prefix, role: role, value: value, session: session)
+        }
+        public func place(of contender: Contender, in prefix: Key) async throws(CoordinationError) -> LinePlace? {
+            store.record("contenders")
+            return try await base.place(of: contender, in: prefix)
+        }
+        public func leave(_ contender: Contender) async throws(CoordinationError) {
+            store.record("atomicDelete")
+            try await base.leave(contender)
+        }
+        public func contenders(in prefix: Key) async throws(CoordinationError) -> [Contender] {
+            store.record("contenders")
+            return try await base.contenders(in: prefix)
+        }
+        public func contenders(in prefix: Key, from entries: [Entry]) -> [Contender] {
+            base.contenders(in: prefix, from: entries)
+        }
+    }
+
+    public var line: Line { Line(store: self, base: base.line) }
 }

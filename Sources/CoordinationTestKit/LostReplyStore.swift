@@ -20,8 +20,8 @@ public final class LostReplyStore: KeyValueStore, Sendable {
 
     public init(_ base: any KeyValueStore) { self.base = base }
 
-    /// Makes the next `times` calls named `call` (`joinLine`, `createContender`, `atomicPut`,
-    /// `atomicDelete`, `waitUntilGone`) fail with `fault`.
+    /// Makes the next `times` calls named `call` (`joinLine`, `atomicPut`, `atomicDelete` — also a
+    /// contender's leaving — and `waitUntilGone`) fail with `fault`.
     public func arm(_ call: String, _ fault: Fault, times: Int = 1) {
         armed.withLock { $0[call] = (fault, times) }
     }
@@ -37,7 +37,7 @@ public final class LostReplyStore: KeyValueStore, Sendable {
         }
     }
 
-    private func perform<T>(_ call: String, _ body: () async throws(CoordinationError) -> T)
+    fileprivate func perform<T>(_ call: String, _ body: () async throws(CoordinationError) -> T)
         async throws(CoordinationError) -> T
     {
         switch fault(for: call) {
@@ -87,29 +87,6 @@ public final class LostReplyStore: KeyValueStore, Sendable {
         try await base.makeSession(ttl: ttl)
     }
     public func revokeSession(_ id: SessionID) async throws(CoordinationError) { try await base.revokeSession(id) }
-    public func createContender(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
-        async throws(CoordinationError) -> Contender
-    {
-        try await perform("createContender") { () async throws(CoordinationError) in
-            try await base.createContender(under: prefix, role: role, value: value, session: session)
-        }
-    }
-    public func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
-        async throws(CoordinationError) -> LinePosition
-    {
-        try await perform("joinLine") { () async throws(CoordinationError) in
-            try await base.joinLine(under: prefix, role: role, value: value, session: session)
-        }
-    }
-    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
-        try await base.contenders(under: prefix)
-    }
-    public func line(from entries: [Entry], under prefix: Key) -> [Contender] {
-        base.line(from: entries, under: prefix)
-    }
-    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
-        try await base.place(of: contender, under: prefix)
-    }
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)
     {
@@ -117,4 +94,37 @@ public final class LostReplyStore: KeyValueStore, Sendable {
             try await base.waitUntilGone(key, createdAt: createRevision, session: session)
         }
     }
+}
+
+extension LostReplyStore {
+    /// The wrapped store's line, with the same faults: `joinLine` arms the join, `atomicDelete`
+    /// a contender's leaving, `waitUntilGone` the wait for the one ahead.
+    public struct Line: ContenderLine {
+        public let store: LostReplyStore
+        let base: any ContenderLine
+
+        public func join(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
+            async throws(CoordinationError) -> LineJoin
+        {
+            try await store.perform("joinLine") { () async throws(CoordinationError) in
+                try await base.join(prefix, role: role, value: value, session: session)
+            }
+        }
+        public func place(of contender: Contender, in prefix: Key) async throws(CoordinationError) -> LinePlace? {
+            try await base.place(of: contender, in: prefix)
+        }
+        public func leave(_ contender: Contender) async throws(CoordinationError) {
+            try await store.perform("atomicDelete") { () async throws(CoordinationError) in
+                try await base.leave(contender)
+            }
+        }
+        public func contenders(in prefix: Key) async throws(CoordinationError) -> [Contender] {
+            try await base.contenders(in: prefix)
+        }
+        public func contenders(in prefix: Key, from entries: [Entry]) -> [Contender] {
+            base.contenders(in: prefix, from: entries)
+        }
+    }
+
+    public var line: Line { Line(store: self, base: base.line) }
 }

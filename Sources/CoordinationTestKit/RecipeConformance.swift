@@ -28,11 +28,11 @@ public enum RecipeConformance {
     }
 
     /// Waits until the line under `prefix` has `count` contenders, as the store counts them
-    /// (`contenders(under:)`: on Consul the `api.Lock` key beside the line is not a contender).
+    /// (`ContenderLine.contenders(in:)`: on Consul the `api.Lock` key beside the line is not a contender).
     static func waitForLine(_ store: any KeyValueStore, _ prefix: Key, count: Int) async throws {
         try await withDeadline(.seconds(20), "\(count) contenders in line under \(prefix)") {
             for try await _ in try await store.watchTree(prefix) {
-                if try await store.contenders(under: prefix).count == count { return }
+                if try await store.line.contenders(in: prefix).count == count { return }
             }
         }
     }
@@ -187,7 +187,7 @@ public enum RecipeConformance {
             }
             // The waiters raced to join: the first waiter is whoever is second in line, not the task
             // that was started first.
-            let line = try await ctx.store.contenders(under: name)
+            let line = try await ctx.store.line.contenders(in: name)
             let firstWaiter = line.count > 1 ? sessions.firstIndex { $0.id == line[1].session } : nil
             counted.resetCounts()
             try await holder.release()
@@ -266,7 +266,7 @@ public enum RecipeConformance {
         } catch let error as CoordinationError {
             try expectEqual(error.code, .cancelled, "error of a cancelled wait")
         }
-        try expectEqual(try await ctx.store.contenders(under: name).map(\.key), [holder.key], "line after cancellation")
+        try expectEqual(try await ctx.store.line.contenders(in: name).map(\.key), [holder.key], "line after cancellation")
         try await holder.release()
         try await session.close()
         try await waiterSession.close()
@@ -281,7 +281,7 @@ public enum RecipeConformance {
         }
         let busy = try await Lock(name, session: second, store: ctx.store).tryAcquire()
         try expect(busy == nil, "tryAcquire of a held lock returns nil")
-        try expectEqual(try await ctx.store.contenders(under: name).count, 1, "contenders after a failed tryAcquire")
+        try expectEqual(try await ctx.store.line.contenders(in: name).count, 1, "contenders after a failed tryAcquire")
         try await grant.release()
         try await first.close()
         try await second.close()
@@ -297,7 +297,7 @@ public enum RecipeConformance {
         let other = try await Lock(name, session: second, store: ctx.store).acquire()
         try await expectError(.notHolder) { try await grant.release() }
         try expectEqual(
-            try await ctx.store.contenders(under: name).map(\.key), [other.key], "the new holder keeps its key")
+            try await ctx.store.line.contenders(in: name).map(\.key), [other.key], "the new holder keeps its key")
         try await other.release()
         try await first.close()
         try await second.close()
@@ -590,7 +590,7 @@ public enum RecipeConformance {
             try expectEqual(error.code, .cancelled, "error of a cancelled wait")
         }
         try expectEqual(
-            Set(try await ctx.store.contenders(under: name).map(\.key)), Set(held.map(\.key)), "line after cancellation"
+            Set(try await ctx.store.line.contenders(in: name).map(\.key)), Set(held.map(\.key)), "line after cancellation"
         )
         for grant in held { try await grant.release() }
         for s in [session, other, waiterSession] { try await s.close() }

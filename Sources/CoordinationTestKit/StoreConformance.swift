@@ -372,21 +372,28 @@ public enum StoreConformance {
         for index in 0..<3 {
             let session = try await ctx.clients[index % 2].makeSession(ttl: ctx.sessionTTL * 10)
             sessions.append(session)
-            created.append(
-                try await ctx.clients[index % 2].createContender(
-                    under: prefix, role: .lock, value: "c\(index)".bytes, session: session)
-            )
+            let joined = try await ctx.clients[index % 2].line.join(
+                prefix, role: .lock, value: "c\(index)".bytes, session: session)
+            // Where joining left it: first, or just behind the one created before it.
+            let ahead: Key?
+            switch joined.place {
+            case .first: ahead = nil
+            case .behind(let predecessor): ahead = predecessor.key
+            case nil: throw ConformanceFailure("contender \(index) was not in line right after joining")
+            }
+            try expectEqual(ahead, created.last?.key, "place of contender \(index) right after joining")
+            created.append(joined.contender)
         }
         try expect(created[0].order < created[1].order && created[1].order < created[2].order, "ordering numbers grow")
-        let line = try await ctx.store.contenders(under: prefix)
+        let line = try await ctx.store.line.contenders(in: prefix)
         try expectEqual(line.map(\.key), created.map(\.key), "line in creation order")
         try expectEqual(line.map(\.value), ["c0".bytes, "c1".bytes, "c2".bytes], "values carried")
         try expect(line.allSatisfy { $0.key.isChild(of: prefix) }, "contenders are direct children")
         try await sessions[1].close()
         try expectEqual(
-            try await ctx.clients[1].contenders(under: prefix).map(\.key), [created[0].key, created[2].key],
+            try await ctx.clients[1].line.contenders(in: prefix).map(\.key), [created[0].key, created[2].key],
             "closed session left the line")
         for session in sessions { try await session.close() }
-        try expectEqual(try await ctx.store.contenders(under: prefix).count, 0, "empty line")
+        try expectEqual(try await ctx.store.line.contenders(in: prefix).count, 0, "empty line")
     }
 }

@@ -106,11 +106,11 @@ struct ConsulInteropTests {
             let session = try await store.makeSession(ttl: .seconds(10))
             let waiter = Task { try await Lock(try Key(name), session: session, store: store).acquire() }
             try await withDeadline(.seconds(20), "our contender queues behind consul lock") {
-                while try await store.contenders(under: try Key(name)).count < 2 {
+                while try await store.line.contenders(in: try Key(name)).count < 2 {
                     try await Task.sleep(for: .milliseconds(20))
                 }
             }
-            let line = try await store.contenders(under: try Key(name))
+            let line = try await store.line.contenders(in: try Key(name))
             #expect(line.first?.key == holder.key, "consul lock still holds while we wait")
             #expect(line.last?.session == session.id)
             FileManager.default.createFile(atPath: release.path, contents: nil)

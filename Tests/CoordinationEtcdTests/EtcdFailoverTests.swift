@@ -144,8 +144,8 @@ struct EtcdFailoverTests {
             let campaign = Task { try await election.campaign(value: Array("second".utf8), session: secondCandidate) }
             try await withDeadline(.seconds(10), "both queues formed") {
                 while true {
-                    let locks = try await store.contenders(under: lockName).count
-                    let candidates = try await store.contenders(under: election.name).count
+                    let locks = try await store.line.contenders(in: lockName).count
+                    let candidates = try await store.line.contenders(in: election.name).count
                     if locks >= 2 && candidates >= 2 { return }
                     try await Task.sleep(for: .milliseconds(20))
                 }
@@ -194,7 +194,7 @@ struct EtcdFailoverTests {
             try await Task.sleep(for: .seconds(1))
             if !holder.isLost {
                 #expect(!waiterGranted.withLock { $0 }, "the waiter was granted while the holder still held the lock")
-                #expect(try await store.contenders(under: lockName).first?.key == holder.key)
+                #expect(try await store.line.contenders(in: lockName).first?.key == holder.key)
             }
             #expect(holderSession.state != .expired || holder.isLost)
             try? await holder.release()

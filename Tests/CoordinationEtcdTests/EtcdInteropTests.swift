@@ -56,7 +56,7 @@ struct EtcdInteropTests {
             try await Self.waitForContenders(store, name, count: 2)
             try await Task.sleep(for: .milliseconds(300))
             #expect(!waiter.isCancelled)
-            let line = try await store.contenders(under: try Key(name))
+            let line = try await store.line.contenders(in: try Key(name))
             #expect(line.first?.key == holder.key, "etcdctl still holds while we wait")
             peer.interrupt()
             let grant = try await withDeadline(.seconds(20), "our lock after etcdctl released") {
@@ -123,7 +123,7 @@ struct EtcdInteropTests {
         let prefix = try Key(name)
         try await withDeadline(.seconds(20), "\(count) contenders under \(name)") {
             for try await _ in try await store.watchTree(prefix) {
-                if try await store.contenders(under: prefix).count >= count { return }
+                if try await store.line.contenders(in: prefix).count >= count { return }
             }
         }
     }

@@ -308,7 +308,7 @@ struct MemoryStoreUnitTests {
             _ = try await expectNext("delete")
 
             let session = try await store.makeSession(ttl: .seconds(10))
-            _ = try await store.createContender(under: prefix, role: .lock, value: [], session: session)
+            _ = try await store.line.join(prefix, role: .lock, value: [], session: session)
             _ = try await expectNext("contender")
             try await session.close()
             _ = try await expectNext("session close")
@@ -393,7 +393,7 @@ struct MemoryStoreUnitTests {
             await #expect(throws: CoordinationError.storeClosed) { try await store.watch(key) }
             await #expect(throws: CoordinationError.storeClosed) { try await store.watchTree(key) }
             await #expect(throws: CoordinationError.storeClosed) { try await store.makeSession(ttl: .seconds(10)) }
-            await #expect(throws: CoordinationError.storeClosed) { try await store.contenders(under: key) }
+            await #expect(throws: CoordinationError.storeClosed) { try await store.line.contenders(in: key) }
 
             await store.close()  // idempotent
         }
@@ -472,12 +472,8 @@ struct MemoryStoreUnitTests {
 
             let session = try await store.makeSession(ttl: .seconds(10))
             await #expect(throws: CoordinationError.valueTooLarge) {
-                try await store.createContender(
-                    under: try Key("q"),
-                    role: .lock,
-                    value: Array(repeating: 1, count: limit + 1),
-                    session: session
-                )
+                try await store.line.join(
+                    try Key("q"), role: .lock, value: Array(repeating: 1, count: limit + 1), session: session)
             }
         }
     }

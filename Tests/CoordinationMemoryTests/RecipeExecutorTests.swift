@@ -45,7 +45,7 @@ struct RecipeExecutorTests {
             let held = try await Lock(name, session: first, store: store).acquire()
             let waiter = Task { try await Lock(name, session: second, store: store).acquire() }
             // Release only once the waiter stands in line behind the holder.
-            while try await store.contenders(under: name).count < 2 { await Task.yield() }
+            while try await store.line.contenders(in: name).count < 2 { await Task.yield() }
             made.withLock { $0.removeAll { $0 == "contenders" } }
             offExecutor.withLock { $0.removeAll { $0 == "contenders" } }
             try await held.release()

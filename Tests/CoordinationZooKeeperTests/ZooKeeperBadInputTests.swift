@@ -74,7 +74,7 @@ struct ZooKeeperBadInputTests {
         try await expectError(.invalidKey) { try await store.put("zookeeper", "x") }
         try await expectError(.invalidKey) { try await store.list("zookeeper") }
         try await expectError(.invalidKey) { try await store.watchTree("zookeeper") }
-        try await expectError(.invalidKey) { try await store.contenders(under: try Key("zookeeper/locks")) }
+        try await expectError(.invalidKey) { try await store.line.contenders(in: try Key("zookeeper/locks")) }
         await store.close()
     }
 

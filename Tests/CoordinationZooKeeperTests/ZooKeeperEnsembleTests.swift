@@ -132,7 +132,7 @@ struct ZooKeeperEnsembleTests {
         let entry = try await observer.get(key)
         #expect(entry?.session == session.id, "the ephemeral key is still bound to the same session")
         #expect(entry?.stringValue == "still mine")
-        #expect(try await observer.contenders(under: name).first?.key == grant.key, "the lock is still held")
+        #expect(try await observer.line.contenders(in: name).first?.key == grant.key, "the lock is still held")
         #expect(!grant.isLost, "the holder was not told it lost the lock")
         try await observer.put(try watched.appending("after"), "3")
         try await withDeadline(.seconds(20), "the watcher sees both writes") {
@@ -163,7 +163,7 @@ struct ZooKeeperEnsembleTests {
             return .now
         }
         try await withDeadline(.seconds(10), "the waiter queues") {
-            while try await waiterStore.contenders(under: name).count < 2 { try await Task.sleep(for: .milliseconds(20)) }
+            while try await waiterStore.line.contenders(in: name).count < 2 { try await Task.sleep(for: .milliseconds(20)) }
         }
         let lost = Task { () -> ContinuousClock.Instant in
             _ = await holderSession.waitUntilEnded()

@@ -47,9 +47,9 @@ struct ZooKeeperInteropTests {
         }
         // Our contender queues behind kazoo's node and stays there while kazoo holds.
         try await withDeadline(.seconds(10), "our contender queues behind kazoo's") {
-            while try await store.contenders(under: key).count < 2 { try await Task.sleep(for: .milliseconds(20)) }
+            while try await store.line.contenders(in: key).count < 2 { try await Task.sleep(for: .milliseconds(20)) }
         }
-        let line = try await store.contenders(under: key)
+        let line = try await store.line.contenders(in: key)
         #expect(line.first?.key.name.contains("__lock__") == true, "kazoo's node heads the line: \(line.map(\.key))")
         try await Task.sleep(for: .milliseconds(300))
         #expect(!acquired.withLock { $0 }, "granted while kazoo held the lock")

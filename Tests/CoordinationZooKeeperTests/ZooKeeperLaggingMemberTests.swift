@@ -49,7 +49,7 @@ struct ZooKeeperLaggingMemberTests {
 
         let holder = try await Lock(name, session: holderSession, store: holderStore).acquire()
         // The stage is set only if the lagging member really does not know the holder's key yet.
-        let seenThroughLaggingMember = try await waiterStore.contenders(under: name)
+        let seenThroughLaggingMember = try await waiterStore.line.contenders(in: name)
         try #require(seenThroughLaggingMember.isEmpty, "the member did not lag: it saw \(seenThroughLaggingMember)")
 
         let outcome = Mutex<Result<FencingToken, any Error>?>(nil)
@@ -107,7 +107,7 @@ struct ZooKeeperLaggingMemberTests {
             return (.now, granted)
         }
         try await withDeadline(.seconds(10), "the waiter is in line") {
-            while try await waiterStore.contenders(under: name).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            while try await waiterStore.line.contenders(in: name).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
         }
         let guarded = GuardedSteps(grant)
 

@@ -44,11 +44,11 @@ struct ZooKeeperLostReplyTests {
         }
         #expect(proxy.cuts == 1, "the proxy cut one connection after forwarding a create")
         #expect(session.state == .alive, "the session resumed")
-        let line = try await observer.contenders(under: name)
+        let line = try await observer.line.contenders(in: name)
         #expect(line.map(\.key) == [grant.key], "exactly one contender, the recovered one: \(line.map(\.key))")
         #expect(line.first?.session == session.id)
         try await grant.release()
-        #expect(try await observer.contenders(under: name).isEmpty)
+        #expect(try await observer.line.contenders(in: name).isEmpty)
         try await session.close()
     }
 

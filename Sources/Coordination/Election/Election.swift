@@ -47,14 +47,14 @@ public struct Election: Sendable {
     /// Joins the line with `value` and waits until this candidate leads. Cancelling the wait removes
     /// the candidate from the line and throws `cancelled`.
     public func campaign(value: [UInt8], session: Session) async throws(CoordinationError) -> Leadership {
-        let me = try await ContenderQueue(store: store, prefix: name).join(
+        let me = try await ContenderQueue(store: store, prefix: name).waitForTurn(
             role: .leader, value: value, session: session, what: "campaigning in '\(name)'")
         return Leadership(contender: me, session: session, store: store)
     }
 
     /// The current leader, if any.
     public func leader() async throws(CoordinationError) -> LeaderInfo? {
-        try await store.contenders(under: name).first.map(LeaderInfo.init)
+        try await store.line.contenders(in: name).first.map(LeaderInfo.init)
     }
 
     /// The current leader (or `nil`), then every change of leader or of the leader's value.
@@ -85,7 +85,7 @@ public struct LeaderObservation: AsyncSequence, Sendable {
         public mutating func next() async throws(CoordinationError) -> LeaderInfo?? {
             while let event = try await events.next() {
                 line.apply(event)
-                let leader = line.line(in: store).first.map(LeaderInfo.init)
+                let leader = line.contenders(by: store.line).first.map(LeaderInfo.init)
                 if last == nil || last! != leader {
                     last = .some(leader)
                     return .some(leader)

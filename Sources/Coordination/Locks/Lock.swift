@@ -36,7 +36,7 @@ public struct Lock: Sendable {
     /// contender from the line and throws `cancelled`; if the session ends while waiting this throws
     /// `sessionExpired` / `sessionClosed`.
     public func acquire() async throws(CoordinationError) -> LockGrant {
-        let me = try await ContenderQueue(store: store, prefix: name).join(
+        let me = try await ContenderQueue(store: store, prefix: name).waitForTurn(
             role: .lock, value: value, session: session, what: "waiting for lock '\(name)'")
         return LockGrant(contender: me, session: session, store: store)
     }
@@ -46,11 +46,11 @@ public struct Lock: Sendable {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             try session.checkActive()
             let queue = ContenderQueue(store: store, prefix: name)
-            let position = try await queue.joinLine(role: .lock, value: value, session: session)
-            if position.isFirst, session.isActive {
-                return LockGrant(contender: position.contender, session: session, store: store)
+            let joined = try await queue.join(role: .lock, value: value, session: session)
+            if joined.isFirst, session.isActive {
+                return LockGrant(contender: joined.contender, session: session, store: store)
             }
-            await queue.remove(position.contender, session: session)
+            await queue.remove(joined.contender, session: session)
             try session.checkActive()
             return nil
         }
@@ -67,6 +67,6 @@ public struct Lock: Sendable {
 
     /// The current holder's contender, if any.
     public func holder() async throws(CoordinationError) -> Contender? {
-        try await store.contenders(under: name).first
+        try await store.line.contenders(in: name).first
     }
 }

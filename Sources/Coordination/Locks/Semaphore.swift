@@ -29,16 +29,16 @@ public struct Semaphore: Sendable {
             let name = self.name
             let permits = self.permits
             let store = self.store
-            let me = try await ContenderQueue(store: store, prefix: name).enter(session: session) {
-                () async throws(CoordinationError) in
-                try await store.createContender(under: name, role: .semaphore, value: [], session: session)
-            }
+            let queue = ContenderQueue(store: store, prefix: name)
+            // Where joining left it does not matter: a permit holder need not be first, so the
+            // line is followed through a tree watch instead.
+            let me = try await queue.join(role: .semaphore, value: [], session: session).contender
             do {
                 try await whileActive(session, what: "waiting for a permit of '\(name)'") {
                     var line = TrackedLine(prefix: name)
                     for try await event in try await store.watchTree(name) {
                         line.apply(event)
-                        guard let position = line.line(in: store).firstIndex(where: { $0.key == me.key }) else {
+                        guard let position = line.contenders(by: queue.line).firstIndex(where: { $0.key == me.key }) else {
                             throw CoordinationError(
                                 .lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
                         }
@@ -50,7 +50,7 @@ public struct Semaphore: Sendable {
                 try session.checkActive()  // no grant past the session's deadline (a paused process)
                 return LockGrant(contender: me, session: session, store: store)
             } catch {
-                await ContenderQueue(store: store, prefix: name).remove(me, session: session)
+                await queue.remove(me, session: session)
                 throw coordinationError(error, cancelled: Task.isCancelled, "waiting for a permit of '\(name)'")
             }
         }
@@ -67,6 +67,6 @@ public struct Semaphore: Sendable {
 
     /// The contenders currently holding permits.
     public func holders() async throws(CoordinationError) -> [Contender] {
-        Array(try await store.contenders(under: name).prefix(permits))
+        Array(try await store.line.contenders(in: name).prefix(permits))
     }
 }

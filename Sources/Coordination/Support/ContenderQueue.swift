@@ -7,33 +7,39 @@ import CoordinationCore
 /// the line is FIFO by the backend's ordering number.
 struct ContenderQueue: Sendable {
     let store: any KeyValueStore
+    let line: any ContenderLine
     let prefix: Key
 
-    /// Waits until `me` is first in line. Throws `lockLost` if `me` leaves the line while waiting.
+    init(store: any KeyValueStore, prefix: Key) {
+        self.store = store
+        self.line = store.line
+        self.prefix = prefix
+    }
+
+    /// Waits until `me` is first in line, starting from `place` (where joining left it). Throws
+    /// `lockLost` if `me` leaves the line while waiting.
     ///
     /// After the contender just ahead has gone, the line is always read again before `me` counts as
     /// first: that read also confirms that `me` is still in line at its own create revision. A
     /// contender removed while it waited (an operator's delete, a revoke, an unreported expiry) must
     /// not be granted just because the one ahead of it left — the one behind it may already have
     /// read the shorter line and be granted too (etcd's `Mutex` and Curator read again as well).
-    /// `known` is the place joining left it in, if the backend told it (saves the first read).
-    func waitUntilFirst(_ me: Contender, known: LinePlace? = nil) async throws {
-        var place: LinePlace?
-        if let known { place = known } else { place = try await store.place(of: me, under: prefix) }
+    func waitUntilFirst(_ me: Contender, from place: LinePlace?) async throws {
+        var place = place
         while true {
-            guard let current = place else {
+            switch place {
+            case nil:
                 throw CoordinationError(
                     .lockLost,
                     "contender '\(me.key)' left the line while waiting (session ended or key removed)",
                     key: me.key.path
                 )
+            case .first:
+                return
+            case .behind(let ahead):
+                try await line.waitUntilGone(ahead)
+                place = try await line.place(of: me, in: prefix)
             }
-            if current.index == 0 { return }
-            if let predecessor = current.predecessor {
-                try await store.waitUntilGone(
-                    predecessor.key, createdAt: predecessor.createRevision, session: predecessor.session)
-            }
-            place = try await store.place(of: me, under: prefix)
         }
     }
 
@@ -46,17 +52,17 @@ struct ContenderQueue: Sendable {
     /// Nothing is returned without a last look at the session's deadline: a process paused while
     /// it waited (its wake-up already queued) must not come back to a grant its session no longer
     /// guarantees.
-    func join(role: ContenderRole, value: [UInt8], session: Session, what: String)
+    func waitForTurn(role: ContenderRole, value: [UInt8], session: Session, what: String)
         async throws(CoordinationError) -> Contender
     {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             try session.checkActive()
-            let position = try await joinLine(role: role, value: value, session: session)
-            let me = position.contender
+            let joined = try await join(role: role, value: value, session: session)
+            let me = joined.contender
             do {
-                if !position.isFirst {
+                if !joined.isFirst {
                     try await whileActive(session, what: what) {
-                        try await waitUntilFirst(me, known: position.place)
+                        try await waitUntilFirst(me, from: joined.place)
                     }
                     if Task.isCancelled { throw CoordinationError(.cancelled, "\(what): cancelled") }
                 }
@@ -69,37 +75,22 @@ struct ContenderQueue: Sendable {
         }
     }
 
-    /// `store.joinLine` through ``enter(session:_:)``: the step that puts a lock or election
-    /// contender in line.
-    func joinLine(role: ContenderRole, value: [UInt8], session: Session) async throws(CoordinationError)
-        -> LinePosition
-    {
-        let store = self.store
-        let prefix = self.prefix
-        return try await enter(session: session) { () async throws(CoordinationError) in
-            try await store.joinLine(under: prefix, role: role, value: value, session: session)
-        }
-    }
-
-    /// Runs `create` — a join or a contender's creation — and, if it fails in a way that may still
-    /// have created the contender (a lost reply), removes what it may have left before throwing.
+    /// Puts a contender of `role` in line (``ContenderLine/join(_:role:value:session:)``). If the
+    /// join fails in a way that may still have created the contender (a lost reply), whatever it
+    /// may have left is removed before the error is thrown.
     ///
-    /// The store runs the creation to its own end even if the caller is cancelled meanwhile
-    /// (``KeyValueStore/joinLine(under:role:value:session:)``'s contract; network backends use
-    /// `runToCompletion`): a request cancelled in flight could land *after* a cleanup that looked
-    /// for it. A caller cancelled meanwhile then removes the contender it got, as any cancelled
-    /// waiter does.
-    func enter<Result: Sendable>(
-        session: Session,
-        _ create: @Sendable () async throws(CoordinationError) -> Result
-    ) async throws(CoordinationError) -> Result {
+    /// The line runs the join to its own end even if the caller is cancelled meanwhile (the
+    /// join's contract; network backends use `runToCompletion`): a request cancelled in flight
+    /// could land *after* a cleanup that looked for it. A caller cancelled meanwhile then removes
+    /// the contender it got, as any cancelled waiter does.
+    func join(role: ContenderRole, value: [UInt8], session: Session) async throws(CoordinationError) -> LineJoin {
         do throws(CoordinationError) {
-            return try await create()
+            return try await line.join(prefix, role: role, value: value, session: session)
         } catch {
             if error.outcomeIsUnknown {
-                let store = self.store
+                let line = self.line
                 let prefix = self.prefix
-                await shielded { await store.removeContenders(of: session, under: prefix) }
+                await shielded { await line.removeContenders(of: session, in: prefix) }
             }
             throw error
         }
@@ -107,17 +98,17 @@ struct ContenderQueue: Sendable {
 
     /// Takes `me` out of the line (only that incarnation), even from a cancelled task. A removal
     /// whose outcome stays unknown falls back to removing `session`'s contenders by session, or to
-    /// ending the session (``KeyValueStore/removeContenders(of:under:)``): never a silent orphan.
+    /// ending the session (``ContenderLine/removeContenders(of:in:)``): never a silent orphan.
     func remove(_ me: Contender, session: Session) async {
-        let store = self.store
+        let line = self.line
         let prefix = self.prefix
         await shielded {
             do throws(CoordinationError) {
-                try await store.atomicDelete(me.key, revision: me.modifyRevision)
+                try await line.leave(me)
             } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
                 // Gone already (its session ended, or someone removed it).
             } catch {
-                await store.removeContenders(of: session, under: prefix)
+                await line.removeContenders(of: session, in: prefix)
             }
         }
     }
@@ -151,8 +142,8 @@ struct TrackedLine {
         }
     }
 
-    /// The contenders among the members, first in line first, as `store` counts and orders them.
-    func line(in store: any KeyValueStore) -> [Contender] {
-        store.line(from: Array(members.values), under: prefix)
+    /// The contenders among the members, first in line first, as `line` counts and orders them.
+    func contenders(by line: any ContenderLine) -> [Contender] {
+        line.contenders(in: prefix, from: Array(members.values))
     }
 }

@@ -40,18 +40,18 @@ enum Cleanup {
     }
 }
 
-extension KeyValueStore {
+extension ContenderLine {
     /// Removes every contender bound to `session` under `prefix`: what a join whose outcome is
     /// unknown may have left in line. If that cannot be confirmed within ``Cleanup/attempts``, the
     /// session is ended so that the server removes them. Never leaves an orphan that would reach the
     /// head of the line with nobody to hold it.
-    func removeContenders(of session: Session, under prefix: Key) async {
+    func removeContenders(of session: Session, in prefix: Key) async {
         var lastError = CoordinationError(.timeout, "no attempt made")
         for attempt in 0..<Cleanup.attempts {
             do throws(CoordinationError) {
-                for contender in try await contenders(under: prefix) where contender.session == session.id {
+                for contender in try await contenders(in: prefix) where contender.session == session.id {
                     do throws(CoordinationError) {
-                        try await atomicDelete(contender.key, revision: contender.modifyRevision)
+                        try await leave(contender)
                     } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
                         // Gone already, or changed: read the line again on the next attempt.
                         throw error

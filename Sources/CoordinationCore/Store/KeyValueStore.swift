@@ -30,7 +30,7 @@ public struct PutOptions: Sendable {
 /// The backend-neutral store every recipe is written against.
 ///
 /// The call set is libkv / valkeyrie's, async, plus sessions and the one ordering primitive
-/// (``createContender(under:role:value:session:)`` and ``contenders(under:)``).
+/// (``line``, a ``ContenderLine``).
 /// Every backend keeps the same contracts, proven by `CoordinationTestKit` against the real server:
 ///
 /// - Keys follow the single rule set of ``Key``; values are bytes up to ``limits``.
@@ -80,39 +80,11 @@ public protocol KeyValueStore: Service, Sendable {
     /// Ends a session by id, from any client: its keys are removed and its owner sees `expired`.
     func revokeSession(_ id: SessionID) async throws(CoordinationError)
 
-    /// Creates a session-bound contender under `prefix` with the backend's own naming (see
-    /// docs/architecture.md) and returns it with its ordering number. A session has at most one
-    /// contender under a prefix on backends that name contenders by session; a second gives
-    /// `keyExists`.
-    ///
-    /// **Not abandoned on cancellation:** once its request may have been sent, the creation runs
-    /// to its own end (or deadline) even if the calling task is cancelled, and returns what it
-    /// created; the caller removes it. A request cancelled in flight could otherwise land after the
-    /// caller's cleanup and leave a contender nobody knows about. Network backends wrap the call in
-    /// ``runToCompletion(on:_:)``. The same holds for ``joinLine(under:role:value:session:)``.
-    func createContender(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
-        async throws(CoordinationError) -> Contender
-    /// All contenders directly under `prefix`, first in line first.
-    func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender]
-
-    /// The line under `prefix` as `entries` (a snapshot of the subtree, as a tree watch keeps it)
-    /// show it, first in line first: only what this backend counts as a contender, in its order, as
-    /// ``contenders(under:)`` reads it. No I/O. Recipes that follow a line through a tree watch (the
-    /// semaphore, election observers) use it, so they agree with ``contenders(under:)``; keys nested
-    /// below the prefix and keys that are no contender (ZooKeeper parent znodes, Consul's `.lock`
-    /// when nobody holds it) are never part of it.
-    func line(from entries: [Entry], under prefix: Key) -> [Contender]
-
-    /// Creates a contender (as ``createContender(under:role:value:session:)``) and says who heads
-    /// the line right after — in one round trip where the backend can (etcd: one `Txn`), so an
-    /// uncontended lock costs one request to take and one to release.
-    func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
-        async throws(CoordinationError) -> LinePosition
-
-    /// Where `contender` stands in the line under `prefix` now, or `nil` if it is no longer in it.
-    /// A waiter asks this each time the contender ahead of it has gone. The default reads the whole
-    /// line (``contenders(under:)``); a backend that can tell the place more cheaply does so.
-    func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace?
+    /// The kind of ``ContenderLine`` this store keeps.
+    associatedtype Line: ContenderLine
+    /// The contender lines under this store's keys: the ordering primitive locks, elections and
+    /// semaphores stand on.
+    var line: Line { get }
 
     /// Waits until the incarnation of `key` created at `createRevision` is gone: the key is absent,
     /// deleted, or was created again since (a contender that released and queued again under the
@@ -120,8 +92,9 @@ public protocol KeyValueStore: Service, Sendable {
     /// With `session`, a key that is no longer bound to that session is gone too (a shared lock key
     /// such as Consul's `api.Lock` key is released, not deleted, when its holder lets go).
     ///
-    /// This is how a waiter watches its predecessor. The default watches `key`; a backend with a
-    /// cheaper one-shot wait (ZooKeeper's `exists` watch) offers that instead.
+    /// This is how a waiter watches its predecessor (``ContenderLine/waitUntilGone(_:)``) and a
+    /// holder its own key. The default watches `key`; a backend with a cheaper one-shot wait
+    /// (ZooKeeper's `exists` watch) offers that instead.
     func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)
 
@@ -132,23 +105,11 @@ public protocol KeyValueStore: Service, Sendable {
 extension KeyValueStore {
     public var taskExecutor: (any TaskExecutor)? { nil }
 
-    /// The default line: the direct children of `prefix`, by create revision.
-    public func line(from entries: [Entry], under prefix: Key) -> [Contender] {
-        entries
-            .filter { $0.key.isChild(of: prefix) }
-            .sorted { $0.createRevision < $1.createRevision }
-            .map(Contender.init(entry:))
-    }
-
     /// Runs `body` under the preference of the store's ``taskExecutor`` (directly if it has none).
     public func onTaskExecutor<Result, Failure: Error>(
         _ body: () async throws(Failure) -> Result
     ) async throws(Failure) -> Result {
         try await withTaskExecutorPreference(taskExecutor, operation: body)
-    }
-
-    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
-        LinePlace.of(contender.key, in: try await contenders(under: prefix))
     }
 
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)

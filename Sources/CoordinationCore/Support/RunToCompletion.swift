@@ -3,7 +3,7 @@
 ///
 /// Why: a request cancelled in flight can land *after* a cleanup that looked for what it created,
 /// leaving, say, a contender that nobody knows about in a line. So a backend whose calls go over a
-/// network runs its contender creations (`joinLine`, `createContender`) through this: the call
+/// network runs its contender joins (`ContenderLine.join`) through this: the call
 /// ends by its own deadline, and a caller that was cancelled meanwhile gets the contender and
 /// removes it, as any cancelled waiter does. The work runs in a task that does not inherit
 /// cancellation, under `executor`'s preference (the store's ``KeyValueStore/taskExecutor``), and

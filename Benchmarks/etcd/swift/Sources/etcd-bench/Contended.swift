@@ -51,7 +51,7 @@ func contended(_ options: Options) async throws -> [String] {
             do {
                 while finished < options.contenders, try await group.next() != nil { finished += 1 }
             } catch is LockStalled {
-                let line = try await stores[0].contenders(under: name)
+                let line = try await stores[0].line.contenders(in: name)
                 let described = line.map { "\($0.key.name)@\($0.order)" }.joined(separator: " ")
                 throw LockStalled(description: """
                     the lock stopped granting: \(finished) of \(options.contenders) contenders left, \

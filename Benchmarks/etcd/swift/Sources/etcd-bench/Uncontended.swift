@@ -52,7 +52,7 @@ private func uncontended(_ options: Options, onStoreExecutor: Bool) async throws
         let cycles = Double(options.cycles)
         func server(_ method: String) -> Double { (serverAfter[method, default: 0] - serverBefore[method, default: 0]) / cycles }
         let serverTotal = serverAfter.keys.reduce(0) { $0 + server($1) }
-        let calls = ["joinLine", "atomicDelete", "contenders", "watch", "watchTree", "atomicPut", "get", "list", "createContender"]
+        let calls = ["joinLine", "atomicDelete", "contenders", "watch", "watchTree", "atomicPut", "get", "list"]
         let callTotal = Double(calls.reduce(0) { $0 + store.count($1) }) / cycles
         return [
             "swift \(name) ops_per_s=\(fixed(cycles / elapsed.seconds, 1)) p50_ms=\(fixed(samples.percentileMilliseconds(0.5)))"

@@ -9,37 +9,53 @@ import Synchronization
 /// number. If the connection breaks before the create's reply, the contender is found again after
 /// the session resumes by its uuid (Curator's protected-name recovery), so no orphan stays in line.
 extension ZooKeeperStore {
-    public func createContender(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
-        async throws(CoordinationError) -> Contender
-    {
-        try await join(prefix, role: role, value: value, session: session, readLine: false).contender
+    public struct Line: ContenderLine {
+        public let store: ZooKeeperStore
+
+        /// Creates the contender and reads the line in one round trip (create, then getChildren,
+        /// pipelined). When the new contender is first, that is all: an uncontended lock costs
+        /// these two requests and one delete.
+        public func join(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
+            async throws(CoordinationError) -> LineJoin
+        {
+            try await runToCompletion(on: store.executor) { () async throws(CoordinationError) in
+                try await store.create(prefix, role: role, value: value, session: session)
+            }
+        }
+
+        public func place(of contender: Contender, in prefix: Key) async throws(CoordinationError) -> LinePlace? {
+            try await store.place(of: contender, under: prefix)
+        }
+
+        public func contenders(in prefix: Key) async throws(CoordinationError) -> [Contender] {
+            try await store.contenders(under: prefix)
+        }
+
+        /// The children whose names end in a sequence number, by that number (see
+        /// ``contenders(in:)``).
+        public func contenders(in prefix: Key, from entries: [Entry]) -> [Contender] {
+            entries
+                .filter { $0.key.isChild(of: prefix) && ZooKeeperPaths.sequence(of: $0.key.name[...]) != nil }
+                .sorted {
+                    $0.createRevision != $1.createRevision ? $0.createRevision < $1.createRevision : $0.key < $1.key
+                }
+                .map(Contender.init(entry:))
+        }
     }
 
-    /// Creates the contender and reads the line in one round trip (create, then getChildren,
-    /// pipelined). When the new contender is first, that is all: an uncontended lock costs these
-    /// two requests and one delete. Otherwise the contenders ahead are read (one more round trip).
-    public func joinLine(under prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
-        async throws(CoordinationError) -> LinePosition
-    {
-        try await join(prefix, role: role, value: value, session: session, readLine: true)
-    }
+    public var line: Line { Line(store: self) }
+}
 
+extension ZooKeeperStore {
     /// The children whose names end in a sequence number (Curator's and kazoo's contender names),
     /// in line order. Any other child (a parent znode of a key written below the name, a key put
     /// there by other means) is no contender, as in Curator's `LockInternals`: it neither blocks
     /// nor shortens the line.
-    public func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
+    func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
         let path = try paths.path(prefix)
         let client = try await primary()
         guard let names = try await children(path, key: prefix, client, operation: "contenders") else { return [] }
         return try await details(Self.ordered(names).map(\.name), under: prefix, client)
-    }
-
-    public func line(from entries: [Entry], under prefix: Key) -> [Contender] {
-        entries
-            .filter { $0.key.isChild(of: prefix) && ZooKeeperPaths.sequence(of: $0.key.name[...]) != nil }
-            .sorted { $0.createRevision != $1.createRevision ? $0.createRevision < $1.createRevision : $0.key < $1.key }
-            .map(Contender.init(entry:))
     }
 
     /// The contender names among `names` in line order: by sequence number (which grows with the
@@ -86,16 +102,8 @@ extension ZooKeeperStore {
             value: value)
     }
 
-    private func join(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session, readLine: Bool)
-        async throws(CoordinationError) -> LinePosition
-    {
-        try await runToCompletion(on: executor) { () async throws(CoordinationError) in
-            try await self.create(prefix, role: role, value: value, session: session, readLine: readLine)
-        }
-    }
-
-    private func create(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session, readLine: Bool)
-        async throws(CoordinationError) -> LinePosition
+    func create(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
+        async throws(CoordinationError) -> LineJoin
     {
         try validate(value: value, for: prefix)
         try session.checkActive()
@@ -104,16 +112,16 @@ extension ZooKeeperStore {
         let namePrefix = ZooKeeperPaths.contenderPrefix(uuid: Self.uuid(), role: role)
         let create = ZooKeeperRequest.create(path: base + "/" + namePrefix, data: value, mode: .ephemeralSequential)
         for _ in 0..<8 {
-            let results = await client.sendAll(readLine ? [create, .getChildren2(path: base, watch: false)] : [create])
+            let results = await client.sendAll([create, .getChildren2(path: base, watch: false)])
             switch results[0] {
             case .success(let reply):
                 guard case .created(let path, let stat) = reply.response else { continue }
                 let me = try created(path, stat: stat, value: value, under: prefix)
-                guard readLine else { return LinePosition(contender: me, head: nil, line: nil) }
                 guard case .success(let listing) = results[1], case .children(let names, _) = listing.response else {
-                    return LinePosition(contender: me, head: nil, line: nil)
+                    // The listing failed after the create: read the place on its own.
+                    return LineJoin(contender: me, place: try await place(of: me, under: prefix))
                 }
-                return try await position(of: me, names: names, under: prefix, client)
+                return LineJoin(contender: me, place: try await place(of: me, names: names, under: prefix, client))
             case .failure(let error) where error.zooKeeperCode == .noNode:
                 // The prefix does not exist yet: create it (and its parents) as parents only.
                 _ = try await createWithParents(base, key: prefix, value: nil, mode: .persistent, client)
@@ -121,9 +129,7 @@ extension ZooKeeperStore {
                 // The reply was lost with the connection: the contender may exist. Find it by its
                 // uuid once the session is back (the listing waits for that), or create it again.
                 if let me = try await recover(namePrefix, under: prefix, client) {
-                    guard readLine else { return LinePosition(contender: me, head: nil, line: nil) }
-                    let line = try await contenders(under: prefix)
-                    return LinePosition(contender: me, head: line.first, line: line)
+                    return LineJoin(contender: me, place: try await place(of: me, under: prefix))
                 }
             case .failure(let error):
                 throw translated(error, "joinLine", key: prefix)
@@ -149,16 +155,6 @@ extension ZooKeeperStore {
         return contender(key, value: value, stat: stat)
     }
 
-    /// Where `me` stands, from the listing the join read (no further request).
-    private func position(of me: Contender, names: [String], under prefix: Key, _ client: ZooKeeperClient)
-        async throws(CoordinationError) -> LinePosition
-    {
-        if let place = try await place(of: me, names: names, under: prefix, client) {
-            return LinePosition(contender: me, head: place.index == 0 ? me : nil, line: place.index == 0 ? [me] : nil, place: place)
-        }
-        return LinePosition(contender: me, head: nil, line: nil)
-    }
-
     /// Lists the prefix's children (one request); the names alone tell the place, since sequential
     /// names are never reused: a waiter that wakes up costs one request, and its wait one more.
     ///
@@ -168,7 +164,7 @@ extension ZooKeeperStore {
     /// in the listing. A line read on another session (connected to a member that is behind) could
     /// miss the one just ahead. For a contender of a session this store does not hold, the store's
     /// own session `sync`s first.
-    public func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
+    func place(of contender: Contender, under prefix: Key) async throws(CoordinationError) -> LinePlace? {
         let path = try paths.path(prefix)
         let client = try await lineReader(for: contender.session, path: path, key: prefix)
         guard let names = try await children(path, key: prefix, client, operation: "place") else { return nil }
@@ -199,9 +195,9 @@ extension ZooKeeperStore {
         let myName = String(contender.key.name)
         let line = Self.ordered(names)
         guard let index = line.firstIndex(where: { $0.name == myName }) else { return nil }
-        if index == 0 { return LinePlace(index: 0, predecessor: nil) }
+        if index == 0 { return .first }
         let ahead = try prefix.appending(line[index - 1].name)
-        return LinePlace(index: index, predecessor: .init(key: ahead, createRevision: nil, session: nil))
+        return .behind(.init(key: ahead, createRevision: nil, session: nil))
     }
 
     private func recover(_ namePrefix: String, under prefix: Key, _ client: ZooKeeperClient)

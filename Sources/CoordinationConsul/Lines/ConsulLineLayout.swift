@@ -9,7 +9,7 @@ import CoordinationCore
 /// the head of the line. If that session has a contender of its own in the line (one of our
 /// clients), its contender is moved to the head; otherwise (a Go client) the lock key itself stands
 /// at the head, as a contender of that session, and the first of ours waits for it to be released.
-enum ContenderLine {
+enum ConsulLineLayout {
     /// `api.Lock`'s flag value: a `.lock` key with other flags belongs to something else.
     static let lockFlags: UInt64 = 0x2ddc_cbc0_58a5_0c18
     /// The single key `api.Lock` / `consul lock PREFIX` hold (`<prefix>/.lock`).

@@ -15,7 +15,7 @@ struct ContenderLineTests {
 
     @Test("contenders by CreateIndex; unbound and deeper keys are not contenders")
     func ordering() {
-        let reading = ContenderLine.read(
+        let reading = ConsulLineLayout.read(
             prefix: prefix,
             entries: [
                 entry("s2", create: 20, session: "s2"), entry("s1", create: 10, session: "s1"),
@@ -31,7 +31,7 @@ struct ContenderLineTests {
 
     @Test("a Go client holding .lock heads the line as a contender of its session")
     func foreignHolder() {
-        let reading = ContenderLine.read(
+        let reading = ConsulLineLayout.read(
             prefix: prefix,
             entries: [entry("s1", create: 30, session: "s1"), entry(".lock", create: 8, modify: 25, session: "go")])
         #expect(reading.contenders.map(\.key.name) == [".lock", "s1"])
@@ -42,14 +42,14 @@ struct ContenderLineTests {
 
     @Test("our holder of .lock stands at the head; a released .lock is ignored")
     func ownHolder() {
-        let held = ContenderLine.read(
+        let held = ConsulLineLayout.read(
             prefix: prefix,
             entries: [
                 entry("s1", create: 10, session: "s1"), entry("s2", create: 12, session: "s2"),
                 entry(".lock", create: 11, session: "s2"),
             ])
         #expect(held.contenders.map(\.key.name) == ["s2", "s1"])
-        let released = ContenderLine.read(
+        let released = ConsulLineLayout.read(
             prefix: prefix, entries: [entry("s1", create: 10, session: "s1"), entry(".lock", create: 11, session: nil)])
         #expect(released.contenders.map(\.key.name) == ["s1"])
         #expect(released.lockHolder == nil)
@@ -57,7 +57,7 @@ struct ContenderLineTests {
 
     @Test("api.Lock's flag value")
     func flags() {
-        #expect(ContenderLine.lockFlags == 3_304_740_253_564_472_344)
+        #expect(ConsulLineLayout.lockFlags == 3_304_740_253_564_472_344)
     }
 }
 
