@@ -131,7 +131,6 @@ let package = Package(
             name: "coordination-demo",
             dependencies: [
                 "Coordination",
-                "CoordinationCore",
                 "CoordinationMemory",
                 "CoordinationEtcd",
                 "CoordinationEtcdV2",

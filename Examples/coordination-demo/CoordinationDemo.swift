@@ -1,7 +1,6 @@
 import ArgumentParser
 import Coordination
 import CoordinationConsul
-import CoordinationCore
 import CoordinationEtcd
 import CoordinationEtcdV2
 import CoordinationMemory

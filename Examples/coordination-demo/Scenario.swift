@@ -1,5 +1,4 @@
 import Coordination
-import CoordinationCore
 
 /// The story the demo tells, step by step, with a deadline on every wait.
 struct Scenario: Sendable {
@@ -14,7 +13,7 @@ struct Scenario: Sendable {
     }
 
     func play() async throws -> String {
-        let jobs = StateBroadcast<[String: Int]>([:])
+        let jobs = JobTally()
         let workers = try (1...workerCount).map {
             try Worker(
                 name: "worker-\($0)",
@@ -47,7 +46,7 @@ struct Scenario: Sendable {
             _ = try await waitUntil("all workers registered", within: deadline, try await discovery.watch("worker")) {
                 $0.instances.count == workerCount
             }
-            _ = try await waitUntil("every worker ran the job", within: deadline, jobs.stream()) { counts in
+            _ = try await waitUntil("every worker ran the job", within: deadline, jobs.updates()) { counts in
                 workers.allSatisfy { counts[$0.name, default: 0] >= 1 }
             }
 
@@ -66,12 +65,12 @@ struct Scenario: Sendable {
             ) {
                 !$0.instances.contains { $0.id == first.name }
             }
-            let jobsBefore = jobs.value
-            _ = try await waitUntil("the job to keep running", within: deadline, jobs.stream()) { counts in
+            let jobsBefore = jobs.counts
+            _ = try await waitUntil("the job to keep running", within: deadline, jobs.updates()) { counts in
                 counts.contains { $0.key != first.name && $0.value > jobsBefore[$0.key, default: 0] }
             }
             let members = try await discovery.instances(of: "worker").map(\.id)
-            let counts = jobs.value
+            let counts = jobs.counts
             timeline.log("demo", "done")
             group.cancelAll()
             return """

@@ -1,5 +1,4 @@
 import Coordination
-import CoordinationCore
 import Synchronization
 
 /// One member of the demo cluster: campaigns for leadership, registers for discovery, and runs a
@@ -13,11 +12,12 @@ final class Worker: Sendable {
     private let jobLock: Key
     private let ttl: Duration
     private let timeline: Timeline
-    private let crashed = WakeSignal()
+    /// Finished by `crash()`, which ends `run()`.
+    private let crashes = AsyncStream.makeStream(of: Void.self)
     private let isCrashed = Atomic<Bool>(false)
     private let jobSession = Mutex<Session?>(nil)
     /// Jobs run per worker, shared by the cluster so the narrator can wait on it.
-    private let jobs: StateBroadcast<[String: Int]>
+    private let jobs: JobTally
 
     init(
         name: String,
@@ -26,7 +26,7 @@ final class Worker: Sendable {
         root: Key,
         ttl: Duration,
         timeline: Timeline,
-        jobs: StateBroadcast<[String: Int]>
+        jobs: JobTally
     ) throws {
         self.jobs = jobs
         self.name = name
@@ -55,7 +55,7 @@ final class Worker: Sendable {
             group.addTask { try await self.registration.run() }
             group.addTask { try await self.reportLeadership() }
             group.addTask { try await self.runJobs() }
-            group.addTask { await self.crashed.wait() }
+            group.addTask { for await _ in self.crashes.stream {} }
             // Ends on cancellation or crash. A crashed worker's recipes see their sessions were
             // abandoned and clean nothing up, as a killed process would not.
             _ = try await group.next()
@@ -70,7 +70,7 @@ final class Worker: Sendable {
         candidate.leadership?.session.abandon()
         registration.currentSession?.abandon()
         jobSession.withLock { $0 }?.abandon()
-        crashed.signal()
+        crashes.continuation.finish()
     }
 
     private func reportLeadership() async throws {
@@ -91,11 +91,7 @@ final class Worker: Sendable {
                 self.timeline.log(self.name, "holds lock nightly-report, fencing token \(grant.token)")
                 try await Task.sleep(for: .milliseconds(60))
             }
-            jobs.update { counts in
-                var counts = counts
-                counts[name, default: 0] += 1
-                return counts
-            }
+            jobs.record(name)
             try await Task.sleep(for: .milliseconds(150))
         }
         if !session.isAbandoned { try? await session.close() }

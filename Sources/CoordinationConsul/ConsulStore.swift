@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Logging
 import NIOHTTP1
 import ServiceLifecycle
@@ -18,77 +18,10 @@ import Synchronization
 /// registration with a TTL check, and discovery through `/v1/health/service`.
 ///
 /// ```swift
-/// let store = try ConsulStore(configuration: .init(host: "127.0.0.1", port: 8500))
+/// let store = try ConsulStore(configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 8500)))
 /// try await store.withRunning { store in … }
 /// ```
 public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegistry {
-    public struct Configuration: Sendable {
-        public var host: String
-        public var port: Int
-        /// The datacenter to address (`?dc=`); `nil` for the agent's own.
-        public var datacenter: String?
-        /// An ACL token, sent in the `X-Consul-Token` header; never logged or shown in errors.
-        public var token: String?
-        /// A key prefix under which this store keeps everything (empty: none).
-        public var namespace: String
-        /// The deadline of every ordinary call.
-        public var requestTimeout: Duration
-        /// How long one blocking query waits at the server (Consul caps it at 10 minutes). The
-        /// HTTP deadline of such a query is this plus Consul's jitter (wait/16) plus `requestTimeout`.
-        public var blockingWait: Duration
-        /// Consul's lock-delay for the sessions this store creates: after a session is invalidated
-        /// (expiry, destroy), the keys it held cannot be acquired for this long. Consul's default is
-        /// 15 s. It delays failover of shared lock keys (`prefix/.lock`) by that much; contender keys
-        /// are named by their own session and never wait for it. `.zero` disables it.
-        public var lockDelay: Duration
-        /// How long to wait before trying again when Consul refuses to acquire a free lock key
-        /// (its lock-delay is still running). Go's `api.Lock` waits 5 s.
-        public var lockRetryInterval: Duration
-        /// The shortest session TTL to accept: Consul's `session_ttl_min`, 10 s unless the agent is
-        /// configured otherwise.
-        public var minimumSessionTTL: Duration
-        /// The session name shown in Consul's UI and API.
-        public var sessionName: String
-        /// For native service registrations: how long a service may stay critical before Consul
-        /// removes it (Consul's own minimum is one minute).
-        public var deregisterCriticalServiceAfter: Duration
-        /// The largest value accepted: Consul's `kv_max_value_size`, 512 KiB by default.
-        public var maxValueSize: Int
-        public var logger: Logger
-
-        public init(
-            host: String = "127.0.0.1",
-            port: Int = 8500,
-            datacenter: String? = nil,
-            token: String? = nil,
-            namespace: String = "",
-            requestTimeout: Duration = .seconds(5),
-            blockingWait: Duration = .seconds(60),
-            lockDelay: Duration = .seconds(15),
-            lockRetryInterval: Duration = .seconds(1),
-            minimumSessionTTL: Duration = .seconds(10),
-            sessionName: String = "swift-coordination",
-            deregisterCriticalServiceAfter: Duration = .seconds(60),
-            maxValueSize: Int = 512 * 1024,
-            logger: Logger = Logger(label: "swift-coordination.consul")
-        ) {
-            self.host = host
-            self.port = port
-            self.datacenter = datacenter
-            self.token = token
-            self.namespace = namespace
-            self.requestTimeout = requestTimeout
-            self.blockingWait = blockingWait
-            self.lockDelay = lockDelay
-            self.lockRetryInterval = lockRetryInterval
-            self.minimumSessionTTL = minimumSessionTTL
-            self.sessionName = sessionName
-            self.deregisterCriticalServiceAfter = deregisterCriticalServiceAfter
-            self.maxValueSize = maxValueSize
-            self.logger = logger
-        }
-    }
-
     public let storeDescription: StoreDescription
     public let limits: StoreLimits
     public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
@@ -110,29 +43,26 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
     private static let sharedClient = ConsulHTTP.makeClient(maxConnections: 1024)
 
     public init(configuration: Configuration) throws(CoordinationError) {
-        let endpoint = "\(configuration.host):\(configuration.port)"
-        let errors = ConsulErrorMapper(endpoint: endpoint)
+        try Endpoint.validate([configuration.endpoint], backend: "consul", single: true)
+        let description = StoreDescription(backend: "consul", endpoint: configuration.endpoint.description)
+        let errors = ConsulErrorMapper(store: description)
         self.configuration = configuration
-        self.storeDescription = StoreDescription(backend: "consul", endpoint: endpoint)
+        self.storeDescription = description
         self.errors = errors
         self.limits = StoreLimits(
             maxValueSize: configuration.maxValueSize,
             minimumSessionTTL: configuration.minimumSessionTTL,
             maximumSessionTTL: .seconds(86_400)
         )
-        guard !configuration.host.isEmpty, (1...65535).contains(configuration.port) else {
-            throw errors.make(.invalidConnectionString, "Consul needs a host and a port between 1 and 65535")
-        }
         if !configuration.namespace.isEmpty {
             guard (try? Key(configuration.namespace))?.path == configuration.namespace else {
                 throw errors.make(
                     .invalidConnectionString, "the namespace '\(configuration.namespace)' is not a valid key")
             }
         }
-        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
         self.http = ConsulHTTP(
             client: Self.sharedClient,
-            baseURL: "http://\(host):\(configuration.port)",
+            baseURL: "http://\(configuration.endpoint)",
             token: configuration.token,
             datacenter: configuration.datacenter,
             errors: errors
@@ -140,31 +70,6 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
         self.keySpace = ConsulKeySpace(namespace: configuration.namespace)
         self.sessions = SessionRenewer(noun: "session", logger: configuration.logger)
     }
-
-    /// Adds `consul://host:port[/namespace][?dc=…&token=…&timeout=5s&wait=60s&lock-delay=15s&ttl-min=10s]`
-    /// to `registry`. A token can also be given as the password (`consul://:TOKEN@host:port`).
-    public static func register(in registry: inout StoreRegistry) {
-        registry.register(scheme: "consul") { (connection, configuration) throws(CoordinationError) in
-            guard connection.endpoints.count == 1, let endpoint = connection.endpoints.first else {
-                throw CoordinationError(
-                    .invalidConnectionString, "consul:// takes one agent address (the agent forwards to the servers)")
-            }
-            var options = Configuration(
-                host: endpoint.host,
-                port: endpoint.port ?? 8500,
-                datacenter: connection.query["dc"],
-                token: connection.query["token"] ?? connection.password ?? connection.user,
-                namespace: connection.path,
-                logger: configuration.logger
-            )
-            if let value = try connection.duration("timeout") { options.requestTimeout = value }
-            if let value = try connection.duration("wait") { options.blockingWait = value }
-            if let value = try connection.duration("lock-delay") { options.lockDelay = value }
-            if let value = try connection.duration("ttl-min") { options.minimumSessionTTL = value }
-            return try ConsulStore(configuration: options)
-        }
-    }
-
 
     // MARK: - Service
 

@@ -1,13 +1,13 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// Translates what gRPC and etcd report into ``CoordinationError``s that name the backend and
 /// endpoint (never credentials).
 struct EtcdErrorMapper: Sendable {
-    let endpoint: String
+    let store: StoreDescription
 
     func map(_ error: any Error, _ operation: String, key: Key? = nil) -> CoordinationError {
         if let error = error as? CoordinationError {
-            return error.attributed(backend: "etcd", endpoint: endpoint)
+            return store.attributed(error)
         }
         if error is CancellationError {
             return make(.cancelled, "\(operation) was cancelled", key: key)
@@ -47,6 +47,6 @@ struct EtcdErrorMapper: Sendable {
     }
 
     func make(_ code: CoordinationError.Code, _ message: String, key: Key? = nil) -> CoordinationError {
-        CoordinationError(code, message, key: key?.path, backend: "etcd", endpoint: endpoint)
+        store.error(code, message, key: key)
     }
 }

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// Maps the core's keys onto etcd's flat byte keys under an optional namespace.
 ///

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Foundation
 import SwiftProtobuf
 
@@ -128,4 +128,34 @@ extension EtcdStore {
     }
 
     public var line: Line { Line(store: self) }
+}
+
+extension EtcdStore {
+    /// A waiter's wait for the contender ahead of it: on a watch of that key kept open across
+    /// waits (``KeyFollowers``), so the wait never starts on a watch that etcd registered as
+    /// behind, and usually costs no request.
+    public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
+        async throws(CoordinationError)
+    {
+        guard let createRevision else {
+            // Not named by its creation: the generic wait on a watch of its own.
+            do {
+                return try await waitUntilGoneOnWatch(key, createdAt: nil, session: session)
+            } catch {
+                throw errors.map(error, "waitUntilGone", key: key)
+            }
+        }
+        if closed.load(ordering: .acquiring) {
+            throw errors.make(.storeClosed, "the store was closed", key: key)
+        }
+        do {
+            try await followers.waitUntilGone(key, createdAt: createRevision, session: session) {
+                [weak self] key throws(CoordinationError) in
+                guard let self else { throw CoordinationError(.storeClosed, "the store was closed") }
+                return try await self.watch(key)
+            }
+        } catch {
+            throw errors.map(error, "waitUntilGone", key: key)
+        }
+    }
 }

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 extension EtcdV2Store {
     /// The line on etcd v2: contenders are in-order keys (`POST`) under the prefix, `prefix/<index>`,

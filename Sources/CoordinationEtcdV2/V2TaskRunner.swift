@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// The long-running work a store owns — watch polls and v2 lock refreshes — run as child tasks of
 /// the store's `run()`, never as unstructured tasks. Work submitted before `run()` starts waits for it.

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// A session as the in-memory store tracks it.
 struct SessionRecord {

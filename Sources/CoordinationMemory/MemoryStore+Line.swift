@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 extension MemoryStore {
     /// The line on the in-memory store: contenders are `prefix/<session id>`, created if absent and

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -16,28 +16,6 @@ import Synchronization
 /// }
 /// ```
 public final class MemoryStore: KeyValueStore, SessionBackend {
-    public struct Configuration: Sendable {
-        public var limits: StoreLimits
-        public var clock: any MemoryClock
-        public var logger: Logger
-
-        public init(
-            maxValueSize: Int = 512 * 1024,
-            minimumSessionTTL: Duration = .milliseconds(10),
-            maximumSessionTTL: Duration = .seconds(7 * 24 * 3600),
-            clock: any MemoryClock = ContinuousMemoryClock(),
-            logger: Logger = Logger(label: "swift-coordination.memory")
-        ) {
-            self.limits = StoreLimits(
-                maxValueSize: maxValueSize,
-                minimumSessionTTL: minimumSessionTTL,
-                maximumSessionTTL: maximumSessionTTL
-            )
-            self.clock = clock
-            self.logger = logger
-        }
-    }
-
     public let storeDescription: StoreDescription
     public var limits: StoreLimits { configuration.limits }
     public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .distinguishesExpiry, .revokeForeignSession]
@@ -51,22 +29,6 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
         self.configuration = configuration
         let number = Self.instanceCounter.add(1, ordering: .relaxed).newValue
         self.storeDescription = StoreDescription(backend: "memory", endpoint: name ?? "local-\(number)")
-    }
-
-    /// Adds the `memory://` scheme to `registry`. `memory://NAME` names the store; the query may
-    /// set `maxValueSize` (bytes).
-    public static func register(in registry: inout StoreRegistry) {
-        registry.register(scheme: "memory") { (connection, configuration) throws(CoordinationError) in
-            var options = Configuration(logger: configuration.logger)
-            if let size = connection.query["maxValueSize"] {
-                guard let value = Int(size), value > 0 else {
-                    throw CoordinationError(.invalidConnectionString, "maxValueSize must be a positive number of bytes")
-                }
-                options.limits.maxValueSize = value
-            }
-            let name = connection.endpoints.first?.host
-            return MemoryStore(configuration: options, name: name)
-        }
     }
 
     // MARK: - Service
@@ -326,12 +288,6 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
     }
 
     fileprivate func failure(_ code: CoordinationError.Code, _ message: String, key: Key?) -> CoordinationError {
-        CoordinationError(
-            code,
-            message,
-            key: key?.path,
-            backend: storeDescription.backend,
-            endpoint: storeDescription.endpoint
-        )
+        storeDescription.error(code, message, key: key)
     }
 }

@@ -18,7 +18,7 @@ struct ConsulBadInputTests {
         logger.logLevel = .critical
         // Port 1 on loopback: nothing listens there.
         let store = try ConsulStore(
-            configuration: .init(host: "127.0.0.1", port: 1, requestTimeout: .milliseconds(500), logger: logger))
+            configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 1), requestTimeout: .milliseconds(500), logger: logger))
         try await store.withRunning { store in
             let calls: [@Sendable () async throws -> Void] = [
                 { _ = try await store.get(try Key("k")) },
@@ -62,7 +62,7 @@ struct ConsulBadInputTests {
 
     @Test("calls after close fail with storeClosed")
     func afterClose() async throws {
-        let store = try ConsulStore(configuration: .init(host: "127.0.0.1", port: 1))
+        let store = try ConsulStore(configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 1)))
         await store.close()
         await #expect(throws: CoordinationError.storeClosed) { try await store.get(try Key("k")) }
         await #expect(throws: CoordinationError.storeClosed) { try await store.watch(try Key("k")) }
@@ -71,7 +71,7 @@ struct ConsulBadInputTests {
 
     @Test("TTLs below the agent's minimum and revoking a non-session id are invalidArgument, before any I/O")
     func badArguments() async throws {
-        let store = try ConsulStore(configuration: .init(host: "127.0.0.1", port: 1))
+        let store = try ConsulStore(configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 1)))
         await #expect(throws: CoordinationError.invalidArgument) { try await store.makeSession(ttl: .seconds(9)) }
         await #expect(throws: CoordinationError.invalidArgument) { try await store.makeSession(ttl: .seconds(86_401)) }
         await #expect(throws: CoordinationError.invalidArgument) {

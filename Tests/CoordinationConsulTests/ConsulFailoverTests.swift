@@ -57,8 +57,7 @@ struct ConsulFailoverTests {
         func store(at index: Int) throws -> ConsulStore {
             let parts = addresses[index].split(separator: ":")
             var configuration = try ConsulTestServer.configuration()
-            configuration.host = String(parts[0])
-            configuration.port = Int(parts[1])!
+            configuration.endpoint = Endpoint(host: String(parts[0]), port: Int(parts[1])!)
             configuration.requestTimeout = .seconds(2)
             return try ConsulStore(configuration: configuration)
         }
@@ -86,8 +85,7 @@ struct ConsulFailoverTests {
         let parts = addresses[follower].split(separator: ":")
 
         var configuration = try ConsulTestServer.configuration()
-        configuration.host = String(parts[0])
-        configuration.port = Int(parts[1])!
+        configuration.endpoint = Endpoint(host: String(parts[0]), port: Int(parts[1])!)
         let holderStore = try ConsulStore(configuration: configuration)
         let waiterStore = try ConsulStore(configuration: configuration)
         let name = try Key("failover/lock-\(UInt32.random(in: 0 ... .max))")

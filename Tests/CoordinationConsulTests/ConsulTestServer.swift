@@ -33,8 +33,7 @@ enum ConsulTestServer {
         var logger = Logger(label: "consul-tests")
         logger.logLevel = .warning
         return ConsulStore.Configuration(
-            host: address.host,
-            port: address.port,
+            endpoint: Endpoint(host: address.host, port: address.port),
             namespace: namespace,
             blockingWait: .seconds(20),
             lockDelay: .zero,

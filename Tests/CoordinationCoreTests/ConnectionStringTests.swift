@@ -3,13 +3,13 @@ import Testing
 
 @Suite("ConnectionString")
 struct ConnectionStringTests {
-    typealias Endpoint = ConnectionString.Endpoint
+    typealias Address = ConnectionString.Address
 
     @Test("memory:// has a scheme and nothing else")
     func memory() throws {
         let parsed = try ConnectionString("memory://")
         #expect(parsed.scheme == "memory")
-        #expect(parsed.endpoints.isEmpty)
+        #expect(parsed.addresses.isEmpty)
         #expect(parsed.path == "")
         #expect(parsed.query.isEmpty)
         #expect(parsed.user == nil)
@@ -20,7 +20,7 @@ struct ConnectionStringTests {
     @Test("a named memory store with a query")
     func memoryWithNameAndQuery() throws {
         let parsed = try ConnectionString("memory://name?maxValueSize=10")
-        #expect(parsed.endpoints == [Endpoint(host: "name", port: nil)])
+        #expect(parsed.addresses == [Address(host: "name", port: nil)])
         #expect(parsed.query == ["maxValueSize": "10"])
     }
 
@@ -33,7 +33,7 @@ struct ConnectionStringTests {
     func etcdHostList() throws {
         let parsed = try ConnectionString("etcd://h1:1,h2:2")
         #expect(parsed.scheme == "etcd")
-        #expect(parsed.endpoints == [Endpoint(host: "h1", port: 1), Endpoint(host: "h2", port: 2)])
+        #expect(parsed.addresses == [Address(host: "h1", port: 1), Address(host: "h2", port: 2)])
         #expect(parsed.path == "")
         #expect(parsed.description == "etcd://h1:1,h2:2")
     }
@@ -41,20 +41,20 @@ struct ConnectionStringTests {
     @Test("a host without a port, and the default port filled in")
     func defaultPort() throws {
         let parsed = try ConnectionString("etcd://h1,h2:22379")
-        #expect(parsed.endpoints == [Endpoint(host: "h1", port: nil), Endpoint(host: "h2", port: 22379)])
-        #expect(parsed.endpointList(defaultPort: 2379) == "h1:2379,h2:22379")
+        #expect(parsed.addresses == [Address(host: "h1", port: nil), Address(host: "h2", port: 22379)])
+        #expect(parsed.endpoints(defaultPort: 2379).map(\.description) == ["h1:2379", "h2:22379"])
     }
 
     @Test("a ZooKeeper chroot path")
     func zookeeperChroot() throws {
         let parsed = try ConnectionString("zookeeper://h:2181/chroot")
         #expect(parsed.scheme == "zookeeper")
-        #expect(parsed.endpoints == [Endpoint(host: "h", port: 2181)])
+        #expect(parsed.addresses == [Address(host: "h", port: 2181)])
         #expect(parsed.path == "chroot")
         #expect(parsed.description == "zookeeper://h:2181/chroot")
 
         let nested = try ConnectionString("zookeeper://h1:2181,h2:2181/app/locks/")
-        #expect(nested.endpoints.count == 2)
+        #expect(nested.addresses.count == 2)
         #expect(nested.path == "app/locks")
     }
 
@@ -62,7 +62,7 @@ struct ConnectionStringTests {
     func consulQuery() throws {
         let parsed = try ConnectionString("consul://127.0.0.1:8500?dc=dc1&token=x")
         #expect(parsed.scheme == "consul")
-        #expect(parsed.endpoints == [Endpoint(host: "127.0.0.1", port: 8500)])
+        #expect(parsed.addresses == [Address(host: "127.0.0.1", port: 8500)])
         #expect(parsed.query == ["dc": "dc1", "token": "x"])
         #expect(parsed.path == "")
     }
@@ -83,18 +83,19 @@ struct ConnectionStringTests {
     @Test("IPv6 addresses in brackets")
     func ipv6() throws {
         let parsed = try ConnectionString("etcd://[::1]:2379")
-        #expect(parsed.endpoints == [Endpoint(host: "::1", port: 2379)])
+        #expect(parsed.addresses == [Address(host: "::1", port: 2379)])
         #expect(parsed.description == "etcd://[::1]:2379")
 
         let list = try ConnectionString("etcd://[::1]:2379,[fe80::1],127.0.0.1:2380")
         #expect(
-            list.endpoints == [
-                Endpoint(host: "::1", port: 2379),
-                Endpoint(host: "fe80::1", port: nil),
-                Endpoint(host: "127.0.0.1", port: 2380),
+            list.addresses == [
+                Address(host: "::1", port: 2379),
+                Address(host: "fe80::1", port: nil),
+                Address(host: "127.0.0.1", port: 2380),
             ]
         )
-        #expect(list.endpointList(defaultPort: 2379) == "[::1]:2379,[fe80::1]:2379,127.0.0.1:2380")
+        #expect(
+            list.endpoints(defaultPort: 2379).map(\.description) == ["[::1]:2379", "[fe80::1]:2379", "127.0.0.1:2380"])
     }
 
     @Test("user and password are parsed; the password never shows in the description")
@@ -102,7 +103,7 @@ struct ConnectionStringTests {
         let parsed = try ConnectionString("etcd://root:s3cr3t-pw@h1:2379,h2:2379")
         #expect(parsed.user == "root")
         #expect(parsed.password == "s3cr3t-pw")
-        #expect(parsed.endpoints == [Endpoint(host: "h1", port: 2379), Endpoint(host: "h2", port: 2379)])
+        #expect(parsed.addresses == [Address(host: "h1", port: 2379), Address(host: "h2", port: 2379)])
         #expect(!parsed.description.contains("s3cr3t"))
         #expect(parsed.description.contains("root"))
         #expect(parsed.description.contains("h1:2379,h2:2379"))
@@ -119,7 +120,7 @@ struct ConnectionStringTests {
         let parsed = try ConnectionString("etcd://root:p@ss:word@h:2379")
         #expect(parsed.user == "root")
         #expect(parsed.password == "p@ss:word")
-        #expect(parsed.endpoints == [Endpoint(host: "h", port: 2379)])
+        #expect(parsed.addresses == [Address(host: "h", port: 2379)])
         #expect(!parsed.description.contains("p@ss"))
         #expect(!parsed.description.contains("word"))
     }
@@ -180,17 +181,59 @@ struct ConnectionStringTests {
 
     @Test("durations: 500ms, 2s, 1m, 1h and bare seconds on every backend; a timeout must be longer than zero")
     func durations() throws {
-        let parsed = try ConnectionString("etcd://h:2379?a=500ms&b=2s&c=1m&d=1h&e=1.5&f=0s&g=soon")
-        #expect(try parsed.duration("a") == .milliseconds(500))
-        #expect(try parsed.duration("b") == .seconds(2))
-        #expect(try parsed.duration("c") == .seconds(60))
-        #expect(try parsed.duration("d") == .seconds(3600))
-        #expect(try parsed.duration("e") == .milliseconds(1500))
-        #expect(try parsed.duration("f") == .zero)
-        #expect(try parsed.duration("missing") == nil)
-        #expect(throws: CoordinationError.self) { try parsed.duration("g") }
-        #expect(throws: CoordinationError.self) { try parsed.positiveDuration("f") }
-        #expect(try parsed.positiveDuration("a") == .milliseconds(500))
+        let options = try ConnectionOptions(
+            ConnectionString("etcd://h:2379?a=500ms&b=2s&c=1m&d=1h&e=1.5&f=0s&g=soon"), backend: "etcd",
+            known: ["a", "b", "c", "d", "e", "f", "g", "missing"])
+        #expect(try options.duration("a") == .milliseconds(500))
+        #expect(try options.duration("b") == .seconds(2))
+        #expect(try options.duration("c") == .seconds(60))
+        #expect(try options.duration("d") == .seconds(3600))
+        #expect(try options.duration("e") == .milliseconds(1500))
+        #expect(try options.duration("f") == .zero)
+        #expect(try options.duration("missing") == nil)
+        #expect(throws: CoordinationError.self) { try options.duration("g") }
+        #expect(throws: CoordinationError.self) { try options.positiveDuration("f") }
+        #expect(try options.positiveDuration("a") == .milliseconds(500))
+    }
+
+    @Test("an option the backend does not know is refused, naming the ones it knows")
+    func unknownOption() throws {
+        let error = try #require(throws: CoordinationError.self) {
+            try ConnectionOptions(ConnectionString("etcd://h:2379?timout=5s"), backend: "etcd", known: ["timeout"])
+        }
+        #expect(error.code == .invalidConnectionString)
+        #expect(error.message.contains("'timout'") && error.message.contains("timeout"))
+        // The TLS options are known where the backend takes TLS.
+        _ = try ConnectionOptions(
+            ConnectionString("etcd://h:2379?ca=/ca.pem"), backend: "etcd", known: ["timeout"], acceptsTLS: true)
+        #expect(throws: CoordinationError.self) {
+            try ConnectionOptions(ConnectionString("consul://h:8500?ca=/ca.pem"), backend: "consul", known: [])
+        }
+    }
+
+    @Test("flags, whole numbers, TLS files and endpoints read the same way for every backend")
+    func optionKinds() throws {
+        let options = try ConnectionOptions(
+            ConnectionString("etcd://h1,h2:22379?on=true&off=0&n=3&z=0&bad=yes&ca=/ca.pem&servername=etcd"),
+            backend: "etcd", known: ["on", "off", "n", "z", "bad"], acceptsTLS: true)
+        #expect(try options.flag("on") == true)
+        #expect(try options.flag("off") == false)
+        #expect(throws: CoordinationError.self) { try options.flag("bad") }
+        #expect(try options.positiveInteger("n") == 3)
+        #expect(throws: CoordinationError.self) { try options.positiveInteger("z") }
+        #expect(try options.tls() == TLSSettings(trustedCAFile: "/ca.pem", serverName: "etcd"))
+        #expect(try options.endpoints(defaultPort: 2379) == [Endpoint(host: "h1", port: 2379), Endpoint(host: "h2", port: 22379)])
+        #expect(throws: CoordinationError.self) { try options.endpoints(defaultPort: 2379, single: true) }
+
+        let plain = try ConnectionOptions(ConnectionString("etcd://h?tls=false&ca=/ca.pem"), backend: "etcd", known: [], acceptsTLS: true)
+        #expect(try plain.tls() == nil)
+        let halfCertificate = try ConnectionOptions(
+            ConnectionString("etcd://h?cert=/c.pem"), backend: "etcd", known: [], acceptsTLS: true)
+        #expect(throws: CoordinationError.self) { try halfCertificate.tls() }
+        let noHost = try ConnectionOptions(ConnectionString("etcd://"), backend: "etcd", known: [])
+        #expect(throws: CoordinationError.self) { try noHost.endpoints(defaultPort: 2379) }
+        let credentials = try ConnectionOptions(ConnectionString("zookeeper://u:p@h"), backend: "zookeeper", known: [])
+        #expect(throws: CoordinationError.self) { try credentials.refuseCredentials() }
     }
 
     @Test("rejection messages say what is wrong")

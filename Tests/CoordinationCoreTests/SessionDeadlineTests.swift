@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Testing
 
 /// The session's liveness is a deadline read on the monotonic clock when asked, not a flag a timer

@@ -64,7 +64,7 @@ struct StoreRegistryTests {
         #expect(calls.all.count == 1)
         #expect(seen == (try ConnectionString("etcd://root:pw@h1:2379,h2:22379/prefix?x=1")))
         #expect(seen.scheme == "etcd")
-        #expect(seen.endpoints.map(\.host) == ["h1", "h2"])
+        #expect(seen.addresses.map(\.host) == ["h1", "h2"])
         #expect(seen.path == "prefix")
         #expect(seen.query == ["x": "1"])
         #expect(seen.user == "root")

@@ -8,11 +8,11 @@ import Testing
 /// The member with authentication on that `scripts/with-servers` starts: ETCD_AUTH_ENDPOINTS,
 /// ETCD_AUTH_USER, ETCD_AUTH_PASSWORD.
 enum EtcdAuthServer {
-    static var endpoint: (host: String, port: Int)? {
+    static var endpoint: Endpoint? {
         guard let text = EtcdTestServer.environment("ETCD_AUTH_ENDPOINTS"), let colon = text.lastIndex(of: ":"),
             let port = Int(text[text.index(after: colon)...])
         else { return nil }
-        return (String(text[..<colon]), port)
+        return Endpoint(host: String(text[..<colon]), port: port)
     }
 
     static var isAvailable: Bool { endpoint != nil }

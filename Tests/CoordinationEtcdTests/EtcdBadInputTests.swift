@@ -13,7 +13,7 @@ struct EtcdBadInputTests {
         logger.logLevel = .critical
         // Port 1 on loopback: nothing listens there.
         let store = try EtcdStore(
-            configuration: .init(endpoints: [("127.0.0.1", 1)], requestTimeout: .milliseconds(500), logger: logger))
+            configuration: .init(endpoints: [Endpoint(host: "127.0.0.1", port: 1)], requestTimeout: .milliseconds(500), logger: logger))
         try await store.withRunning { store in
             let error = try await withDeadline(.seconds(10), "the call fails") {
                 () async throws -> CoordinationError? in
@@ -52,7 +52,7 @@ struct EtcdBadInputTests {
 
     @Test("calls after close fail with storeClosed")
     func afterClose() async throws {
-        let store = try EtcdStore(configuration: .init(endpoints: [("127.0.0.1", 1)]))
+        let store = try EtcdStore(configuration: .init(endpoints: [Endpoint(host: "127.0.0.1", port: 1)]))
         await store.close()
         await #expect(throws: CoordinationError.storeClosed) { try await store.get(try Key("k")) }
         await #expect(throws: CoordinationError.storeClosed) { try await store.watch(try Key("k")) }

@@ -21,7 +21,7 @@ import Testing
 )
 struct EtcdFailoverTests {
     struct Member {
-        let endpoint: (host: String, port: Int)
+        let endpoint: Endpoint
         let pid: pid_t
     }
 
@@ -34,7 +34,8 @@ struct EtcdFailoverTests {
         return zip(endpoints, pids).map { endpoint, pid in
             let colon = endpoint.lastIndex(of: ":")!
             return Member(
-                endpoint: (String(endpoint[..<colon]), Int(endpoint[endpoint.index(after: colon)...])!), pid: pid)
+                endpoint: Endpoint(host: String(endpoint[..<colon]), port: Int(endpoint[endpoint.index(after: colon)...])!),
+                pid: pid)
         }
     }
 

@@ -18,18 +18,18 @@ enum EtcdTLSServer {
         return path
     }
 
-    static func makeStore(_ tls: EtcdStore.TLS, timeout: Duration = .seconds(5)) throws -> EtcdStore {
+    static func makeStore(_ tls: TLSSettings, timeout: Duration = .seconds(5)) throws -> EtcdStore {
         guard let endpoint, let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...])
         else { throw ConformanceFailure("ETCD_TLS_ENDPOINTS is not set; run the tests with scripts/test") }
         var logger = Logger(label: "etcd-tls-tests")
         logger.logLevel = .critical
         return try EtcdStore(
             configuration: .init(
-                endpoints: [(String(endpoint[..<colon]), port)], requestTimeout: timeout, tls: tls, logger: logger))
+                endpoints: [Endpoint(host: String(endpoint[..<colon]), port: port)], requestTimeout: timeout, tls: tls, logger: logger))
     }
 
-    static func clientTLS(ca: String = "ETCD_TLS_CA") throws -> EtcdStore.TLS {
-        EtcdStore.TLS(trustedCAFile: try file(ca), certificateFile: try file("ETCD_TLS_CERT"), keyFile: try file("ETCD_TLS_KEY"))
+    static func clientTLS(ca: String = "ETCD_TLS_CA") throws -> TLSSettings {
+        TLSSettings(trustedCAFile: try file(ca), certificateFile: try file("ETCD_TLS_CERT"), keyFile: try file("ETCD_TLS_KEY"))
     }
 }
 
@@ -66,7 +66,7 @@ struct EtcdTLSTests {
 
     @Test("no client certificate on a member that requires one: connectionFailed")
     func missingClientCertificate() async throws {
-        let store = try EtcdTLSServer.makeStore(EtcdStore.TLS(trustedCAFile: try EtcdTLSServer.file("ETCD_TLS_CA")), timeout: .seconds(20))
+        let store = try EtcdTLSServer.makeStore(TLSSettings(trustedCAFile: try EtcdTLSServer.file("ETCD_TLS_CA")), timeout: .seconds(20))
         try await store.withRunning { store in
             _ = try await expectError(.connectionFailed) { try await store.put(try Key("tls/x"), [1]) }
         }
@@ -75,14 +75,14 @@ struct EtcdTLSTests {
     @Test("TLS files that cannot be used are invalidArgument when the store is made")
     func badFiles() throws {
         #expect(throws: CoordinationError.invalidArgument) {
-            try EtcdTLSServer.makeStore(EtcdStore.TLS(trustedCAFile: "/nonexistent/ca.pem"))
+            try EtcdTLSServer.makeStore(TLSSettings(trustedCAFile: "/nonexistent/ca.pem"))
         }
         #expect(throws: CoordinationError.invalidArgument) {
-            try EtcdTLSServer.makeStore(EtcdStore.TLS(certificateFile: try EtcdTLSServer.file("ETCD_TLS_CERT")))
+            try EtcdTLSServer.makeStore(TLSSettings(certificateFile: try EtcdTLSServer.file("ETCD_TLS_CERT")))
         }
         // A key file given as the CA: no certificate in it.
         #expect(throws: CoordinationError.invalidArgument) {
-            try EtcdTLSServer.makeStore(EtcdStore.TLS(trustedCAFile: try EtcdTLSServer.file("ETCD_TLS_KEY")))
+            try EtcdTLSServer.makeStore(TLSSettings(trustedCAFile: try EtcdTLSServer.file("ETCD_TLS_KEY")))
         }
     }
 

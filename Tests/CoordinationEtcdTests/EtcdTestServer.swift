@@ -9,13 +9,13 @@ import Testing
 enum EtcdTestServer {
     static let endpointsVariable = "ETCD_ENDPOINTS"
 
-    static var endpoints: [(host: String, port: Int)]? {
+    static var endpoints: [Endpoint]? {
         guard let text = environment(endpointsVariable), !text.isEmpty else { return nil }
         return text.split(separator: ",").compactMap { item in
             guard let colon = item.lastIndex(of: ":"), let port = Int(item[item.index(after: colon)...]) else {
                 return nil
             }
-            return (String(item[..<colon]), port)
+            return Endpoint(host: String(item[..<colon]), port: port)
         }
     }
 

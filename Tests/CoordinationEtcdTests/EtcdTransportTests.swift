@@ -46,7 +46,7 @@ struct EtcdTransportTests {
         logger.logLevel = .warning
         let store = try EtcdStore(
             configuration: .init(
-                endpoints: [("127.0.0.1", silent.localAddress!.port!), real],
+                endpoints: [Endpoint(host: "127.0.0.1", port: silent.localAddress!.port!), real],
                 requestTimeout: .milliseconds(500),
                 logger: logger))
         try await store.withRunning { store in

@@ -8,7 +8,7 @@ struct EtcdV2BadInputTests {
     @Test("an unreachable endpoint fails with connectionFailed, within the request deadline")
     func unreachableEndpoint() async throws {
         // Port 1 on loopback: nothing listens there.
-        let store = try EtcdV2Store(configuration: .init(host: "127.0.0.1", port: 1, requestTimeout: .seconds(2)))
+        let store = try EtcdV2Store(configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 1), requestTimeout: .seconds(2)))
         try await store.withRunning { store in
             let error = try await withDeadline(.seconds(20), "the call fails") {
                 await #expect(throws: CoordinationError.self) { _ = try await store.get("some/key") }

@@ -59,7 +59,7 @@ struct V2CodecTests {
             return
         }
         #expect(body.errorCode == V2ErrorCode.eventIndexCleared)
-        let mapped = V2ErrorMapper(endpoint: "e:1").etcd(body, "watch", key: nil)
+        let mapped = V2ErrorMapper(store: StoreDescription(backend: "etcdv2", endpoint: "e:1")).etcd(body, "watch", key: nil)
         #expect(mapped.code == .historyLost)
         #expect(throws: V2ProtocolError.self) {
             _ = try V2Reply.decode(status: 502, etcdIndex: nil, body: Array("bad gateway".utf8))
@@ -68,7 +68,7 @@ struct V2CodecTests {
 
     @Test("v2 error codes map to typed errors")
     func errorCodes() {
-        let mapper = V2ErrorMapper(endpoint: "e:1")
+        let mapper = V2ErrorMapper(store: StoreDescription(backend: "etcdv2", endpoint: "e:1"))
         let expected: [(Int, CoordinationError.Code)] = [
             (100, .keyNotFound), (101, .revisionMismatch), (102, .isADirectory), (104, .notADirectory),
             (105, .keyExists), (401, .historyLost), (300, .serverError),

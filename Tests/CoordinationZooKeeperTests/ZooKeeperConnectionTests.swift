@@ -18,7 +18,7 @@ struct ZooKeeperConnectionTests {
         let host = String(parts.first ?? "127.0.0.1")
         let port = Int(parts.last ?? "") ?? 2181
         return try await ZooKeeperClient.connect(
-            endpoints: [ZooKeeperEndpoint(host: host, port: port)], sessionTimeout: .seconds(4))
+            endpoints: [Endpoint(host: host, port: port)], sessionTimeout: .seconds(4))
     }
 
     static func uniquePath() -> String { "/swift-coordination-test-\(UUID().uuidString.lowercased())" }

@@ -129,7 +129,7 @@ struct ZooKeeperLaggingMemberTests {
     }
 
     /// Waits until `member` serves clients again (after a cut it rejoins the quorum).
-    static func waitUntilServing(_ member: ZooKeeperStore.Endpoint) async throws {
+    static func waitUntilServing(_ member: Endpoint) async throws {
         var configuration = try ZooKeeperTestServer.configuration([member])
         configuration.connectTimeout = .seconds(2)
         let probe = try ZooKeeperStore(configuration: configuration)
@@ -149,7 +149,7 @@ struct ZooKeeperLaggingMemberTests {
     /// A store whose own connection is on `lagging` and a session of it on one of `others` (the
     /// members a store starts on are random; this tries until both land where they must).
     static func waiter(
-        readingOn lagging: ZooKeeperStore.Endpoint, sessionOn others: [ZooKeeperStore.Endpoint], ttl: Duration
+        readingOn lagging: Endpoint, sessionOn others: [Endpoint], ttl: Duration
     ) async throws -> (ZooKeeperStore, Session) {
         var configuration = try ZooKeeperTestServer.configuration([lagging] + others)
         configuration.shuffleEndpoints = true
@@ -171,6 +171,6 @@ struct ZooKeeperLaggingMemberTests {
     }
 }
 
-extension ZooKeeperStore.Endpoint {
-    var asClientEndpoint: ZooKeeperEndpoint { ZooKeeperEndpoint(host: host, port: port) }
+extension Endpoint {
+    var asClientEndpoint: Endpoint { Endpoint(host: host, port: port) }
 }

@@ -97,7 +97,7 @@ final class CuttingProxy: Sendable {
 
     func close() async throws { try await channel.close() }
 
-    static func start(to server: ZooKeeperStore.Endpoint) async throws -> CuttingProxy {
+    static func start(to server: Endpoint) async throws -> CuttingProxy {
         let box = ProxyBox()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { inbound in

@@ -13,24 +13,24 @@ import Logging
 /// server (`ZOOKEEPER_CONNECT`) and a 3-node ensemble (`ZOOKEEPER_ENSEMBLE_CONNECT`, with the
 /// members' PIDs in `ZOOKEEPER_ENSEMBLE_PIDS`). Both allow session timeouts of 1 to 60 s.
 enum ZooKeeperTestServer {
-    static func endpoints(_ variable: String) -> [ZooKeeperStore.Endpoint]? {
+    static func endpoints(_ variable: String) -> [Endpoint]? {
         guard let value = getenv(variable) else { return nil }
-        let endpoints = String(cString: value).split(separator: ",").compactMap { part -> ZooKeeperStore.Endpoint? in
+        let endpoints = String(cString: value).split(separator: ",").compactMap { part -> Endpoint? in
             guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]) else {
                 return nil
             }
-            return ZooKeeperStore.Endpoint(host: String(part[..<colon]), port: port)
+            return Endpoint(host: String(part[..<colon]), port: port)
         }
         return endpoints.isEmpty ? nil : endpoints
     }
 
-    static var standalone: [ZooKeeperStore.Endpoint]? { endpoints("ZOOKEEPER_CONNECT") }
-    static var ensemble: [ZooKeeperStore.Endpoint]? { endpoints("ZOOKEEPER_ENSEMBLE_CONNECT") }
+    static var standalone: [Endpoint]? { endpoints("ZOOKEEPER_CONNECT") }
+    static var ensemble: [Endpoint]? { endpoints("ZOOKEEPER_ENSEMBLE_CONNECT") }
     static var isAvailable: Bool { standalone != nil }
     static var ensembleIsAvailable: Bool { ensemble != nil }
 
     /// The ensemble whose first member lags when ``laggingLinkPID`` is stopped (with-servers).
-    static var lagging: [ZooKeeperStore.Endpoint]? { endpoints("ZOOKEEPER_LAGGING_CONNECT") }
+    static var lagging: [Endpoint]? { endpoints("ZOOKEEPER_LAGGING_CONNECT") }
     static var laggingLinkPID: Int32? {
         getenv("ZOOKEEPER_LAGGING_LINK_PID").flatMap { Int32(String(cString: $0)) }
     }
@@ -55,7 +55,7 @@ enum ZooKeeperTestServer {
     /// A configuration for `endpoints`; its follower bound is the ensemble's when they are members
     /// of the ensemble, zero otherwise (the standalone server has no followers).
     static func configuration(
-        _ endpoints: [ZooKeeperStore.Endpoint]?, chroot: String = "/swift-coordination-tests",
+        _ endpoints: [Endpoint]?, chroot: String = "/swift-coordination-tests",
         sessionTimeout: Duration = .seconds(10)
     ) throws -> ZooKeeperStore.Configuration {
         guard let endpoints else {
@@ -63,7 +63,7 @@ enum ZooKeeperTestServer {
         }
         var logger = Logger(label: "zookeeper-tests")
         logger.logLevel = .warning
-        func within(_ members: [ZooKeeperStore.Endpoint]?) -> Bool {
+        func within(_ members: [Endpoint]?) -> Bool {
             let members = members ?? []
             return endpoints.allSatisfy { endpoint in members.contains { $0 == endpoint } }
         }

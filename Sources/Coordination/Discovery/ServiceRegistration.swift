@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Logging
 import ServiceLifecycle
 import Synchronization

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Synchronization
 
 /// Who leads an election, as followers see it.

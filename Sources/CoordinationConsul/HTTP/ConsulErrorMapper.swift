@@ -1,17 +1,17 @@
 import AsyncHTTPClient
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// Translates transport failures and agent answers into ``CoordinationError``s naming the backend
 /// and endpoint (never the ACL token).
 struct ConsulErrorMapper: Sendable {
-    let endpoint: String
+    let store: StoreDescription
 
     func make(_ code: CoordinationError.Code, _ message: String, key: Key? = nil) -> CoordinationError {
-        CoordinationError(code, message, key: key?.path, backend: "consul", endpoint: endpoint)
+        store.error(code, message, key: key)
     }
 
     func transport(_ error: any Error, _ operation: String, key: Key?, cancelled: Bool) -> CoordinationError {
-        if let error = error as? CoordinationError { return error.attributed(backend: "consul", endpoint: endpoint) }
+        if let error = error as? CoordinationError { return store.attributed(error) }
         if cancelled || error is CancellationError {
             return make(.cancelled, "\(operation) was cancelled", key: key)
         }

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import NIOCore
 import NIOHTTP1
 

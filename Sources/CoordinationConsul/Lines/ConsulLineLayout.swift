@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// How a contender line under a prefix reads on Consul. Pure.
 ///

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Synchronization
 
 /// Owns the store's long-running blocking-query loops, so that none is an unstructured task: each

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// What a watch knows between two blocking queries: the last index and the entries it has
 /// reported. Pure: it turns each answer into watch events by Consul's blocking-query rules.

@@ -32,7 +32,7 @@ public struct Contender: Sendable, Hashable {
     /// The value it carries (a leader's proclaimed value, for example).
     public var value: [UInt8]
 
-    public init(
+    @_spi(Backend) public init(
         key: Key,
         order: Revision,
         createRevision: Revision,
@@ -49,7 +49,7 @@ public struct Contender: Sendable, Hashable {
     }
 
     /// Builds a contender from a stored entry.
-    public init(entry: Entry) {
+    @_spi(Backend) public init(entry: Entry) {
         self.init(
             key: entry.key,
             order: entry.createRevision,

@@ -81,7 +81,7 @@ extension ContenderLine {
 
     /// For a backend whose join cannot read the line in the same round trip: `contender`, just
     /// created, and its place from a read of the whole line.
-    public func placing(_ contender: Contender, in prefix: Key) async throws(CoordinationError) -> LineJoin {
+    @_spi(Backend) public func placing(_ contender: Contender, in prefix: Key) async throws(CoordinationError) -> LineJoin {
         LineJoin(contender: contender, place: try await place(of: contender, in: prefix))
     }
 }
@@ -93,7 +93,7 @@ public struct LineJoin: Sendable, Hashable {
     /// by an operator, or its session ended).
     public var place: LinePlace?
 
-    public init(contender: Contender, place: LinePlace?) {
+    @_spi(Backend) public init(contender: Contender, place: LinePlace?) {
         self.contender = contender
         self.place = place
     }
@@ -120,20 +120,20 @@ public enum LinePlace: Sendable, Hashable {
         /// Its session, when that matters to tell it gone (a shared key released, not deleted).
         public var session: SessionID?
 
-        public init(key: Key, createRevision: Revision?, session: SessionID?) {
+        @_spi(Backend) public init(key: Key, createRevision: Revision?, session: SessionID?) {
             self.key = key
             self.createRevision = createRevision
             self.session = session
         }
 
-        public init(_ contender: Contender) {
+        @_spi(Backend) public init(_ contender: Contender) {
             self.init(key: contender.key, createRevision: contender.createRevision, session: contender.session)
         }
     }
 
     /// The place of `contender` (that incarnation: its key at its create revision) in `line`
     /// (first in line first), or `nil` if it is not in it.
-    public static func of(_ contender: Contender, in line: [Contender]) -> LinePlace? {
+    @_spi(Backend) public static func of(_ contender: Contender, in line: [Contender]) -> LinePlace? {
         guard
             let index = line.firstIndex(where: {
                 $0.key == contender.key && $0.createRevision == contender.createRevision

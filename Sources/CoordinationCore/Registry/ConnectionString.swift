@@ -4,7 +4,9 @@
 /// `consul://127.0.0.1:8500?dc=dc1`, `etcdv2://127.0.0.1:2379`. The password never appears in
 /// ``description``.
 public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
-    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+    /// A host as written, with its port if one was given (``endpoints(defaultPort:)`` fills in the
+    /// backend's default).
+    public struct Address: Sendable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: Int?
 
@@ -21,7 +23,8 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
 
     /// Lower-cased scheme, which picks the backend.
     public var scheme: String
-    public var endpoints: [Endpoint]
+    /// The hosts, as written.
+    public var addresses: [Address]
     /// The path after the hosts, without the leading `/` (ZooKeeper's chroot, a key prefix).
     public var path: String
     public var query: [String: String]
@@ -77,21 +80,21 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
             password = nil
         }
 
-        var endpoints: [Endpoint] = []
+        var addresses: [Address] = []
         for hostPort in rest.split(separator: ",", omittingEmptySubsequences: false) {
             if hostPort.isEmpty {
                 if rest.isEmpty { break }
                 throw fail("empty host in host list")
             }
-            endpoints.append(try Self.parseEndpoint(hostPort, fail: fail))
+            addresses.append(try Self.parseAddress(hostPort, fail: fail))
         }
-        self.endpoints = endpoints
+        self.addresses = addresses
     }
 
-    private static func parseEndpoint(
+    private static func parseAddress(
         _ text: Substring,
         fail: (String) -> CoordinationError
-    ) throws(CoordinationError) -> Endpoint {
+    ) throws(CoordinationError) -> Address {
         var host: Substring
         var portText: Substring?
         if text.hasPrefix("[") {
@@ -135,32 +138,12 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
             }
             port = value
         }
-        return Endpoint(host: String(host), port: port)
+        return Address(host: String(host), port: port)
     }
 
-    /// The endpoints as `host:port,host:port`, with a default port filled in.
-    public func endpointList(defaultPort: Int) -> String {
-        endpoints.map { Endpoint(host: $0.host, port: $0.port ?? defaultPort).description }.joined(separator: ",")
-    }
-
-    /// The query parameter `name` as a duration (`500ms`, `5s`, `2m`, `1h`, or a bare number of
-    /// seconds); `nil` if absent, `invalidConnectionString` if it is not a duration.
-    public func duration(_ name: String) throws(CoordinationError) -> Duration? {
-        guard let text = query[name] else { return nil }
-        guard let value = Self.parseDuration(text) else {
-            throw CoordinationError(
-                .invalidConnectionString, "\(name) must be a duration such as 500ms, 5s or 1m (got '\(text)')")
-        }
-        return value
-    }
-
-    /// ``duration(_:)`` that must also be longer than zero (a timeout).
-    public func positiveDuration(_ name: String) throws(CoordinationError) -> Duration? {
-        guard let value = try duration(name) else { return nil }
-        guard value > .zero else {
-            throw CoordinationError(.invalidConnectionString, "\(name) must be longer than zero (got '\(query[name] ?? "")')")
-        }
-        return value
+    /// The hosts as endpoints, with `defaultPort` where none was written.
+    public func endpoints(defaultPort: Int) -> [Endpoint] {
+        addresses.map { Endpoint(host: $0.host, port: $0.port ?? defaultPort) }
     }
 
     /// `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds; `nil` for anything else.
@@ -197,7 +180,7 @@ public struct ConnectionString: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         var text = scheme + "://"
         if let user { text += user + (password == nil ? "" : ":***") + "@" }
-        text += endpoints.map(\.description).joined(separator: ",")
+        text += addresses.map(\.description).joined(separator: ",")
         if !path.isEmpty { text += "/" + path }
         if !query.isEmpty {
             text +=

@@ -179,7 +179,7 @@ where Instant.Duration == Duration {
 }
 
 /// The numbers of the renewal rule, the same on every backend.
-public enum RenewalRule {
+@_spi(Backend) public enum RenewalRule {
     /// Keep-alives go out every third of the TTL (etcd's own client does the same; Consul's
     /// `RenewPeriodic` uses half, ZooKeeper's clients a third of the timeout).
     public static func interval(_ ttl: Duration) -> Duration { ttl / 3 }

@@ -57,7 +57,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     /// For backends: a new session in the `alive` state. `guaranteedUntil` is the instant the server
     /// holds it until at least (the grant request's send time plus the TTL); `nil` for a session
     /// that cannot end behind the client's back (the in-memory store ends its sessions itself).
-    public init(
+    @_spi(Backend) public init(
         id: SessionID, ttl: Duration, backend: any SessionBackend, guaranteedUntil: ContinuousClock.Instant? = nil
     ) {
         self.id = id
@@ -76,7 +76,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
 
     /// For backends: a keep-alive sent at `sentAt` was acknowledged with `ttl`, so the server holds
     /// the session until at least `sentAt + ttl`. The guarantee only ever grows.
-    public func extendGuarantee(until instant: ContinuousClock.Instant) {
+    @_spi(Backend) public func extendGuarantee(until instant: ContinuousClock.Instant) {
         let value = SessionDeadlineClock.nanoseconds(at: instant)
         var current = deadline.load(ordering: .relaxed)
         while current == .max || value > current {
@@ -141,7 +141,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
 
     /// For backends: records a state change. Transitions out of a terminal state are ignored.
     @discardableResult
-    public func transition(to newState: SessionState) -> Bool {
+    @_spi(Backend) public func transition(to newState: SessionState) -> Bool {
         broadcast.set(newState)
     }
 

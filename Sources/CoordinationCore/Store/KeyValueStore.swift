@@ -120,7 +120,7 @@ extension KeyValueStore {
 
     /// The default ``waitUntilGone(_:createdAt:session:)``: a watch of `key` of its own, until the
     /// incarnation is gone. A backend that overrides the wait for some cases calls it for the rest.
-    public func waitUntilGoneOnWatch(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
+    @_spi(Backend) public func waitUntilGoneOnWatch(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)
     {
         func isOther(_ entry: Entry) -> Bool {
@@ -221,7 +221,7 @@ extension KeyValueStore {
     }
 
     /// Checks a value against ``limits`` before any I/O.
-    public func validate(value: [UInt8], for key: Key) throws(CoordinationError) {
+    @_spi(Backend) public func validate(value: [UInt8], for key: Key) throws(CoordinationError) {
         if value.count > limits.maxValueSize {
             throw CoordinationError(
                 .valueTooLarge,
@@ -234,7 +234,7 @@ extension KeyValueStore {
     }
 
     /// Checks a session TTL against ``limits`` before any I/O.
-    public func validate(ttl: Duration) throws(CoordinationError) {
+    @_spi(Backend) public func validate(ttl: Duration) throws(CoordinationError) {
         if ttl < limits.minimumSessionTTL || ttl > limits.maximumSessionTTL {
             throw CoordinationError(
                 .invalidArgument,

@@ -9,7 +9,7 @@
 /// cancellation, under `executor`'s preference (the store's ``KeyValueStore/taskExecutor``), and
 /// is awaited. A store whose calls complete without suspending (the in-memory store) needs none
 /// of this.
-public func runToCompletion<Result: Sendable>(
+@_spi(Backend) public func runToCompletion<Result: Sendable>(
     on executor: (any TaskExecutor)?,
     _ work: @escaping @Sendable () async throws(CoordinationError) -> Result
 ) async throws(CoordinationError) -> Result {

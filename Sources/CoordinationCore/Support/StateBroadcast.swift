@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// Shared by sessions, leadership and membership so that all observable state in the library
 /// behaves the same way.
-public final class StateBroadcast<Value: Sendable & Equatable>: Sendable {
+@_spi(Backend) public final class StateBroadcast<Value: Sendable & Equatable>: Sendable {
     /// One stream's producing side. Its consumer stopping only raises `ended`: the termination
     /// handler must not take the broadcast's lock (see ``stream()``).
     private struct Subscriber: Sendable {

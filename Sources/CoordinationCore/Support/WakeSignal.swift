@@ -2,7 +2,7 @@ import Synchronization
 
 /// A one-slot wake-up for a single waiting loop: `signal()` wakes the current or the next `wait()`.
 /// Used by run loops that sleep until a deadline or until something changes.
-public final class WakeSignal: Sendable {
+@_spi(Backend) public final class WakeSignal: Sendable {
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>?

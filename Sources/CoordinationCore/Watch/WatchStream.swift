@@ -10,7 +10,7 @@ public struct WatchStream: AsyncSequence, Sendable {
     private let base: AsyncThrowingStream<WatchEvent, any Error>
 
     /// The producing side, used by backends.
-    public struct Continuation: Sendable {
+    @_spi(Backend) public struct Continuation: Sendable {
         fileprivate let base: AsyncThrowingStream<WatchEvent, any Error>.Continuation
 
         /// Delivers an event; returns `false` once the consumer has gone.
@@ -39,7 +39,7 @@ public struct WatchStream: AsyncSequence, Sendable {
     }
 
     /// For backends: a new stream and its producing side.
-    public static func makeStream() -> (stream: WatchStream, continuation: Continuation) {
+    @_spi(Backend) public static func makeStream() -> (stream: WatchStream, continuation: Continuation) {
         let (stream, continuation) = AsyncThrowingStream<WatchEvent, any Error>.makeStream(bufferingPolicy: .unbounded)
         return (WatchStream(base: stream), Continuation(base: continuation))
     }

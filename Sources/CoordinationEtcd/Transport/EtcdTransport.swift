@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Logging
 import NIOCore
 import NIOPosix
@@ -25,12 +25,6 @@ protocol ConnectionWaiter: AnyObject {
 /// All state lives on one event loop, the store's; a call made on that loop (the store's task
 /// executor) starts and completes without a thread hop.
 final class EtcdTransport: @unchecked Sendable {
-    struct Endpoint: Sendable {
-        var host: String
-        var port: Int
-        var authority: String { "\(host):\(port)" }
-    }
-
     enum State {
         case idle
         case connecting
@@ -46,7 +40,7 @@ final class EtcdTransport: @unchecked Sendable {
         let context: NIOSSLContext
         let serverName: String?
 
-        init(_ settings: EtcdStore.TLS, errors: EtcdErrorMapper) throws(CoordinationError) {
+        init(_ settings: TLSSettings, errors: EtcdErrorMapper) throws(CoordinationError) {
             var configuration = TLSConfiguration.makeClientConfiguration()
             configuration.minimumTLSVersion = .tlsv12
             configuration.certificateVerification = .fullVerification
@@ -247,7 +241,7 @@ final class EtcdTransport: @unchecked Sendable {
             .channelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = GRPCStreamsHandler(
-                        authority: endpoint.authority,
+                        authority: endpoint.description,
                         maximumMessageSize: maximumMessageSize,
                         onUnusable: { handler in self?.connectionUnusable(handler) }
                     )
@@ -290,7 +284,7 @@ final class EtcdTransport: @unchecked Sendable {
     }
 
     private func connectFailed(_ endpoint: Endpoint, _ reason: String) {
-        lastFailure = "\(endpoint.authority): \(reason)"
+        lastFailure = "\(endpoint.description): \(reason)"
         guard case .connecting = state else { return }
         nextEndpoint += 1
         failuresInRow += 1

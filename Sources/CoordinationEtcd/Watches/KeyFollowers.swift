@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Synchronization
 
 /// How an etcd waiter waits for the contender ahead of it to go: one watch per awaited key that

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// One watch over the v2 keys API: a snapshot, then long polls (`wait=true&waitIndex=`, recursive
 /// for a subtree), each answered with exactly one event, resuming from the index after the last

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -64,14 +64,14 @@ struct V2Connection: Sendable {
 /// Translates transport failures and v2 error codes into ``CoordinationError``s naming the backend
 /// and endpoint.
 struct V2ErrorMapper: Sendable {
-    let endpoint: String
+    let store: StoreDescription
 
     func make(_ code: CoordinationError.Code, _ message: String, key: Key? = nil) -> CoordinationError {
-        CoordinationError(code, message, key: key?.path, backend: "etcdv2", endpoint: endpoint)
+        store.error(code, message, key: key)
     }
 
     func transport(_ error: any Error, _ operation: String, key: Key?) -> CoordinationError {
-        if let error = error as? CoordinationError { return error.attributed(backend: "etcdv2", endpoint: endpoint) }
+        if let error = error as? CoordinationError { return store.attributed(error) }
         if error is CancellationError || Task.isCancelled {
             return make(.cancelled, "\(operation) was cancelled", key: key)
         }

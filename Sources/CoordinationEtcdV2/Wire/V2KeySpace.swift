@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// Maps keys to v2 paths under an optional namespace, and back.
 struct V2KeySpace: Sendable {

@@ -1,14 +1,8 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import NIOCore
 import NIOPosix
 
 /// A host and port of one ensemble member.
-struct ZooKeeperEndpoint: Sendable, Hashable, CustomStringConvertible {
-    var host: String
-    var port: Int
-    var description: String { "\(host):\(port)" }
-}
-
 /// One ZooKeeper session, kept across TCP connections: the handshake, pipelined requests matched
 /// by xid, pings, watch notifications, and — when a connection breaks — a new connection to the
 /// next ensemble member that resumes the same session (id and password) and re-registers the
@@ -30,7 +24,7 @@ final class ZooKeeperClient: @unchecked Sendable {
     }
 
     let eventLoop: any EventLoop
-    let endpoints: [ZooKeeperEndpoint]
+    let endpoints: [Endpoint]
     let connectTimeout: Duration
     /// The session's events (notifications, resumptions, state changes); finishes when the
     /// session ends. Empty when the client was made with a handler, which gets them instead.
@@ -64,7 +58,7 @@ final class ZooKeeperClient: @unchecked Sendable {
     private var persistentWatches: [String: (mode: AddWatchMode, count: Int)] = [:]
     private var dataWatches: Set<String> = []
     private var existWatches: Set<String> = []
-    private(set) var currentEndpoint: ZooKeeperEndpoint
+    private(set) var currentEndpoint: Endpoint
     /// Told every new ``ZooKeeperConnectionStateMachine/guaranteedUntil`` as soon as a reply moves
     /// it (the owning ``Session``'s deadline), so a check after a pause needs no timer to have run.
     private var guaranteeSink: (@Sendable (ContinuousClock.Instant) -> Void)?
@@ -77,7 +71,7 @@ final class ZooKeeperClient: @unchecked Sendable {
     }
 
     private init(
-        endpoints: [ZooKeeperEndpoint], sessionTimeout: Duration, connectTimeout: Duration, followerBound: Duration,
+        endpoints: [Endpoint], sessionTimeout: Duration, connectTimeout: Duration, followerBound: Duration,
         eventLoop: any EventLoop, handler: (@Sendable (ZooKeeperClient, Event) -> Void)?, firstEndpoint: Int?
     ) {
         self.handler = handler
@@ -97,7 +91,7 @@ final class ZooKeeperClient: @unchecked Sendable {
     /// random one so that clients spread over the ensemble), failing with
     /// `connectionFailed` if none answers within `connectTimeout`.
     static func connect(
-        endpoints: [ZooKeeperEndpoint],
+        endpoints: [Endpoint],
         sessionTimeout: Duration,
         connectTimeout: Duration = .seconds(5),
         followerBound: Duration = .zero,
@@ -119,7 +113,7 @@ final class ZooKeeperClient: @unchecked Sendable {
     }
 
     /// The member this session is connected to (or was last tried).
-    func endpoint() async -> ZooKeeperEndpoint? {
+    func endpoint() async -> Endpoint? {
         try? await eventLoop.submit { self.currentEndpoint }.get()
     }
 

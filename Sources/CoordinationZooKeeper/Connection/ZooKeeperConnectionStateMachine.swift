@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import NIOCore
 
 /// The pure logic of one ZooKeeper session over a sequence of TCP connections: handshake, xids,

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// The `err` field of a reply (`KeeperException.Code` in ZooKeeper 3.8). Unknown values are kept,
 /// so a newer server's code is reported rather than dropped.

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 
 /// Where keys, session markers and contenders live in the znode tree.
 ///

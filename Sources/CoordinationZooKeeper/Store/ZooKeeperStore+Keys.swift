@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Synchronization
 
 /// Keys as znodes: reads, writes, conditional writes, subtrees.

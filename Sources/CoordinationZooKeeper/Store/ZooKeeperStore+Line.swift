@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Synchronization
 
 /// The ordering primitive on ZooKeeper: Curator's protected ephemeral-sequential znodes.

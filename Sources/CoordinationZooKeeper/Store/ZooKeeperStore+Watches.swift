@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Synchronization
 
 /// Watches: ZooKeeper's persistent watches (addWatch, 3.6+) for `watch` and `watchTree`, and a

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import CoordinationNIO
 import Logging
 import NIOCore
@@ -25,70 +25,6 @@ import Synchronization
 /// try await store.withRunning { store in … }
 /// ```
 public final class ZooKeeperStore: KeyValueStore, SessionBackend {
-    public struct Endpoint: Sendable, Hashable {
-        public var host: String
-        public var port: Int
-        public init(host: String, port: Int = 2181) {
-            self.host = host
-            self.port = port
-        }
-    }
-
-    public struct Configuration: Sendable {
-        /// The ensemble's members; the store connects to one and moves on when it fails.
-        public var endpoints: [Endpoint]
-        /// Whether each session starts at a random member (spreading clients over the ensemble, as
-        /// ZooKeeper's own clients do) rather than the first one listed.
-        public var shuffleEndpoints: Bool
-        /// A znode path under which the store keeps everything (`""`: the root).
-        public var chroot: String
-        /// The timeout of the store's own session (reads, watches, unbound writes). A call waits
-        /// at most this long for the session to move to another server.
-        public var sessionTimeout: Duration
-        /// How long opening a session (TCP connect and handshake, all members) may take.
-        public var connectTimeout: Duration
-        /// The largest value accepted (ZooKeeper's `jute.maxbuffer` is 1 MiB per packet).
-        public var maxValueSize: Int
-        /// The session TTLs accepted; the server clamps a session timeout to its own
-        /// `minSessionTimeout`...`maxSessionTimeout` (2 to 20 ticks by default), and a
-        /// ``Session/ttl`` is the negotiated one.
-        public var minimumSessionTTL: Duration
-        public var maximumSessionTTL: Duration
-        /// How long a member cut off from the quorum can go on answering pings after the quorum
-        /// last heard from it: the ensemble's `(syncLimit + 1) × tickTime` — a follower gives up
-        /// `syncLimit × tickTime` after the last packet from its leader, and the leader's last
-        /// word from it can be half a tick older; the rest of the tick is for scheduling. 12 s for
-        /// ZooKeeper's sample configuration (5 and 2 s); `.zero` for a standalone server. A ping's reply then guarantees a ``Session`` only for its timeout
-        /// less this bound, so a holder whose member was cut off still learns of the loss before
-        /// the quorum can expire its session. A session's TTL must be longer than this.
-        public var followerBound: Duration
-        public var logger: Logger
-
-        public init(
-            endpoints: [Endpoint],
-            shuffleEndpoints: Bool = true,
-            chroot: String = "",
-            sessionTimeout: Duration = .seconds(10),
-            connectTimeout: Duration = .seconds(5),
-            maxValueSize: Int = 1_000_000,
-            minimumSessionTTL: Duration = .seconds(1),
-            maximumSessionTTL: Duration = .seconds(600),
-            followerBound: Duration = .seconds(12),
-            logger: Logger = Logger(label: "swift-coordination.zookeeper")
-        ) {
-            self.endpoints = endpoints
-            self.shuffleEndpoints = shuffleEndpoints
-            self.chroot = chroot
-            self.sessionTimeout = sessionTimeout
-            self.connectTimeout = connectTimeout
-            self.maxValueSize = maxValueSize
-            self.minimumSessionTTL = minimumSessionTTL
-            self.maximumSessionTTL = maximumSessionTTL
-            self.followerBound = followerBound
-            self.logger = logger
-        }
-    }
-
     public let storeDescription: StoreDescription
     public let limits: StoreLimits
     public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
@@ -99,7 +35,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
 
     let configuration: Configuration
     let paths: ZooKeeperPaths
-    let endpoints: [ZooKeeperEndpoint]
+    let endpoints: [Endpoint]
     let state = Mutex(StoreState())
     private let stopped = WakeSignal()
 
@@ -129,16 +65,10 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     }
 
     public init(configuration: Configuration) throws(CoordinationError) {
-        guard !configuration.endpoints.isEmpty,
-            configuration.endpoints.allSatisfy({ !$0.host.isEmpty && (1...65535).contains($0.port) })
-        else {
-            throw CoordinationError(
-                .invalidConnectionString, "ZooKeeper needs at least one host:port with a port between 1 and 65535",
-                backend: "zookeeper")
-        }
+        try Endpoint.validate(configuration.endpoints, backend: "zookeeper")
         self.configuration = configuration
         self.paths = try ZooKeeperPaths(chroot: configuration.chroot)
-        self.endpoints = configuration.endpoints.map { ZooKeeperEndpoint(host: $0.host, port: $0.port) }
+        self.endpoints = configuration.endpoints
         let endpoint = endpoints.map(\.description).joined(separator: ",") + paths.chroot
         self.storeDescription = StoreDescription(backend: "zookeeper", endpoint: endpoint)
         self.limits = StoreLimits(
@@ -146,27 +76,6 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             minimumSessionTTL: configuration.minimumSessionTTL,
             maximumSessionTTL: configuration.maximumSessionTTL)
     }
-
-    /// Adds `zookeeper://h1:p1,h2:p2/chroot[?timeout=10s&connect-timeout=5s&follower-bound=10s]` to
-    /// `registry`.
-    public static func register(in registry: inout StoreRegistry) {
-        registry.register(scheme: "zookeeper") { (connection, configuration) throws(CoordinationError) in
-            var options = Configuration(
-                endpoints: connection.endpoints.map { Endpoint(host: $0.host, port: $0.port ?? 2181) },
-                chroot: connection.path,
-                logger: configuration.logger)
-            if let value = try connection.positiveDuration("timeout") { options.sessionTimeout = value }
-            if let value = try connection.duration("connect-timeout") { options.connectTimeout = value }
-            if let value = try connection.duration("follower-bound") {
-                guard value >= .zero else {
-                    throw CoordinationError(.invalidConnectionString, "follower-bound must not be negative")
-                }
-                options.followerBound = value
-            }
-            return try ZooKeeperStore(configuration: options)
-        }
-    }
-
 
     // MARK: - Service
 
@@ -321,7 +230,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     // MARK: - Errors
 
     func closedError() -> CoordinationError {
-        CoordinationError(.storeClosed, "the store is closed", backend: "zookeeper", endpoint: storeDescription.endpoint)
+        storeDescription.error(.storeClosed, "the store is closed")
     }
 
     /// `error` with the key and operation named.
@@ -332,7 +241,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     }
 
     func make(_ code: CoordinationError.Code, _ message: String, key: Key?) -> CoordinationError {
-        CoordinationError(code, message, key: key?.path, backend: "zookeeper", endpoint: storeDescription.endpoint)
+        storeDescription.error(code, message, key: key)
     }
 
     func entry(_ key: Key, _ value: [UInt8], _ stat: Stat) -> Entry {

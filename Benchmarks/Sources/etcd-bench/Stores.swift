@@ -7,7 +7,7 @@ import Logging
 func makeStore(_ options: Options) throws -> EtcdStore {
     var logger = Logger(label: "etcd-bench")
     logger.logLevel = .warning
-    return try EtcdStore(configuration: .init(endpoints: [options.endpoint], logger: logger))
+    return try EtcdStore(configuration: .init(endpoints: [Endpoint(host: options.endpoint.host, port: options.endpoint.port)], logger: logger))
 }
 
 /// Runs `count` clients for the duration of `body`, then closes them (closing revokes their
