@@ -1,6 +1,7 @@
 @_spi(Backend) import CoordinationCore
 import Foundation
 import SwiftProtobuf
+import Synchronization
 
 extension EtcdStore {
     /// The line on etcd, as etcd's concurrency package lays it out: contenders are
