@@ -3,7 +3,7 @@
 /// `500ms`, `5s`, `1m`, `1h` (or bare seconds), flags as `true`/`false`/`1`/`0`, TLS as etcdctl's
 /// flags. Any option the backend does not know is refused, naming the ones it does: a misspelt
 /// `timout=1s` is an error, not a silently ignored setting.
-public struct ConnectionOptions: Sendable {
+@_spi(Backend) public struct ConnectionOptions: Sendable {
     public let connection: ConnectionString
     /// The backend, for messages.
     public let backend: String

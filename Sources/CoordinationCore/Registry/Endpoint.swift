@@ -13,7 +13,7 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(hostForURL):\(port)" }
 
     /// The host as a URL needs it: an IPv6 address in brackets.
-    public var hostForURL: String { host.contains(":") ? "[\(host)]" : host }
+    private var hostForURL: String { host.contains(":") ? "[\(host)]" : host }
 }
 
 extension Endpoint {
