@@ -74,6 +74,22 @@ extension EtcdStore {
 // MARK: - Hooks for the tests (reached with @testable import)
 
 extension EtcdStore {
+    /// Makes every connection opened from now on start its stream ids at `id` (odd) and retire
+    /// past `retirement`, so that a test reaches the end of the 2^31 ids in a few calls.
+    func startStreamIDs(at id: Int, retiringAfter retirement: Int) async {
+        let transport = self.transport
+        _ = try? await transport.eventLoop.submit {
+            transport.firstStreamID = id
+            transport.retirementStreamID = retirement
+        }.get()
+    }
+
+    /// How many connections the store has opened so far.
+    func connectionsOpened() async -> Int {
+        let transport = self.transport
+        return (try? await transport.eventLoop.submit { transport.connectionsOpened }.get()) ?? 0
+    }
+
     /// A watch of `key` that resumes after `revision` as a watch does after a reconnect (no snapshot
     /// of its own); if etcd has compacted that revision away, the watch answers with a fresh
     /// snapshot marked `historyLost`.

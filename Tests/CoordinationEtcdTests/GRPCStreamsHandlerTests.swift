@@ -1,13 +1,16 @@
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
+import NIOHTTP2
 import Testing
 
 @testable import CoordinationEtcd
 
-/// The HTTP/2 client driven frame by frame on an embedded channel: what a server sends is written
-/// in by hand, what the client writes is read back and parsed.
-@Suite("gRPC streams handler (HTTP/2 client)")
+/// The gRPC layer above `NIOHTTP2Handler`, driven frame by frame on an embedded channel: what
+/// `NIOHTTP2Handler` would hand up from the server is written in as `HTTP2Frame`s, and what the
+/// handler writes is read back as `HTTP2Frame`s. HTTP/2 itself (framing, HPACK, flow control,
+/// acknowledgements) is swift-nio-http2's and is not tested here.
+@Suite("gRPC streams handler (above NIOHTTP2Handler)")
 struct GRPCStreamsHandlerTests {
     final class Observer: GRPCStreamObserver {
         var messages: [[UInt8]] = []
@@ -20,224 +23,265 @@ struct GRPCStreamsHandlerTests {
         }
     }
 
-    typealias Frame = (type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8])
-
-    /// A connected handler whose preface, SETTINGS and WINDOW_UPDATE have been read and checked.
+    /// A connected handler whose first write (the connection window raised) has been read.
     final class Connection {
         let channel: EmbeddedChannel
         let handler: GRPCStreamsHandler
         private let box: UnusableBox
-        private var reader = HTTP2.FrameReader(maximumFrameSize: 1 << 24)
-        private var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
 
         final class UnusableBox { var unusable = false }
         var isUnusable: Bool { box.unusable }
 
-        init() throws {
+        init(tls: Bool = false, firstStreamID: Int = 1, retirementStreamID: Int = GRPCStreamsHandler.retirementStreamID) throws {
             let box = UnusableBox()
             self.box = box
-            handler = GRPCStreamsHandler(authority: "127.0.0.1:2379", maximumMessageSize: 1 << 20) { _ in box.unusable = true }
+            handler = GRPCStreamsHandler(
+                authority: "127.0.0.1:2379", tls: tls, maximumMessageSize: 1 << 20, firstStreamID: firstStreamID,
+                retirementStreamID: retirementStreamID
+            ) { _ in box.unusable = true }
             channel = EmbeddedChannel(handler: handler)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2379)).wait()
-            var first = try #require(try channel.readOutbound(as: ByteBuffer.self))
-            #expect(first.readBytes(length: HTTP2.preface.count) == HTTP2.preface)
-            reader.append(first)
-            let frames = try drainFrames()
-            #expect(frames.map(\.type) == [0x4, 0x8])
-        }
-
-        /// Every frame the client has written since the last call.
-        func written() throws -> [Frame] {
-            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { reader.append(buffer) }
-            return try drainFrames()
-        }
-
-        private func drainFrames() throws -> [Frame] {
-            var frames: [Frame] = []
-            while let frame = try reader.next() {
-                frames.append((frame.type, frame.flags, frame.stream, Array(frame.payload.readableBytesView)))
+            let first = try written()
+            #expect(first.count == 1)
+            guard case .windowUpdate(let increment) = first.first?.payload else {
+                Issue.record("expected the connection window to be raised first, got \(first)")
+                return
             }
+            #expect(first[0].streamID == .rootStream)
+            #expect(increment == GRPCStreamsHandler.connectionWindow - 65_535)
+        }
+
+        /// Every frame the handler has written since the last call.
+        func written() throws -> [HTTP2Frame] {
+            var frames: [HTTP2Frame] = []
+            while let frame = try channel.readOutbound(as: HTTP2Frame.self) { frames.append(frame) }
             return frames
         }
 
-        func serverSends(_ bytes: [UInt8]) throws {
-            try channel.writeInbound(ByteBuffer(bytes: bytes))
+        func serverSends(_ frames: HTTP2Frame...) throws {
+            for frame in frames { try channel.writeInbound(frame) }
         }
 
-        func headerBlock(_ headers: [(String, String)]) throws -> [UInt8] {
-            var buffer = ByteBuffer()
-            try encoder.encode(headers: HPACKHeaders(headers), to: &buffer)
-            return Array(buffer.readableBytesView)
+        func serverEvent(_ event: Any) {
+            channel.pipeline.fireUserInboundEventTriggered(event)
         }
     }
 
-    static func frame(type: UInt8, flags: UInt8 = 0, stream: UInt32 = 0, payload: [UInt8]) -> [UInt8] {
-        HTTP2FramingTests.frame(type: type, flags: flags, stream: stream, payload: payload)
+    static func message(_ bytes: [UInt8]) -> ByteBuffer {
+        ByteBuffer(bytes: [0, UInt8(bytes.count >> 24), UInt8(bytes.count >> 16 & 0xFF), UInt8(bytes.count >> 8 & 0xFF), UInt8(bytes.count & 0xFF)] + bytes)
     }
 
-    static func settings(_ values: [(UInt16, UInt32)]) -> [UInt8] {
-        frame(type: 0x4, payload: values.flatMap { id, value in
-            [UInt8(id >> 8), UInt8(id & 0xFF), UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
-        })
+    static func headers(_ stream: Int, _ fields: [(String, String)], endStream: Bool = false) -> HTTP2Frame {
+        HTTP2Frame(streamID: HTTP2StreamID(stream), payload: .headers(.init(headers: HPACKHeaders(fields), endStream: endStream)))
     }
 
-    static func message(_ bytes: [UInt8]) -> [UInt8] {
-        [0, UInt8(bytes.count >> 24), UInt8(bytes.count >> 16 & 0xFF), UInt8(bytes.count >> 8 & 0xFF), UInt8(bytes.count & 0xFF)] + bytes
+    static func data(_ stream: Int, _ bytes: ByteBuffer, endStream: Bool = false) -> HTTP2Frame {
+        HTTP2Frame(streamID: HTTP2StreamID(stream), payload: .data(.init(data: .byteBuffer(bytes), endStream: endStream)))
     }
 
-    static func windowUpdate(stream: UInt32, _ increment: UInt32) -> [UInt8] {
-        frame(type: 0x8, stream: stream, payload: [UInt8(increment >> 24), UInt8(increment >> 16 & 0xFF), UInt8(increment >> 8 & 0xFF), UInt8(increment & 0xFF)])
+    static let okHead = [(":status", "200"), ("content-type", "application/grpc")]
+
+    static func resetCode(_ frame: HTTP2Frame) -> HTTP2ErrorCode? {
+        if case .rstStream(let code) = frame.payload { return code }
+        return nil
     }
 
-    @Test("a unary call: HEADERS and DATA out; SETTINGS acknowledged, PING answered, reply and trailers in")
+    static func increment(_ frame: HTTP2Frame) -> Int? {
+        if case .windowUpdate(let increment) = frame.payload { return increment }
+        return nil
+    }
+
+    @Test("a unary call: HEADERS with gRPC's request headers and DATA out; reply and trailers in")
     func unaryCall() throws {
         let connection = try Connection()
         let observer = Observer()
-        let id = try connection.handler.open(path: "/etcdserverpb.KV/Range", metadata: [], timeout: .seconds(1), observer: observer).get()
+        let id = try connection.handler.open(
+            path: "/etcdserverpb.KV/Range", metadata: [("token", "t")], timeout: .seconds(1), observer: observer
+        ).get()
         #expect(id == 1)
-        connection.handler.send(id, ByteBuffer(bytes: Self.message([1, 2, 3])), end: true, flush: true)
+        connection.handler.send(id, Self.message([1, 2, 3]), end: true, flush: true)
         let request = try connection.written()
-        #expect(request.map(\.type) == [0x1, 0x0])
-        #expect(request[0].flags == HTTP2.Flag.endHeaders)
-        #expect(request[1].flags == HTTP2.Flag.endStream)
-        #expect(request[1].payload == Self.message([1, 2, 3]))
-        var block = ByteBuffer(bytes: request[0].payload)
-        var decoder = HPACKDecoder(allocator: ByteBufferAllocator())
-        #expect(try decoder.decodeHeaders(from: &block).first(name: ":path") == "/etcdserverpb.KV/Range")
+        #expect(request.count == 2)
+        guard case .headers(let head) = request[0].payload, case .data(let body) = request[1].payload else {
+            Issue.record("expected HEADERS and DATA, got \(request)")
+            return
+        }
+        #expect(!head.endStream)
+        #expect(head.headers.first(name: ":method") == "POST")
+        #expect(head.headers.first(name: ":scheme") == "http")
+        #expect(head.headers.first(name: ":path") == "/etcdserverpb.KV/Range")
+        #expect(head.headers.first(name: ":authority") == "127.0.0.1:2379")
+        #expect(head.headers.first(name: "content-type") == "application/grpc+proto")
+        #expect(head.headers.first(name: "te") == "trailers")
+        #expect(head.headers.first(name: "grpc-timeout") == "1000000u")
+        #expect(head.headers.first(name: "token") == "t")
+        #expect(body.endStream)
+        #expect(body.data == IOData.byteBuffer(Self.message([1, 2, 3])))
 
         try connection.serverSends(
-            Self.settings([(0x3, 100)]) + Self.frame(type: 0x6, payload: [1, 2, 3, 4, 5, 6, 7, 8]))
-        let answers = try connection.written()
-        #expect(answers.map(\.type) == [0x4, 0x6])
-        #expect(answers.map(\.flags) == [HTTP2.Flag.ack, HTTP2.Flag.ack])
-        #expect(answers[1].payload == [1, 2, 3, 4, 5, 6, 7, 8])
-
-        let head = try connection.headerBlock([(":status", "200"), ("content-type", "application/grpc")])
-        let trailers = try connection.headerBlock([("grpc-status", "0")])
-        try connection.serverSends(
-            Self.frame(type: 0x1, flags: HTTP2.Flag.endHeaders, stream: 1, payload: head)
-                + Self.frame(type: 0x0, stream: 1, payload: Self.message([9, 9]))
-                + Self.frame(type: 0x1, flags: HTTP2.Flag.endHeaders | HTTP2.Flag.endStream, stream: 1, payload: trailers))
+            Self.headers(1, Self.okHead), Self.data(1, Self.message([9, 9])),
+            Self.headers(1, [("grpc-status", "0")], endStream: true))
         #expect(observer.messages == [[9, 9]])
         #expect(observer.outcome == .some(nil))
         #expect(connection.handler.openStreams == 0)
-        #expect(try connection.written().isEmpty)
+        #expect(try connection.written().isEmpty, "a call ended by trailers after our END_STREAM needs no reset")
     }
 
-    @Test("a trailers-only error, split over HEADERS and CONTINUATION, ends the call with its status")
-    func continuationAndStatus() throws {
-        let connection = try Connection()
-        let observer = Observer()
-        let id = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: observer).get()
-        connection.handler.send(id, ByteBuffer(bytes: Self.message([])), end: true, flush: true)
-        _ = try connection.written()
-        let block = try connection.headerBlock([(":status", "200"), ("grpc-status", "5"), ("grpc-message", "gone")])
-        try connection.serverSends(
-            Self.frame(type: 0x1, flags: HTTP2.Flag.endStream, stream: id, payload: Array(block[..<3]))
-                + Self.frame(type: 0x9, stream: id, payload: Array(block[3..<5]))
-                + Self.frame(type: 0x9, flags: HTTP2.Flag.endHeaders, stream: id, payload: Array(block[5...])))
-        #expect(observer.outcome == .some(GRPCCallError(.notFound, "gone")))
-    }
-
-    @Test("DATA waits for the server's windows and goes out as they open; END_STREAM only on the last piece")
-    func flowControl() throws {
-        let connection = try Connection()
-        // The server allows 10 bytes a stream and frames of up to 16 KiB.
-        try connection.serverSends(Self.settings([(0x4, 10)]))
-        _ = try connection.written()
-        let observer = Observer()
-        let id = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: observer).get()
-        let payload = Self.message(Array(repeating: 7, count: 20))  // 25 bytes
-        connection.handler.send(id, ByteBuffer(bytes: payload), end: true, flush: true)
-        var sent = try connection.written()
-        #expect(sent.map(\.type) == [0x1, 0x0])
-        #expect(sent[1].payload.count == 10)
-        #expect(sent[1].flags == 0)
-        // A connection-level update alone does not open the stream's window.
-        try connection.serverSends(Self.windowUpdate(stream: 0, 100))
-        #expect(try connection.written().isEmpty)
-        try connection.serverSends(Self.windowUpdate(stream: id, 8))
-        sent = try connection.written()
-        #expect(sent.map(\.payload.count) == [8])
-        #expect(sent[0].flags == 0)
-        // A larger initial window applies to the open stream too.
-        try connection.serverSends(Self.settings([(0x4, 1000)]))
-        sent = try connection.written()
-        #expect(sent.map(\.type) == [0x0, 0x4])
-        #expect(sent[0].payload.count == 7)
-        #expect(sent[0].flags == HTTP2.Flag.endStream)
-        #expect(sent.filter { $0.type == 0x0 }.flatMap(\.payload).count == 7)
-        #expect(observer.outcome == nil)
-    }
-
-    @Test("a framing fault ends the connection: GOAWAY, every call fails, the channel closes")
-    func protocolError() throws {
-        let connection = try Connection()
-        let observer = Observer()
-        _ = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: observer).get()
+    @Test("over TLS the request's :scheme is https")
+    func httpsScheme() throws {
+        let connection = try Connection(tls: true)
+        let id = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: Observer()).get()
         connection.handler.flush()
-        _ = try connection.written()
-        // DATA on stream 0 is a connection error (RFC 9113 §6.1).
-        try connection.serverSends(Self.frame(type: 0x0, stream: 0, payload: [1]))
-        let frames = try connection.written()
-        #expect(frames.map(\.type) == [0x7])
-        #expect(Array(frames[0].payload[4..<8]) == [0, 0, 0, 1])  // PROTOCOL_ERROR
-        #expect(observer.outcome??.code == .unavailable)
-        #expect(connection.isUnusable)
-        #expect(!connection.channel.isActive)
+        guard case .headers(let head) = try connection.written().first?.payload else {
+            Issue.record("no HEADERS")
+            return
+        }
+        #expect(head.headers.first(name: ":scheme") == "https")
+        #expect(head.headers.first(name: "grpc-timeout") == nil)
+        connection.handler.cancel(id)
     }
 
-    @Test("a header block interrupted by another frame is a protocol error")
-    func interruptedHeaderBlock() throws {
+    @Test("a message split over DATA frames arrives whole; a trailers-only error ends the call with its status")
+    func splitMessageAndTrailersOnly() throws {
+        let connection = try Connection()
+        let first = Observer()
+        let second = Observer()
+        _ = try connection.handler.open(path: "/a", metadata: [], timeout: nil, observer: first).get()
+        _ = try connection.handler.open(path: "/b", metadata: [], timeout: nil, observer: second).get()
+        var whole = Self.message([1, 2, 3, 4])
+        let part = whole.readSlice(length: 6)!
+        try connection.serverSends(Self.headers(1, Self.okHead), Self.data(1, part))
+        #expect(first.messages.isEmpty)
+        try connection.serverSends(Self.data(1, whole), Self.headers(1, [("grpc-status", "0")], endStream: true))
+        #expect(first.messages == [[1, 2, 3, 4]])
+        try connection.serverSends(
+            Self.headers(3, Self.okHead + [("grpc-status", "5"), ("grpc-message", "no%20such%20key")], endStream: true))
+        #expect(second.outcome == .some(GRPCCallError(.notFound, "no such key")))
+    }
+
+    @Test("a bidirectional call the server ends first is reset, so the stream closes on both sides")
+    func serverEndsStreamFirst() throws {
         let connection = try Connection()
         let observer = Observer()
-        let id = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: observer).get()
-        connection.handler.flush()
+        let id = try connection.handler.open(path: "/etcdserverpb.Watch/Watch", metadata: [], timeout: nil, observer: observer).get()
+        connection.handler.send(id, Self.message([1]), end: false, flush: true)
         _ = try connection.written()
-        let block = try connection.headerBlock([(":status", "200")])
-        try connection.serverSends(
-            Self.frame(type: 0x1, stream: id, payload: block) + Self.frame(type: 0x6, payload: [0, 0, 0, 0, 0, 0, 0, 0]))
-        #expect(try connection.written().map(\.type) == [0x7])
+        try connection.serverSends(Self.headers(1, Self.okHead), Self.headers(1, [("grpc-status", "14")], endStream: true))
         #expect(observer.outcome??.code == .unavailable)
+        let after = try connection.written()
+        #expect(after.count == 1)
+        #expect(after.first.flatMap(Self.resetCode) == .cancel)
     }
 
     @Test("GOAWAY: calls the server did not take fail as unavailable, the one it took still completes")
     func goAway() throws {
         let connection = try Connection()
         let taken = Observer()
-        let unseen = Observer()
-        let first = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: taken).get()
-        let second = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: unseen).get()
-        connection.handler.flush()
-        _ = try connection.written()
-        try connection.serverSends(Self.frame(type: 0x7, payload: [0, 0, 0, UInt8(first), 0, 0, 0, 0]))
+        let notTaken = Observer()
+        _ = try connection.handler.open(path: "/a", metadata: [], timeout: nil, observer: taken).get()
+        _ = try connection.handler.open(path: "/b", metadata: [], timeout: nil, observer: notTaken).get()
+        try connection.serverSends(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: 1, errorCode: .noError, opaqueData: nil)))
         #expect(connection.isUnusable)
-        #expect(unseen.outcome??.code == .unavailable)
+        #expect(notTaken.outcome??.code == .unavailable)
         #expect(taken.outcome == nil)
-        if case .success = connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: Observer()) {
-            Issue.record("a connection going away must not take new calls")
+        if case .failure(let error) = connection.handler.open(path: "/c", metadata: [], timeout: nil, observer: Observer()) {
+            #expect(error.code == .unavailable)
+        } else {
+            Issue.record("a call was opened after GOAWAY")
         }
-        let trailers = try connection.headerBlock([(":status", "200"), ("grpc-status", "0")])
-        try connection.serverSends(
-            Self.frame(type: 0x1, flags: HTTP2.Flag.endHeaders | HTTP2.Flag.endStream, stream: first, payload: trailers))
+        try connection.serverSends(Self.headers(1, Self.okHead + [("grpc-status", "0")], endStream: true))
         #expect(taken.outcome == .some(nil))
-        #expect(second == 3)
-        #expect(!connection.channel.isActive)
+        #expect(!connection.channel.isActive, "the connection closes once its last call is done")
     }
 
-    @Test("a stream reset by the server fails only that call")
-    func resetStream() throws {
+    @Test("a stream reset by the server, or closed by NIOHTTP2Handler, fails only that call")
+    func streamReset() throws {
         let connection = try Connection()
         let reset = Observer()
+        let closed = Observer()
         let other = Observer()
-        let first = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: reset).get()
-        _ = try connection.handler.open(path: "/p", metadata: [], timeout: nil, observer: other).get()
+        _ = try connection.handler.open(path: "/a", metadata: [], timeout: nil, observer: reset).get()
+        _ = try connection.handler.open(path: "/b", metadata: [], timeout: nil, observer: closed).get()
+        _ = try connection.handler.open(path: "/c", metadata: [], timeout: nil, observer: other).get()
         connection.handler.flush()
         _ = try connection.written()
-        try connection.serverSends(Self.frame(type: 0x3, stream: first, payload: [0, 0, 0, 7]))
+        try connection.serverSends(HTTP2Frame(streamID: 1, payload: .rstStream(.refusedStream)))
         #expect(reset.outcome??.code == .unavailable)
+        connection.serverEvent(StreamClosedEvent(streamID: 3, reason: .protocolError))
+        #expect(closed.outcome??.code == .unavailable)
         #expect(other.outcome == nil)
-        #expect(connection.handler.openStreams == 1)
         #expect(!connection.isUnusable)
+        #expect(try connection.written().isEmpty, "no reset for streams that are closed already")
+    }
+
+    @Test("inbound credit: a window is topped up once half of it is used, a finished call's never")
+    func credit() throws {
+        let connection = try Connection()
+        _ = try connection.handler.open(path: "/a", metadata: [], timeout: nil, observer: Observer()).get()
+        connection.handler.flush()
+        _ = try connection.written()
+        let stream = GRPCStreamsHandler.streamWindow
+        let whole = GRPCStreamsHandler.connectionWindow
+        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: stream / 2 + 1, outboundWindowSize: nil))
+        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: .rootStream, inboundWindowSize: whole / 2 + 1, outboundWindowSize: nil))
+        #expect(try connection.written().isEmpty)
+        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: 1000, outboundWindowSize: nil))
+        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: .rootStream, inboundWindowSize: 2000, outboundWindowSize: nil))
+        connection.handler.flush()
+        let updates = try connection.written()
+        #expect(updates.map(\.streamID) == [1, .rootStream])
+        #expect(updates.compactMap(Self.increment) == [stream - 1000, whole - 2000])
+        connection.handler.cancel(1)
+        _ = try connection.written()
+        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: 0, outboundWindowSize: nil))
+        connection.handler.flush()
+        #expect(try connection.written().isEmpty)
+    }
+
+    @Test("stream ids running out: past the retirement id the connection takes no new calls and closes once drained")
+    func streamIDsRunOut() throws {
+        let last = GRPCStreamsHandler.maximumStreamID
+        let connection = try Connection(firstStreamID: last - 4, retirementStreamID: last - 2)
+        let first = Observer()
+        let id = try connection.handler.open(path: "/a", metadata: [], timeout: nil, observer: first).get()
+        #expect(id == HTTP2StreamID(last - 4))
+        #expect(!connection.isUnusable)
+        let second = Observer()
+        _ = try connection.handler.open(path: "/b", metadata: [], timeout: nil, observer: second).get()
+        #expect(connection.isUnusable, "the transport is told to open a new connection")
+        if case .success = connection.handler.open(path: "/c", metadata: [], timeout: nil, observer: Observer()) {
+            Issue.record("a call was opened on a retired connection")
+        }
+        try connection.serverSends(Self.headers(last - 4, Self.okHead + [("grpc-status", "0")], endStream: true))
+        #expect(connection.channel.isActive, "still draining")
+        try connection.serverSends(Self.headers(last - 2, Self.okHead + [("grpc-status", "0")], endStream: true))
+        #expect(first.outcome == .some(nil) && second.outcome == .some(nil))
+        #expect(!connection.channel.isActive, "closed once drained")
+    }
+
+    @Test("the very last stream id is usable, and nothing past it is opened")
+    func lastStreamID() throws {
+        let last = GRPCStreamsHandler.maximumStreamID
+        let connection = try Connection(firstStreamID: last, retirementStreamID: last + 2)
+        let id = try connection.handler.open(path: "/a", metadata: [], timeout: nil, observer: Observer()).get()
+        #expect(id == HTTP2StreamID(last))
+        #expect(connection.isUnusable)
+        if case .success = connection.handler.open(path: "/b", metadata: [], timeout: nil, observer: Observer()) {
+            Issue.record("a stream id past 2^31-1")
+        }
+    }
+
+    @Test("a connection fault fails every call and closes the channel; a write to a stream just ended does not")
+    func connectionFault() throws {
+        let connection = try Connection()
+        let observer = Observer()
+        _ = try connection.handler.open(path: "/a", metadata: [], timeout: nil, observer: observer).get()
+        connection.channel.pipeline.fireErrorCaught(NIOHTTP2Errors.noSuchStream(streamID: 7))
+        #expect(connection.channel.isActive)
+        #expect(observer.outcome == nil)
+        connection.channel.pipeline.fireErrorCaught(NIOHTTP2Errors.excessiveControlFrames())
+        #expect(observer.outcome??.code == .unavailable)
+        #expect(connection.isUnusable)
+        #expect(!connection.channel.isActive)
     }
 }

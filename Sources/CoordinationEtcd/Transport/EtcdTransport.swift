@@ -1,6 +1,7 @@
 @_spi(Backend) import CoordinationCore
 import Logging
 import NIOCore
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import SwiftProtobuf
@@ -102,6 +103,13 @@ final class EtcdTransport: @unchecked Sendable {
     private var failuresInRow = 0
     private var lastFailure = "no connection attempt finished yet"
     private var livenessCheck: GRPCStreamsHandler?
+    /// The first stream id of each new connection, and the id past which it is retired: 1 and
+    /// ``GRPCStreamsHandler/retirementStreamID``, except in tests that reach the end of the stream
+    /// ids quickly.
+    var firstStreamID = 1
+    var retirementStreamID = GRPCStreamsHandler.retirementStreamID
+    /// How many connections were opened (for tests).
+    private(set) var connectionsOpened = 0
 
     init(
         endpoints: [Endpoint],
@@ -232,9 +240,12 @@ final class EtcdTransport: @unchecked Sendable {
 
     private func connect() {
         state = .connecting
+        connectionsOpened += 1
         let endpoint = endpoints[nextEndpoint % endpoints.count]
         let maximumMessageSize = maximumMessageSize
         let tls = tls
+        let firstStreamID = firstStreamID
+        let retirementStreamID = retirementStreamID
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -242,7 +253,10 @@ final class EtcdTransport: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let handler = GRPCStreamsHandler(
                         authority: endpoint.description,
+                        tls: tls != nil,
                         maximumMessageSize: maximumMessageSize,
+                        firstStreamID: firstStreamID,
+                        retirementStreamID: retirementStreamID,
                         onUnusable: { handler in self?.connectionUnusable(handler) }
                     )
                     let pipeline = channel.pipeline.syncOperations
@@ -250,6 +264,8 @@ final class EtcdTransport: @unchecked Sendable {
                         try pipeline.addHandler(
                             NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: endpoint.host)))
                     }
+                    try pipeline.addHandler(
+                        NIOHTTP2Handler(mode: .client, connectionConfiguration: GRPCStreamsHandler.connectionConfiguration()))
                     try pipeline.addHandler(handler)
                 }
             }

@@ -58,8 +58,9 @@ struct GRPCCallError: Error, Sendable, Equatable, CustomStringConvertible {
     var description: String { "\(code): \(message)" }
 }
 
-/// The pure parts of gRPC over HTTP/2: message framing, request headers, and reading a status
-/// from response headers or trailers. No I/O, so each rule is unit-tested on its own.
+/// The pure parts of gRPC over HTTP/2 (the thin layer swift-nio-http2 does not speak): message
+/// framing, request headers, and reading a status from response headers or trailers. No I/O, so
+/// each rule is unit-tested on its own.
 enum GRPCWire {
     /// The 5-byte prefix of every message: a compression flag (0: none) and the length, big-endian.
     static let prefixLength = 5
@@ -83,24 +84,27 @@ enum GRPCWire {
         }
     }
 
-    /// The HPACK header block of a call's request: POST to `path`, the gRPC content type, `te:
-    /// trailers`, the deadline as `grpc-timeout` and `metadata` (lower-case names).
-    static func writeRequestHeaders(
+    /// The headers of a call's request: POST to `path` (`:scheme` `https` over TLS), the gRPC
+    /// content type, `te: trailers`, the deadline as `grpc-timeout` and `metadata` (lower-case
+    /// names). `NIOHTTP2Handler` encodes them.
+    static func requestHeaders(
         path: String,
+        scheme: String,
         authority: String,
         timeout: Duration?,
-        metadata: [(String, String)],
-        to buffer: inout ByteBuffer
-    ) {
-        HPACKLiteralWriter.writeIndexed(HPACKLiteralWriter.Static.methodPOST, to: &buffer)
-        HPACKLiteralWriter.writeIndexed(HPACKLiteralWriter.Static.schemeHTTP, to: &buffer)
-        HPACKLiteralWriter.writeLiteral(nameIndex: HPACKLiteralWriter.Static.path, value: path, to: &buffer)
-        HPACKLiteralWriter.writeLiteral(nameIndex: HPACKLiteralWriter.Static.authority, value: authority, to: &buffer)
-        HPACKLiteralWriter.writeLiteral(
-            nameIndex: HPACKLiteralWriter.Static.contentType, value: "application/grpc+proto", to: &buffer)
-        HPACKLiteralWriter.writeLiteral(name: "te", value: "trailers", to: &buffer)
-        if let timeout { HPACKLiteralWriter.writeLiteral(name: "grpc-timeout", value: encodeTimeout(timeout), to: &buffer) }
-        for (name, value) in metadata { HPACKLiteralWriter.writeLiteral(name: name, value: value, to: &buffer) }
+        metadata: [(String, String)]
+    ) -> HPACKHeaders {
+        var headers = HPACKHeaders()
+        headers.reserveCapacity(7 + metadata.count)
+        headers.add(name: ":method", value: "POST")
+        headers.add(name: ":scheme", value: scheme)
+        headers.add(name: ":path", value: path)
+        headers.add(name: ":authority", value: authority)
+        headers.add(name: "content-type", value: "application/grpc+proto")
+        headers.add(name: "te", value: "trailers")
+        if let timeout { headers.add(name: "grpc-timeout", value: encodeTimeout(timeout)) }
+        for (name, value) in metadata { headers.add(name: name, value: value) }
+        return headers
     }
 
     private static let timeoutUnits: [(Int64, String)] = [
