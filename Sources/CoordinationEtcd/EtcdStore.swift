@@ -68,7 +68,12 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             logger: configuration.logger
         )
         self.keySpace = EtcdKeySpace(namespace: configuration.namespace)
-        self.leases = LeaseKeeper(logger: configuration.logger)
+        let transport = self.transport
+        self.leases = LeaseKeeper(logger: configuration.logger) { ttl in
+            // A keep-alive is late: a member that no longer answers (stopped, cut off) must be
+            // left well before the lease runs out, so the PING's answer is awaited a fifth of it.
+            transport.checkLiveness(timeout: min(.seconds(2), max(.milliseconds(200), ttl / 5)))
+        }
         self.watches = WatchHub(keySpace: keySpace, errors: errors, logger: configuration.logger)
         self.followers = KeyFollowers(executor: executor)
     }

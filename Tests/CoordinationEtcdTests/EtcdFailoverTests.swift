@@ -64,6 +64,75 @@ struct EtcdFailoverTests {
         throw ConformanceFailure("no leader among \(statuses.count) members")
     }
 
+    /// Issue 15: a stopped member (SIGSTOP: no reset, no answer) under a holder that makes no calls
+    /// of its own. Only its lease keep-alives notice: when one is late, the store checks the member
+    /// with a PING, leaves it, and reopens the keep-alive and watch streams on another member well
+    /// within the TTL. Before, the lease ran out about 4 s into the freeze while the other two
+    /// members served.
+    @Test("a member frozen under an idle holder (TTL 5 s): the session lives on and the watch misses nothing")
+    func frozenMemberIsLeftInTime() async throws {
+        let alive = try Self.members().filter { kill($0.pid, 0) == 0 }
+        try #require(alive.count == 3, "three members alive")
+        let leader = try? Self.leaderIndex(alive)
+        let frozen = alive.indices.first { $0 != leader } ?? 0
+        let others = alive.enumerated().filter { $0.offset != frozen }.map(\.element)
+        var logger = Logger(label: "etcd-frozen-idle")
+        logger.logLevel = .warning
+        // The holder's first member is the one to be frozen.
+        let holder = try EtcdStore(
+            configuration: .init(
+                endpoints: [alive[frozen].endpoint] + others.map(\.endpoint), requestTimeout: .seconds(3),
+                logger: logger))
+        let writer = try EtcdStore(
+            configuration: .init(endpoints: others.map(\.endpoint), requestTimeout: .seconds(3), logger: logger))
+        let pid = alive[frozen].pid
+        try await withRunning([holder, writer]) { stores in
+            let root = try Key("failover/idle-\(UInt32.random(in: 0 ... .max))")
+            let feed = try root.appending("feed")
+            try await withDeadline(.seconds(30), "the cluster serves both clients") {
+                for store in stores {
+                    while (try? await store.put(try root.appending("ready"), Array("1".utf8))) == nil {
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+            }
+            let session = try await stores[0].makeSession(ttl: .seconds(5))
+            let grant = try await Lock(try root.appending("lock"), session: session, store: stores[0]).acquire()
+            let events = try await stores[0].watchTree(feed)
+            let expired = Task {
+                for await state in session.states() where state == .expired || state == .closed { return state }
+                return SessionState.alive
+            }
+            _ = kill(pid, SIGSTOP)
+            defer { _ = kill(pid, SIGCONT) }
+            // Two TTLs of writes by another client while the holder's member is stopped.
+            let values = (0..<10).map { "v\($0)" }
+            let seen = Task {
+                try await withDeadline(.seconds(25), "the holder's watch delivers every write") {
+                    var received: [String] = []
+                    for try await event in events {
+                        if case .put(let entry) = event { received.append(entry.stringValue) }
+                        if received.count == values.count { break }
+                    }
+                    return received
+                }
+            }
+            for value in values {
+                try await stores[1].put(try feed.appending("k"), Array(value.utf8))
+                try await Task.sleep(for: .seconds(1))
+            }
+            let received = try await seen.value
+            try expectEqual(received, values, "the watch resumed on another member without a gap")
+            try expect(session.isActive, "the session outlived its member's freeze (state \(session.state))")
+            try expect(!grant.isLost, "the lock is still held")
+            _ = kill(pid, SIGCONT)
+            try await grant.release()
+            try await session.close()
+            let end = await expired.value
+            try expectEqual(end, .closed, "the session ended only when closed")
+        }
+    }
+
     @Test("freezing the member a holder uses (SIGSTOP for two TTLs): no guarded step after another grant")
     func freezeHolderMember() async throws {
         let alive = try Self.members().filter { kill($0.pid, 0) == 0 }

@@ -39,11 +39,20 @@ import Synchronization
     ///   - streamed: keep-alives travel on a stream the backend opens (several may be outstanding,
     ///     none is sent while no stream is open); otherwise one request per keep-alive.
     ///   - retryDelay: how soon a failed keep-alive (or one that found no open stream) is retried.
-    public init(noun: String, logger: Logger, streamed: Bool = false, retryDelay: Duration = .milliseconds(200)) {
+    private let onLate: (@Sendable (Duration) -> Void)?
+
+    /// `onLate` is told, with the session's TTL, when a keep-alive is late (its session suspended
+    /// with less than half its TTL guaranteed): a backend whose keep-alives share a connection
+    /// checks then whether the member behind it still answers.
+    public init(
+        noun: String, logger: Logger, streamed: Bool = false, retryDelay: Duration = .milliseconds(200),
+        onLate: (@Sendable (Duration) -> Void)? = nil
+    ) {
         self.state = Mutex(State(schedule: RenewalSchedule(oneInFlight: !streamed), canSend: !streamed))
         self.noun = noun
         self.logger = logger
         self.retryDelay = retryDelay
+        self.onLate = onLate
     }
 
     // MARK: Bookkeeping
@@ -116,6 +125,7 @@ import Synchronization
                 logger.info("\(noun) keep-alive unanswered: suspended", metadata: [noun: "\(id)"])
                 sessions[id]?.transition(to: .suspended)
             }
+            if let onLate, let shortest = actions.suspend.compactMap({ sessions[$0]?.ttl }).min() { onLate(shortest) }
             for id in actions.expire {
                 logger.info("\(noun) expired (no acknowledged keep-alive within its TTL)", metadata: [noun: "\(id)"])
                 sessions[id]?.transition(to: .expired)

@@ -14,10 +14,16 @@ final class LeaseKeeper: Sendable {
     private let logger: Logger
     private let reconnectDelay: Duration
 
-    init(logger: Logger, reconnectDelay: Duration = .milliseconds(200)) {
+    /// `onLate` is told (with the lease's TTL) when a keep-alive goes unanswered for long: the
+    /// store then checks that the member carrying the stream still answers, and leaves it if not,
+    /// while the lease still has time.
+    init(
+        logger: Logger, reconnectDelay: Duration = .milliseconds(200), onLate: (@Sendable (Duration) -> Void)? = nil
+    ) {
         self.logger = logger
         self.reconnectDelay = reconnectDelay
-        self.renewer = SessionRenewer(noun: "lease", logger: logger, streamed: true, retryDelay: reconnectDelay)
+        self.renewer = SessionRenewer(
+            noun: "lease", logger: logger, streamed: true, retryDelay: reconnectDelay, onLate: onLate)
     }
 
     /// Starts keeping `id` alive; `requestedAt` is when the grant request was sent.

@@ -19,9 +19,11 @@ protocol ConnectionWaiter: AnyObject {
 ///   after each full round of refusals.
 /// - When the connection breaks or the member says GOAWAY, calls in flight fail with `unavailable`
 ///   (their outcome is unknown to us) and the next call connects to the next member.
-/// - A member that stops answering without closing the connection is found by the calls' deadlines:
-///   after a call times out, a PING must be answered within ``livenessTimeout`` or the connection
-///   is closed and the next call goes to another member.
+/// - A member that stops answering without closing the connection is found three ways: after a
+///   call times out, when a lease keep-alive is late (``checkLiveness(timeout:)``, with a fifth of
+///   the lease's TTL to answer), and by a keepalive PING after ``keepaliveInterval`` without a word
+///   from the member while streams are open. A PING unanswered in time closes the connection; its
+///   streams (the lease keep-alives, the watches) reopen on the next member.
 ///
 /// All state lives on one event loop, the store's; a call made on that loop (the store's task
 /// executor) starts and completes without a thread hop.
@@ -35,6 +37,10 @@ final class EtcdTransport: @unchecked Sendable {
     }
 
     static let livenessTimeout = TimeAmount.seconds(2)
+    /// Keepalive: a connection that carries streams and has heard nothing from its member for this
+    /// long sends a PING, which must be answered within ``livenessTimeout``. etcd refuses PINGs
+    /// closer together than its `--grpc-keepalive-min-time` (5 s by default).
+    static let keepaliveInterval = TimeAmount.seconds(10)
 
     /// The TLS context of a store's connections, made once from the configuration's PEM files.
     struct TLS: Sendable {
@@ -224,17 +230,43 @@ final class EtcdTransport: @unchecked Sendable {
     /// Why the last attempt to connect failed (for errors of calls that never got a connection).
     var connectFailure: String { lastFailure }
 
+    /// From any thread: is the member of the current connection still answering? A PING must be
+    /// answered (or any frame arrive) within `timeout`, or the connection is closed and its streams
+    /// move to the next member.
+    func checkLiveness(timeout: Duration) {
+        eventLoop.execute {
+            guard case .ready(let current) = self.state else { return }
+            self.checkLiveness(of: current, within: TimeAmount(timeout))
+        }
+    }
+
     /// After a call on `handler` timed out: is the member still answering?
-    func checkLiveness(of handler: GRPCStreamsHandler) {
+    func checkLiveness(of handler: GRPCStreamsHandler, within timeout: TimeAmount = EtcdTransport.livenessTimeout) {
         guard case .ready(let current) = state, current === handler, livenessCheck == nil else { return }
         livenessCheck = handler
         handler.heardFromServer = false
         handler.ping()
-        eventLoop.assumeIsolated().scheduleTask(in: Self.livenessTimeout) {
+        eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             self.livenessCheck = nil
             guard handler.isUsable, !handler.heardFromServer else { return }
             self.logger.info("etcd member stopped answering; reconnecting", metadata: ["member": "\(handler.authority)"])
             handler.close(GRPCCallError(.unavailable, "\(handler.authority) stopped answering"))
+        }
+    }
+
+    /// Every ``keepaliveInterval`` while `handler` is the current connection: if it carries streams
+    /// (a watch, the lease keep-alives) and nothing came from the member meanwhile, check that the
+    /// member still answers. Without it a stopped or cut-off member would hold the streams until
+    /// the leases ran out.
+    private func keepAlive(_ handler: GRPCStreamsHandler) {
+        eventLoop.assumeIsolated().scheduleTask(in: Self.keepaliveInterval) {
+            guard case .ready(let current) = self.state, current === handler, handler.isUsable else { return }
+            if handler.heardFromServer {
+                handler.heardFromServer = false
+            } else if handler.openStreams > 0 {
+                self.checkLiveness(of: handler)
+            }
+            self.keepAlive(handler)
         }
     }
 
@@ -289,6 +321,7 @@ final class EtcdTransport: @unchecked Sendable {
                         }
                         self.failuresInRow = 0
                         self.state = .ready(handler)
+                        self.keepAlive(handler)
                         let ready = self.waiters
                         self.waiters.removeAll()
                         for waiter in ready { waiter.connectionReady(.success(handler)) }
