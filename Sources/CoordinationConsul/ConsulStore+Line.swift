@@ -54,11 +54,11 @@ extension ConsulStore {
         try validate(value: value, for: key)
         let sessionID = try activeSessionID(session, key: key)!
         let consulKey = keySpace.consulKey(key)
-        var operations: [ConsulWire.TxnOperation] = [
+        let operations: [ConsulWire.TxnOperation] = [
             .kv("check-not-exists", consulKey),
             .kv("lock", consulKey, value: value, session: sessionID),
+            .kv("get-tree", keySpace.consulKey(prefix) + "/"),
         ]
-        operations.append(.kv("get-tree", keySpace.consulKey(prefix) + "/"))
         let outcome = try await txn(operations, operation: "joinLine", key: key)
         guard case .committed(let pairs) = outcome else {
             if outcome.failedAt(0) {

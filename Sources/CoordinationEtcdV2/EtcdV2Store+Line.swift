@@ -26,7 +26,7 @@ extension EtcdV2Store {
         }
 
         public func contenders(in prefix: Key) async throws(CoordinationError) -> [Contender] {
-            try await store.contenders(under: prefix)
+            contenders(in: prefix, from: try await store.children(of: prefix))
         }
     }
 
@@ -64,7 +64,8 @@ extension EtcdV2Store {
         await untrack(contender.key)
     }
 
-    func contenders(under prefix: Key) async throws(CoordinationError) -> [Contender] {
+    /// The keys directly under `prefix` (not directories): the entries the line is read from.
+    func children(of prefix: Key) async throws(CoordinationError) -> [Entry] {
         let reply = try await send(
             .get, keySpace.path(prefix), query: [("sorted", "true")], operation: "contenders", key: prefix)
         switch reply {
@@ -74,8 +75,6 @@ extension EtcdV2Store {
                 guard !node.isDirectory, let key = keySpace.key(node.key), key.isChild(of: prefix) else { return nil }
                 return EtcdV2Entries.entry(node, key: key)
             }
-            .sorted { $0.createRevision < $1.createRevision }
-            .map(Contender.init(entry:))
         case .failure(let body) where body.errorCode == V2ErrorCode.keyNotFound:
             return []
         case .failure(let body):

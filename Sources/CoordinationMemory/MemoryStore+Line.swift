@@ -16,12 +16,10 @@ extension MemoryStore {
         }
 
         public func contenders(in prefix: Key) async throws(CoordinationError) -> [Contender] {
-            try store.withOpenState { state in
-                guard let children = state.children[prefix.path] else { return [] }
-                return children.compactMap { state.entries[$0] }
-                    .sorted { $0.createRevision < $1.createRevision }
-                    .map(Contender.init(entry:))
+            let children = try store.withOpenState { state in
+                state.children[prefix.path].map { $0.compactMap { state.entries[$0] } } ?? []
             }
+            return contenders(in: prefix, from: children)
         }
     }
 
