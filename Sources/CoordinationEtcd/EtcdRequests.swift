@@ -100,10 +100,13 @@ extension Etcdserverpb_RequestOp {
 /// paths from etcd's `rpc.proto`, package `etcdserverpb`).
 struct EtcdRPC<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>: Sendable {
     let path: String
+    /// The call changes nothing on the server, so it may be sent again when its outcome is unknown
+    /// (the connection broke under it), as etcd's own client does for its immutable calls.
+    var readOnly = false
 }
 
 extension EtcdRPC where Request == Etcdserverpb_RangeRequest, Response == Etcdserverpb_RangeResponse {
-    static var range: Self { .init(path: "/etcdserverpb.KV/Range") }
+    static var range: Self { .init(path: "/etcdserverpb.KV/Range", readOnly: true) }
 }
 
 extension EtcdRPC where Request == Etcdserverpb_PutRequest, Response == Etcdserverpb_PutResponse {

@@ -41,13 +41,15 @@ extension EtcdStore {
             do {
                 return try await onTaskExecutor {
                     try await transport.unary(
-                        rpc.path, request, metadata: metadata(), timeout: configuration.requestTimeout, as: Response.self)
+                        rpc.path, request, metadata: metadata(), timeout: configuration.requestTimeout,
+                        readOnly: rpc.readOnly, as: Response.self)
                 }
             } catch let error as GRPCCallError where error.code == .unauthenticated && configuration.credentials != nil {
                 try await authenticate()
                 return try await onTaskExecutor {
                     try await transport.unary(
-                        rpc.path, request, metadata: metadata(), timeout: configuration.requestTimeout, as: Response.self)
+                        rpc.path, request, metadata: metadata(), timeout: configuration.requestTimeout,
+                        readOnly: rpc.readOnly, as: Response.self)
                 }
             }
         } catch {

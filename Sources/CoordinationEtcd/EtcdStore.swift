@@ -89,7 +89,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
                     $0.rangeEnd = Data(rangeEnd)
                 },
                 metadata: self.metadata(),
-                timeout: self.configuration.requestTimeout
+                timeout: self.configuration.requestTimeout,
+                readOnly: true
             )
             let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
             return (entries, response.header.revision)

@@ -15,8 +15,10 @@ struct GRPCStreamsHandlerTests {
     final class Observer: GRPCStreamObserver {
         var messages: [[UInt8]] = []
         var outcome: GRPCCallError?? = .none
+        var toldLeaving = 0
 
         func received(_ message: ByteBuffer) { messages.append(Array(message.readableBytesView)) }
+        func memberLeaving() { toldLeaving += 1 }
         func finished(_ error: GRPCCallError?) {
             #expect(outcome == nil, "finished twice")
             outcome = .some(error)
@@ -173,7 +175,7 @@ struct GRPCStreamsHandlerTests {
         #expect(after.first.flatMap(Self.resetCode) == .cancel)
     }
 
-    @Test("GOAWAY: calls the server did not take fail as unavailable, the one it took still completes")
+    @Test("GOAWAY: calls the server did not take fail as not processed, the one it took is told and still completes")
     func goAway() throws {
         let connection = try Connection()
         let taken = Observer()
@@ -183,9 +185,13 @@ struct GRPCStreamsHandlerTests {
         try connection.serverSends(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: 1, errorCode: .noError, opaqueData: nil)))
         #expect(connection.isUnusable)
         #expect(notTaken.outcome??.code == .unavailable)
+        #expect(notTaken.outcome??.kind == .notProcessed)
+        #expect(notTaken.toldLeaving == 0)
         #expect(taken.outcome == nil)
+        #expect(taken.toldLeaving == 1, "a stream the leaving member took is told, so a long-lived one can move")
         if case .failure(let error) = connection.handler.open(path: "/c", metadata: [], timeout: nil, observer: Observer()) {
             #expect(error.code == .unavailable)
+            #expect(error.kind == .notProcessed)
         } else {
             Issue.record("a call was opened after GOAWAY")
         }
@@ -207,8 +213,10 @@ struct GRPCStreamsHandlerTests {
         _ = try connection.written()
         try connection.serverSends(HTTP2Frame(streamID: 1, payload: .rstStream(.refusedStream)))
         #expect(reset.outcome??.code == .unavailable)
+        #expect(reset.outcome??.kind == .notProcessed, "a refused stream was not processed (RFC 9113 §8.7)")
         connection.serverEvent(StreamClosedEvent(streamID: 3, reason: .protocolError))
         #expect(closed.outcome??.code == .unavailable)
+        #expect(closed.outcome??.kind == .outcomeUnknown)
         #expect(other.outcome == nil)
         #expect(!connection.isUnusable)
         #expect(try connection.written().isEmpty, "no reset for streams that are closed already")

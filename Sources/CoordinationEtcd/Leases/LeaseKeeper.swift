@@ -62,6 +62,7 @@ final class LeaseKeeper: Sendable {
     ) async {
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Etcdserverpb_LeaseKeepAliveRequest>.makeStream()
+            var moving = false
             var opened = false
             do {
                 let stream = try await transport.openStream(
@@ -74,6 +75,10 @@ final class LeaseKeeper: Sendable {
                 try await stream.exchange(requests) { message in
                     self.renewer.acknowledge(message.id, ttl: .seconds(message.ttl))
                 }
+            } catch let error as GRPCCallError where error.kind == .memberLeaving {
+                // The member is shutting down: reopen at once on the next member.
+                logger.debug("lease keep-alive stream moving off a leaving member", metadata: ["error": "\(error)"])
+                moving = true
             } catch {
                 if !Task.isCancelled {
                     logger.info("lease keep-alive stream failed; reopening", metadata: ["error": "\(error)"])
@@ -83,7 +88,7 @@ final class LeaseKeeper: Sendable {
             if opened { renewer.streamBroke() }
             outbox.finish()
             if Task.isCancelled { return }
-            try? await Task.sleep(for: reconnectDelay)
+            if !moving { try? await Task.sleep(for: reconnectDelay) }
         }
     }
 }

@@ -137,16 +137,19 @@ final class EtcdTransport: @unchecked Sendable {
     // MARK: - Calls
 
     /// One unary call: `request` to `path`, the single response back, or a ``GRPCCallError``
-    /// (`deadlineExceeded` at `timeout`, `unavailable` if no member could be reached in time).
+    /// (`deadlineExceeded` at `timeout`, `unavailable` if no member could be reached in time). A
+    /// `readOnly` call is also sent again once when its connection breaks under it.
     func unary<Response: SwiftProtobuf.Message>(
         _ path: String,
         _ request: some SwiftProtobuf.Message,
         metadata: [(String, String)],
         timeout: Duration,
+        readOnly: Bool = false,
         as: Response.Type = Response.self
     ) async throws -> Response {
         let message = try GRPCWire.frame(request, allocator: allocator)
-        let call = UnaryCall<Response>(transport: self, path: path, message: message, metadata: metadata, timeout: timeout)
+        let call = UnaryCall<Response>(
+            transport: self, path: path, message: message, metadata: metadata, timeout: timeout, readOnly: readOnly)
         return try await onLoop(call.start, cancel: call.cancel)
     }
 
@@ -381,25 +384,38 @@ extension TimeAmount {
 }
 
 /// One unary call in flight. Lives on the event loop; completes its continuation exactly once.
+///
+/// A call the member provably never processed (its stream refused, or above the last stream id of
+/// a GOAWAY) is sent once more, on the same connection if it is still usable and otherwise on the
+/// next member's, within the call's original deadline — as gRPC's transparent retry does. So is a
+/// read-only call whose connection broke under it. Every other failure reaches the caller: a write
+/// whose connection broke may have taken effect.
 final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, ConnectionWaiter, @unchecked Sendable {
     private let transport: EtcdTransport
     private let path: String
     private let message: ByteBuffer
     private let metadata: [(String, String)]
     private let timeout: Duration
+    private let readOnly: Bool
     private var continuation: UnsafeContinuation<Response, any Error>?
     private var timer: Scheduled<Void>?
     private var stream: (handler: GRPCStreamsHandler, id: GRPCStreamID)?
     private var response: ByteBuffer?
     private var cancelled = false
     private var started = false
+    private var deadline = NIODeadline.distantFuture
+    private var retried = false
 
-    init(transport: EtcdTransport, path: String, message: ByteBuffer, metadata: [(String, String)], timeout: Duration) {
+    init(
+        transport: EtcdTransport, path: String, message: ByteBuffer, metadata: [(String, String)], timeout: Duration,
+        readOnly: Bool
+    ) {
         self.transport = transport
         self.path = path
         self.message = message
         self.metadata = metadata
         self.timeout = timeout
+        self.readOnly = readOnly
     }
 
     func start(_ continuation: UnsafeContinuation<Response, any Error>) {
@@ -409,22 +425,37 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
             complete(.failure(CancellationError()))
             return
         }
-        timer = transport.eventLoop.scheduleTask(in: TimeAmount(timeout)) { self.timedOut() }
+        deadline = .now() + TimeAmount(timeout)
+        timer = transport.eventLoop.scheduleTask(deadline: deadline) { self.timedOut() }
         transport.whenReady(self)
     }
 
     func connectionReady(_ result: Result<GRPCStreamsHandler, GRPCCallError>) {
         guard continuation != nil else { return }
+        // The server is told the time left, not the whole timeout, when this is a second attempt.
+        let left = Duration.nanoseconds(max((deadline - .now()).nanoseconds, 1_000_000))
         let opened = result.flatMap { handler in
-            handler.open(path: path, metadata: metadata, timeout: timeout, observer: self).map { (handler, $0) }
+            handler.open(path: path, metadata: metadata, timeout: min(timeout, left), observer: self).map { (handler, $0) }
         }
         switch opened {
         case .success(let (handler, id)):
             stream = (handler, id)
             handler.send(id, message, end: true, flush: true)
         case .failure(let error):
-            complete(.failure(error))
+            if !retryIfSafe(error) { complete(.failure(error)) }
         }
+    }
+
+    /// Sends the call again once, if `error` proves the server never processed it, or the call
+    /// reads only and its connection failed.
+    private func retryIfSafe(_ error: GRPCCallError) -> Bool {
+        let safe = error.kind == .notProcessed || (readOnly && error.code == .unavailable)
+        guard safe, !retried, continuation != nil, !cancelled else { return false }
+        retried = true
+        response = nil
+        stream = nil
+        transport.whenReady(self)
+        return true
     }
 
     func received(_ message: ByteBuffer) {
@@ -438,6 +469,7 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
     func finished(_ error: GRPCCallError?) {
         stream = nil
         if let error {
+            if retryIfSafe(error) { return }
             complete(.failure(error))
         } else if let response {
             complete(Result { try GRPCWire.decode(Response.self, from: response) })
@@ -558,6 +590,17 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
         stream = nil
         ended = true
         output.finish(throwing: error)
+    }
+
+    /// The member is going away: end this stream now (its owner reopens it on another connection
+    /// at once, resuming where it was) instead of holding the leaving member's connection open.
+    func memberLeaving() {
+        guard let stream else { return }
+        self.stream = nil
+        stream.handler.cancel(stream.id)
+        ended = true
+        output.finish(
+            throwing: GRPCCallError(.unavailable, "\(stream.handler.authority) is going away", kind: .memberLeaving))
     }
 
     /// Sends each of `requests` and hands each response to `onResponse` until the call ends (normally,

@@ -9,6 +9,14 @@ protocol GRPCStreamObserver: AnyObject {
     func received(_ message: ByteBuffer)
     /// The call ended: nil for status OK, otherwise why.
     func finished(_ error: GRPCCallError?)
+    /// The member said GOAWAY after taking this call: it is shutting down or shedding
+    /// connections. A call about to end may ignore this; a long-lived stream should move to another
+    /// connection now rather than hold this one open until the member closes it by force.
+    func memberLeaving()
+}
+
+extension GRPCStreamObserver {
+    func memberLeaving() {}
 }
 
 /// The id of a call's HTTP/2 stream (odd: the client opens them).
@@ -126,7 +134,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         observer: any GRPCStreamObserver
     ) -> Result<GRPCStreamID, GRPCCallError> {
         guard isUsable, let context, nextStreamID <= Self.maximumStreamID else {
-            return .failure(GRPCCallError(.unavailable, "the connection to \(authority) closed"))
+            return .failure(GRPCCallError(.unavailable, "the connection to \(authority) closed", kind: .notProcessed))
         }
         let id = HTTP2StreamID(nextStreamID)
         nextStreamID += 2
@@ -222,7 +230,9 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         case .rstStream(let code):
             let error: GRPCCallError
             switch code {
-            case .refusedStream: error = GRPCCallError(.unavailable, "\(authority) refused the stream")
+            case .refusedStream:
+                // RFC 9113 §8.7: a refused stream was not processed at all.
+                error = GRPCCallError(.unavailable, "\(authority) refused the stream", kind: .notProcessed)
             case .cancel: error = GRPCCallError(.cancelled, "\(authority) cancelled the call")
             case .enhanceYourCalm: error = GRPCCallError(.resourceExhausted, "\(authority) asked to slow down")
             default: error = GRPCCallError(.internal, "\(authority) reset the stream (\(code))")
@@ -230,13 +240,19 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
             finish(frame.streamID, error, resetIfOpen: false)
         case .goAway(let lastStreamID, let code, _):
             becomeUnusable()
-            // Calls the server never saw may be retried elsewhere; those it took finish here.
+            // Calls above the last stream id were never processed (RFC 9113 §6.8): they may be sent
+            // again elsewhere. Those the server took finish here, except that long-lived streams
+            // are told to move now.
             let unseen = streams.keys.filter { $0 > lastStreamID }.sorted()
             for id in unseen {
                 finish(
-                    id, GRPCCallError(.unavailable, "\(authority) is going away (\(code)) and did not take the call"),
+                    id,
+                    GRPCCallError(
+                        .unavailable, "\(authority) is going away (\(code)) and did not take the call", kind: .notProcessed),
                     resetIfOpen: false)
             }
+            let taken = streams.sorted { $0.key < $1.key }.map(\.value.observer)
+            for observer in taken { observer.memberLeaving() }
             closeIfDrained()
         default:
             break  // SETTINGS, PING and their acknowledgements: NIOHTTP2Handler answers them

@@ -47,12 +47,27 @@ enum GRPCStatusCode: Int, Sendable, CustomStringConvertible {
 
 /// A call that ended with a status other than OK, or never reached the server.
 struct GRPCCallError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What the failure tells of the call's effect and of its connection.
+    enum Kind: Sendable, Equatable {
+        /// The server may or may not have processed the call.
+        case outcomeUnknown
+        /// The server provably never processed the call: its stream was refused (REFUSED_STREAM),
+        /// or it was above the last stream id of the server's GOAWAY, or it never left this client.
+        /// Safe to send again, even for a write.
+        case notProcessed
+        /// A long-lived stream ended because its member is going away (GOAWAY): reopen it at once
+        /// on another connection.
+        case memberLeaving
+    }
+
     var code: GRPCStatusCode
     var message: String
+    var kind: Kind
 
-    init(_ code: GRPCStatusCode, _ message: String) {
+    init(_ code: GRPCStatusCode, _ message: String, kind: Kind = .outcomeUnknown) {
         self.code = code
         self.message = message
+        self.kind = kind
     }
 
     var description: String { "\(code): \(message)" }

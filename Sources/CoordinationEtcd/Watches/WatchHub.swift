@@ -188,6 +188,7 @@ final class WatchHub: Sendable {
     ) async {
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
+            var moving = false
             do {
                 let opening = try await metadata()
                 let stream = try await transport.openStream(
@@ -205,6 +206,10 @@ final class WatchHub: Sendable {
                 try await stream.exchange(requests) { message in
                     await self.handle(message, snapshot: snapshot)
                 }
+            } catch let error as GRPCCallError where error.kind == .memberLeaving {
+                // The member is shutting down: reopen at once on the next member.
+                logger.debug("watch stream moving off a leaving member", metadata: ["error": "\(error)"])
+                moving = true
             } catch {
                 if !Task.isCancelled {
                     logger.info("watch stream failed; reopening", metadata: ["error": "\(error)"])
@@ -213,7 +218,7 @@ final class WatchHub: Sendable {
             state.withLock { $0.outbox = nil }
             outbox.finish()
             if Task.isCancelled { return }
-            try? await Task.sleep(for: reconnectDelay)
+            if !moving { try? await Task.sleep(for: reconnectDelay) }
         }
     }
 
