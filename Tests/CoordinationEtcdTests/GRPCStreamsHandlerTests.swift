@@ -246,6 +246,32 @@ struct GRPCStreamsHandlerTests {
         #expect(try connection.written().isEmpty)
     }
 
+    @Test("a stream that credits on consumption: its window is topped up for what the reader handled, not for what arrived")
+    func creditOnConsume() throws {
+        let connection = try Connection()
+        let observer = Observer()
+        _ = try connection.handler.open(path: "/w", metadata: [], timeout: nil, creditOnConsume: true, observer: observer).get()
+        connection.handler.flush()
+        _ = try connection.written()
+        try connection.serverSends(Self.headers(1, Self.okHead))
+        let window = GRPCStreamsHandler.streamWindow
+        let frame = window / 8  // each message with its prefix
+        for _ in 0..<6 {
+            try connection.serverSends(Self.data(1, Self.message([UInt8](repeating: 7, count: frame - 5))))
+        }
+        #expect(observer.messages.count == 6)
+        // NIOHTTP2Handler reports the window down by what arrived; nothing has been consumed.
+        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: window - 6 * frame, outboundWindowSize: nil))
+        connection.handler.flush()
+        #expect(try connection.written().isEmpty, "no credit for messages the reader has not handled")
+        connection.handler.consumed(1, bytes: 2 * frame)
+        #expect(try connection.written().isEmpty, "a quarter of the window is not worth an update")
+        connection.handler.consumed(1, bytes: 2 * frame)
+        let updates = try connection.written()
+        #expect(updates.map(\.streamID) == [1])
+        #expect(updates.compactMap(Self.increment) == [4 * frame], "credit for the four messages handled")
+    }
+
     @Test("stream ids running out: past the retirement id the connection takes no new calls and closes once drained")
     func streamIDsRunOut() throws {
         let last = GRPCStreamsHandler.maximumStreamID

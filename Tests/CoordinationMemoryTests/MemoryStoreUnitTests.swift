@@ -552,4 +552,35 @@ struct MemoryStoreUnitTests {
         await first.close()
         await second.close()
     }
+
+    @Test("a watch whose consumer stops reading holds WatchStream.bufferLimit events, then ends with historyLost; the store goes on")
+    func slowWatchConsumer() async throws {
+        let store = Self.makeStore()
+        try await store.withRunning { store in
+            let events = try await store.watchTree(try Key("slow"))
+            let other = try await store.watchTree(try Key("slow"))
+            var otherEvents = other.makeAsyncIterator()
+            _ = try await Self.snapshot(&otherEvents)
+            // The snapshot is held already: this many puts fill the buffer, and one more overflows.
+            for index in 0..<WatchStream.bufferLimit {
+                try await store.put(try Key("slow/k\(index % 10)"), Array("\(index)".utf8))
+                _ = try await Self.next(&otherEvents)  // a consumer that keeps up is not affected
+            }
+            var held = 0
+            var ending: CoordinationError?
+            do {
+                for try await _ in events { held += 1 }
+            } catch {
+                ending = error as? CoordinationError
+            }
+            #expect(held == WatchStream.bufferLimit, "every event held before the overflow was delivered")
+            #expect(ending?.code == .historyLost, "\(String(describing: ending))")
+            try await store.put(try Key("slow/after"), Array("x".utf8))
+            guard case .put(let entry) = try await Self.next(&otherEvents) else {
+                Issue.record("the other watch lost its way")
+                return
+            }
+            #expect(entry.key == (try Key("slow/after")))
+        }
+    }
 }

@@ -88,7 +88,7 @@ final class LeaseKeeper: Sendable {
             if opened { renewer.streamBroke() }
             outbox.finish()
             if Task.isCancelled { return }
-            if !moving { try? await Task.sleep(for: reconnectDelay) }
+            if !moving { try? await Task.sleep(for: reconnectDelay.jittered()) }
         }
     }
 }

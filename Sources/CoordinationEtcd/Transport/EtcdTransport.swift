@@ -348,15 +348,10 @@ final class EtcdTransport: @unchecked Sendable {
             connect()
             return
         }
-        // A whole round refused: wait 50 ms, growing by 1.6× a round to 1 s, ±20%.
         state = .backingOff
-        let rounds = failuresInRow / endpoints.count
-        var base = 0.05
-        for _ in 1..<max(rounds, 1) where base < 1 { base *= 1.6 }
-        base = min(base, 1.0)
-        let delay = base * Double.random(in: 0.8...1.2)
-        logger.debug("no etcd member reachable; retrying", metadata: ["last": "\(lastFailure)", "in": "\(delay)s"])
-        eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+        let delay = Self.backoff(afterRounds: failuresInRow / endpoints.count).jittered()
+        logger.debug("no etcd member reachable; retrying", metadata: ["last": "\(lastFailure)", "in": "\(delay)"])
+        eventLoop.scheduleTask(in: TimeAmount(delay)) {
             guard case .backingOff = self.state else { return }
             if self.waiters.isEmpty {
                 self.state = .idle
@@ -364,6 +359,14 @@ final class EtcdTransport: @unchecked Sendable {
                 self.connect()
             }
         }
+    }
+
+    /// The wait after `rounds` whole rounds of refused connections, before jitter: 50 ms, growing
+    /// by 1.6× a round to 1 s.
+    static func backoff(afterRounds rounds: Int) -> Duration {
+        var base = Duration.milliseconds(50)
+        for _ in 1..<max(rounds, 1) where base < .seconds(1) { base = base * 1.6 }
+        return min(base, .seconds(1))
     }
 
     private func connectionUnusable(_ handler: GRPCStreamsHandler) {
@@ -518,11 +521,16 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
 /// A bidirectional stream (etcd's Watch and LeaseKeepAlive). `responses` ends when the call does:
 /// normally if the server ended it with OK, by throwing otherwise. `send` may be called from any
 /// thread; messages go out in order.
+///
+/// Flow control follows the reader: the stream's window is topped up for a response only once
+/// ``exchange(_:onResponse:)`` has handled it, so at most one stream window (4 MiB) of responses
+/// waits here for a slow reader; beyond that the member holds them back.
 final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>: GRPCStreamObserver,
     ConnectionWaiter, @unchecked Sendable
 {
-    let responses: AsyncThrowingStream<Response, any Error>
-    private let output: AsyncThrowingStream<Response, any Error>.Continuation
+    /// Each response with its size on the wire (for the flow-control credit it frees once handled).
+    let responses: AsyncThrowingStream<(Response, Int), any Error>
+    private let output: AsyncThrowingStream<(Response, Int), any Error>.Continuation
     private let transport: EtcdTransport
     private let path: String
     private let metadata: [(String, String)]
@@ -554,7 +562,9 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
         guard let opening else { return }
         self.opening = nil
         let opened = result.flatMap { handler in
-            handler.open(path: path, metadata: metadata, timeout: nil, observer: self).map { (handler, $0) }
+            handler.open(path: path, metadata: metadata, timeout: nil, creditOnConsume: true, observer: self).map {
+                (handler, $0)
+            }
         }
         switch opened {
         case .success(let (handler, id)):
@@ -579,7 +589,7 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
 
     func received(_ message: ByteBuffer) {
         do {
-            output.yield(try GRPCWire.decode(Response.self, from: message))
+            output.yield((try GRPCWire.decode(Response.self, from: message), GRPCWire.prefixLength + message.readableBytes))
         } catch {
             if let stream { stream.handler.cancel(stream.id) }
             finished(error as? GRPCCallError ?? GRPCCallError(.internal, "\(error)"))
@@ -614,11 +624,19 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
                 for await request in requests { self.send(request) }
             }
             defer { group.cancelAll() }
-            for try await message in responses {
+            for try await (message, size) in responses {
                 await onResponse(message)
+                transport.execute { self.consumed(size) }
             }
             cancel()
         }
+    }
+
+    /// Frees the flow-control credit of a handled response (on the event loop). Credit of a
+    /// stream that has ended, or moved, is not owed to anyone.
+    private func consumed(_ size: Int) {
+        guard let stream else { return }
+        stream.handler.consumed(stream.id, bytes: size)
     }
 
     /// Ends the stream from this side (also when the reader stops reading).

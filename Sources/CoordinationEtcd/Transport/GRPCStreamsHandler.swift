@@ -77,10 +77,18 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         var sawHeaders = false
         /// All of this side's data has been handed over, ending with END_STREAM.
         var sentEnd = false
+        /// The stream's window is topped up for a message only once its observer has consumed it
+        /// (``GRPCStreamsHandler/consumed(_:bytes:)``), not when it arrives.
+        let creditOnConsume: Bool
+        /// Bytes of messages handed to the observer and not consumed yet (`creditOnConsume` only).
+        var held = 0
+        /// The stream's inbound window as last reported by `NIOHTTP2Handler`.
+        var window = GRPCStreamsHandler.streamWindow
 
-        init(observer: any GRPCStreamObserver, maximumMessageSize: Int) {
+        init(observer: any GRPCStreamObserver, maximumMessageSize: Int, creditOnConsume: Bool) {
             self.observer = observer
             self.reader = GRPCMessageReader(maximumMessageSize: maximumMessageSize)
+            self.creditOnConsume = creditOnConsume
         }
     }
 
@@ -126,11 +134,14 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
 
     // MARK: - Calls (from the transport, on the event loop)
 
-    /// Starts a call of `path` (its HEADERS frame); nothing is flushed.
+    /// Starts a call of `path` (its HEADERS frame); nothing is flushed. With `creditOnConsume`
+    /// the server may send at most one stream window (4 MiB) of messages the observer has not
+    /// consumed yet: a slow reader holds the server back instead of growing this client's memory.
     func open(
         path: String,
         metadata: [(String, String)],
         timeout: Duration?,
+        creditOnConsume: Bool = false,
         observer: any GRPCStreamObserver
     ) -> Result<GRPCStreamID, GRPCCallError> {
         guard isUsable, let context, nextStreamID <= Self.maximumStreamID else {
@@ -138,7 +149,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         }
         let id = HTTP2StreamID(nextStreamID)
         nextStreamID += 2
-        streams[id] = Stream(observer: observer, maximumMessageSize: maximumMessageSize)
+        streams[id] = Stream(observer: observer, maximumMessageSize: maximumMessageSize, creditOnConsume: creditOnConsume)
         let headers = GRPCWire.requestHeaders(
             path: path, scheme: scheme, authority: authority, timeout: timeout, metadata: metadata)
         context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers)))), promise: nil)
@@ -174,6 +185,15 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         write(HTTP2Frame(streamID: id, payload: .rstStream(.cancel)))
         flush()
         closeIfDrained()
+    }
+
+    /// The observer of `id` has consumed `bytes` of the messages it was handed (each message counts
+    /// its length plus gRPC's 5-byte prefix): the window may be topped up for them.
+    func consumed(_ id: GRPCStreamID, bytes: Int) {
+        guard let stream = streams[id], stream.creditOnConsume else { return }
+        stream.held = max(stream.held - bytes, 0)
+        topUp(id, stream)
+        flush()
     }
 
     /// Closes the connection; every open call fails with `reason`.
@@ -303,6 +323,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
             return
         }
         for message in messages {
+            if stream.creditOnConsume { stream.held += GRPCWire.prefixLength + message.readableBytes }
             stream.observer.received(message)
         }
         if endStream {
@@ -332,17 +353,24 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
     }
 
     /// Tops a window back up once half of it is used: the connection's while the connection is
-    /// open, a stream's while its call is.
+    /// open (as data arrives: one slow stream must not stall the others), a stream's while its
+    /// call is (as data arrives, or for a `creditOnConsume` stream as its messages are consumed).
     private func returnCredit(_ id: HTTP2StreamID, window: Int) {
-        let target: Int
         if id == .rootStream {
-            target = Self.connectionWindow
-        } else {
-            guard streams[id] != nil else { return }
-            target = Self.streamWindow
+            guard window <= Self.connectionWindow / 2 else { return }
+            write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: Self.connectionWindow - window)))
+        } else if let stream = streams[id] {
+            stream.window = window
+            topUp(id, stream)
         }
-        guard window <= target / 2 else { return }
-        write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: target - window)))
+    }
+
+    /// Returns a stream's credit for what has been consumed, once that is half its window.
+    private func topUp(_ id: HTTP2StreamID, _ stream: Stream) {
+        let returnable = Self.streamWindow - stream.window - stream.held
+        guard returnable >= Self.streamWindow / 2 else { return }
+        stream.window += returnable
+        write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: returnable)))
     }
 
     // MARK: - Plumbing

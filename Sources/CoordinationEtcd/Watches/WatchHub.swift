@@ -218,7 +218,7 @@ final class WatchHub: Sendable {
             state.withLock { $0.outbox = nil }
             outbox.finish()
             if Task.isCancelled { return }
-            if !moving { try? await Task.sleep(for: reconnectDelay) }
+            if !moving { try? await Task.sleep(for: reconnectDelay.jittered()) }
         }
     }
 
