@@ -18,7 +18,7 @@ struct GRPCStreamsHandlerTests {
         var toldLeaving = 0
 
         func received(_ message: ByteBuffer) { messages.append(Array(message.readableBytesView)) }
-        func memberLeaving() { toldLeaving += 1 }
+        func connectionDraining() { toldLeaving += 1 }
         func finished(_ error: GRPCCallError?) {
             #expect(outcome == nil, "finished twice")
             outcome = .some(error)
@@ -272,7 +272,7 @@ struct GRPCStreamsHandlerTests {
         #expect(updates.compactMap(Self.increment) == [4 * frame], "credit for the four messages handled")
     }
 
-    @Test("stream ids running out: past the retirement id the connection takes no new calls and closes once drained")
+    @Test("stream ids running out: past the retirement id the connection takes no new calls, tells its streams, and closes once drained")
     func streamIDsRunOut() throws {
         let last = GRPCStreamsHandler.maximumStreamID
         let connection = try Connection(firstStreamID: last - 4, retirementStreamID: last - 2)
@@ -286,6 +286,9 @@ struct GRPCStreamsHandlerTests {
         if case .success = connection.handler.open(path: "/c", metadata: [], timeout: nil, observer: Observer()) {
             Issue.record("a call was opened on a retired connection")
         }
+        #expect(first.toldLeaving == 0 && second.toldLeaving == 0, "told once the call that retired it is set up")
+        connection.channel.embeddedEventLoop.run()
+        #expect(first.toldLeaving == 1 && second.toldLeaving == 1, "its streams are told to move (a long-lived one does)")
         try connection.serverSends(Self.headers(last - 4, Self.okHead + [("grpc-status", "0")], endStream: true))
         #expect(connection.channel.isActive, "still draining")
         try connection.serverSends(Self.headers(last - 2, Self.okHead + [("grpc-status", "0")], endStream: true))

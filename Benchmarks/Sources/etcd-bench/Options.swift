@@ -16,6 +16,12 @@ struct Options: Sendable {
     /// Pause between leader rounds, not measured (the Go peer pauses the same).
     var settle: Duration = .milliseconds(20)
     var sessionTTL: Duration = .seconds(30)
+    /// The scale workload: registrations (each with its own session and watch), their TTL, how
+    /// many start at once, and how long steady state is measured.
+    var scaleSessions = 10_000
+    var scaleTTL: Duration = .seconds(30)
+    var scaleWave = 250
+    var scaleSteady: Duration = .seconds(30)
 
     static func parse(_ arguments: [String], environment endpoint: String?) throws -> Options {
         var values = try Arguments(arguments)
@@ -40,6 +46,10 @@ struct Options: Sendable {
         if let value = try values.count("leader-rounds") { options.leaderRounds = value }
         if let value = try values.duration("settle") { options.settle = value }
         if let value = try values.duration("session-ttl") { options.sessionTTL = value }
+        if let value = try values.count("scale-sessions") { options.scaleSessions = value }
+        if let value = try values.duration("scale-ttl") { options.scaleTTL = value }
+        if let value = try values.count("scale-wave") { options.scaleWave = value }
+        if let value = try values.duration("scale-steady") { options.scaleSteady = value }
         try values.finish()
         return options
     }

@@ -23,6 +23,23 @@ struct ServerMetrics: Sendable {
         return counts
     }
 
+    /// Streams opened so far (`grpc_server_started_total` of bidirectional calls) and messages
+    /// received on streams (`grpc_server_msg_received_total`), by method name.
+    func streamCounts() throws -> (started: [String: Double], received: [String: Double]) {
+        var started: [String: Double] = [:]
+        var received: [String: Double] = [:]
+        for line in try get("/metrics").split(separator: "\n") {
+            let isStarted = line.hasPrefix("grpc_server_started_total{")
+            let isReceived = line.hasPrefix("grpc_server_msg_received_total{")
+            guard isStarted || isReceived, line.contains("grpc_type=\"bidi_stream\""),
+                  let method = line.firstRange(of: "grpc_method=\"").map({ line[$0.upperBound...].prefix { $0 != "\"" } }),
+                  let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...])
+            else { continue }
+            if isStarted { started[String(method), default: 0] += value } else { received[String(method), default: 0] += value }
+        }
+        return (started, received)
+    }
+
     /// One HTTP/1.0 GET over a plain socket: etcd serves /metrics on its client port. Blocking, and
     /// only ever called outside a measured loop.
     private func get(_ path: String) throws -> String {

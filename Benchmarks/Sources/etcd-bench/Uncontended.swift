@@ -35,6 +35,7 @@ private func uncontended(_ options: Options, onStoreExecutor: Bool) async throws
         store.resetCounts()
         let serverBefore = try metrics.unaryCounts()
         let clock = ContinuousClock()
+        let cpuBefore = ProcessCPU.used()
         let start = clock.now
         try await withTaskExecutorPreference(onStoreExecutor ? store.taskExecutor : nil) {
             for _ in 0..<options.cycles {
@@ -46,6 +47,7 @@ private func uncontended(_ options: Options, onStoreExecutor: Bool) async throws
             }
         }
         let elapsed = start.duration(to: clock.now)
+        let cpu = ProcessCPU.used() - cpuBefore
         let serverAfter = try metrics.unaryCounts()
         try await session.close()
 
@@ -57,7 +59,7 @@ private func uncontended(_ options: Options, onStoreExecutor: Bool) async throws
         return [
             "swift \(name) ops_per_s=\(fixed(cycles / elapsed.seconds, 1)) p50_ms=\(fixed(samples.percentileMilliseconds(0.5)))"
                 + " p99_ms=\(fixed(samples.percentileMilliseconds(0.99))) acquire_p50_ms=\(fixed(acquires.percentileMilliseconds(0.5)))"
-                + " cycles=\(options.cycles)",
+                + " cycles=\(options.cycles) cpu_us_per_cycle=\(fixed(cpu.seconds * 1e6 / cycles, 1))",
             "swift \(name)_rpcs per_cycle=\(fixed(serverTotal)) Txn=\(fixed(server("Txn")))"
                 + " DeleteRange=\(fixed(server("DeleteRange"))) Range=\(fixed(server("Range"))) Put=\(fixed(server("Put")))"
                 + " store_calls_per_cycle=\(fixed(callTotal)) joinLine=\(fixed(Double(store.count("joinLine")) / cycles))"

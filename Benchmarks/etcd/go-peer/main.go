@@ -2,7 +2,7 @@
 // the etcd benchmark, so that swift-coordination's figures can be read against it. It prints one
 // line per figure:
 //
-//	go uncontended ops_per_s=812.3 p50_ms=1.20 p99_ms=2.00 acquire_p50_ms=0.60 cycles=3000
+//	go uncontended ops_per_s=812.3 p50_ms=1.20 p99_ms=2.00 acquire_p50_ms=0.60 cycles=3000 cpu_us_per_cycle=180.0
 //	go uncontended_rpcs per_cycle=2.000 Txn=1.000 DeleteRange=1.000 Range=0.000 Put=0.000 client_per_cycle=2.000
 //	go contended contenders=16 grants_per_s=160.0 handoff_p50_ms=… handoff_p99_ms=… grants=… seconds=10.0
 //	go contended_rpcs per_grant=… Txn=… DeleteRange=… Range=…
@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
@@ -142,6 +143,13 @@ func serverCounts() map[string]float64 {
 	return counts
 }
 
+// processCPU: the CPU time this process has used so far, user and system, all threads (getrusage).
+func processCPU() time.Duration {
+	var usage syscall.Rusage
+	check(syscall.Getrusage(syscall.RUSAGE_SELF, &usage), "getrusage")
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+}
+
 // uncontended: one client, one session, Lock+Unlock in a loop.
 func uncontended() {
 	counter := &rpcCounter{counts: map[string]int{}}
@@ -160,6 +168,7 @@ func uncontended() {
 	locks := make([]time.Duration, *cycles)
 	serverBefore := serverCounts()
 	clientBefore := counter.snapshot()
+	cpuBefore := processCPU()
 	start := time.Now()
 	for i := range samples {
 		began := time.Now()
@@ -169,13 +178,15 @@ func uncontended() {
 		samples[i] = time.Since(began)
 	}
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpuBefore
 	clientAfter := counter.snapshot()
 	serverAfter := serverCounts()
 
 	sortDurations(samples)
 	sortDurations(locks)
-	fmt.Printf("go uncontended ops_per_s=%.1f p50_ms=%.3f p99_ms=%.3f acquire_p50_ms=%.3f cycles=%d\n",
-		float64(*cycles)/elapsed.Seconds(), percentile(samples, 0.50), percentile(samples, 0.99), percentile(locks, 0.50), *cycles)
+	fmt.Printf("go uncontended ops_per_s=%.1f p50_ms=%.3f p99_ms=%.3f acquire_p50_ms=%.3f cycles=%d cpu_us_per_cycle=%.1f\n",
+		float64(*cycles)/elapsed.Seconds(), percentile(samples, 0.50), percentile(samples, 0.99), percentile(locks, 0.50), *cycles,
+		float64(cpu.Microseconds())/float64(*cycles))
 
 	n := float64(*cycles)
 	perCycle := func(method string) float64 { return (serverAfter[method] - serverBefore[method]) / n }

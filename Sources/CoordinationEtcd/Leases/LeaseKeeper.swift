@@ -75,9 +75,9 @@ final class LeaseKeeper: Sendable {
                 try await stream.exchange(requests) { message in
                     self.renewer.acknowledge(message.id, ttl: .seconds(message.ttl))
                 }
-            } catch let error as GRPCCallError where error.kind == .memberLeaving {
-                // The member is shutting down: reopen at once on the next member.
-                logger.debug("lease keep-alive stream moving off a leaving member", metadata: ["error": "\(error)"])
+            } catch let error as GRPCCallError where error.kind == .connectionDraining {
+                // The connection is draining (GOAWAY, or stream ids running out): reopen at once.
+                logger.debug("lease keep-alive stream moving off a draining connection", metadata: ["error": "\(error)"])
                 moving = true
             } catch {
                 if !Task.isCancelled {

@@ -602,15 +602,15 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
         output.finish(throwing: error)
     }
 
-    /// The member is going away: end this stream now (its owner reopens it on another connection
-    /// at once, resuming where it was) instead of holding the leaving member's connection open.
-    func memberLeaving() {
+    /// The connection is draining: end this stream now (its owner reopens it on the next
+    /// connection at once, resuming where it was) instead of holding the old connection open.
+    func connectionDraining() {
         guard let stream else { return }
         self.stream = nil
         stream.handler.cancel(stream.id)
         ended = true
         output.finish(
-            throwing: GRPCCallError(.unavailable, "\(stream.handler.authority) is going away", kind: .memberLeaving))
+            throwing: GRPCCallError(.unavailable, "the connection to \(stream.handler.authority) is draining", kind: .connectionDraining))
     }
 
     /// Sends each of `requests` and hands each response to `onResponse` until the call ends (normally,

@@ -9,14 +9,15 @@ protocol GRPCStreamObserver: AnyObject {
     func received(_ message: ByteBuffer)
     /// The call ended: nil for status OK, otherwise why.
     func finished(_ error: GRPCCallError?)
-    /// The member said GOAWAY after taking this call: it is shutting down or shedding
-    /// connections. A call about to end may ignore this; a long-lived stream should move to another
-    /// connection now rather than hold this one open until the member closes it by force.
-    func memberLeaving()
+    /// The connection takes no new calls and will close once its calls are done: the member said
+    /// GOAWAY after taking this call, or the connection's stream ids are running out. A call about
+    /// to end may ignore this; a long-lived stream should move to the next connection now rather
+    /// than hold this one open (until the member closes it by force, or for days).
+    func connectionDraining()
 }
 
 extension GRPCStreamObserver {
-    func memberLeaving() {}
+    func connectionDraining() {}
 }
 
 /// The id of a call's HTTP/2 stream (odd: the client opens them).
@@ -155,8 +156,14 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers)))), promise: nil)
         needsFlush = true
         if nextStreamID > retirementStreamID {
-            // The ids are running out: new calls go to a new connection; this one drains.
+            // The ids are running out: new calls go to a new connection; this one drains, and its
+            // long-lived streams are told to move (after this call is set up: it may be one).
             becomeUnusable()
+            context.eventLoop.assumeIsolated().execute {
+                for observer in self.streams.sorted(by: { $0.key < $1.key }).map(\.value.observer) {
+                    observer.connectionDraining()
+                }
+            }
         }
         return .success(id)
     }
@@ -272,7 +279,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
                     resetIfOpen: false)
             }
             let taken = streams.sorted { $0.key < $1.key }.map(\.value.observer)
-            for observer in taken { observer.memberLeaving() }
+            for observer in taken { observer.connectionDraining() }
             closeIfDrained()
         default:
             break  // SETTINGS, PING and their acknowledgements: NIOHTTP2Handler answers them

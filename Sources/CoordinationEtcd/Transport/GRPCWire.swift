@@ -55,9 +55,10 @@ struct GRPCCallError: Error, Sendable, Equatable, CustomStringConvertible {
         /// or it was above the last stream id of the server's GOAWAY, or it never left this client.
         /// Safe to send again, even for a write.
         case notProcessed
-        /// A long-lived stream ended because its member is going away (GOAWAY): reopen it at once
-        /// on another connection.
-        case memberLeaving
+        /// A long-lived stream was ended because its connection is draining (the member said
+        /// GOAWAY, or the connection's stream ids are running out): reopen it at once on the
+        /// store's next connection.
+        case connectionDraining
     }
 
     var code: GRPCStatusCode

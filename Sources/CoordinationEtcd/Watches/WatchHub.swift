@@ -206,9 +206,9 @@ final class WatchHub: Sendable {
                 try await stream.exchange(requests) { message in
                     await self.handle(message, snapshot: snapshot)
                 }
-            } catch let error as GRPCCallError where error.kind == .memberLeaving {
-                // The member is shutting down: reopen at once on the next member.
-                logger.debug("watch stream moving off a leaving member", metadata: ["error": "\(error)"])
+            } catch let error as GRPCCallError where error.kind == .connectionDraining {
+                // The connection is draining (GOAWAY, or stream ids running out): reopen at once.
+                logger.debug("watch stream moving off a draining connection", metadata: ["error": "\(error)"])
                 moving = true
             } catch {
                 if !Task.isCancelled {
