@@ -1,5 +1,7 @@
 import Testing
 
+@_spi(Backend) import CoordinationCore
+
 @testable import CoordinationCore
 
 /// The keep-alive timing state machine, driven with synthetic instants: no server, no sleeping.
@@ -40,6 +42,23 @@ struct RenewalScheduleTests {
         // The next one a third of the TTL later, and nothing twice in between.
         #expect(schedule.tracked[1]?.nextRenewal == at(6100))
         #expect(schedule.tick(now: at(3101), canSend: true, retryDelay: retryDelay).renew.isEmpty)
+    }
+
+    @Test("coalescing: renewals due within the window go out in one tick, none earlier than the window")
+    func coalescedRenewals() throws {
+        var schedule = Schedule()
+        // A 9 s TTL renews every 3 s; its window is 100 ms (3 s / 20 = 150 ms, capped).
+        #expect(RenewalRule.coalescingWindow(ttl) == .milliseconds(100))
+        #expect(RenewalRule.coalescingWindow(.seconds(3)) == .milliseconds(50))
+        schedule.add(1, ttl: ttl, requestedAt: at(100))
+        schedule.add(2, ttl: ttl, requestedAt: at(160))
+        schedule.add(3, ttl: ttl, requestedAt: at(250))
+        #expect(schedule.tick(now: at(2999), canSend: true, retryDelay: retryDelay, coalescing: true).renew.isEmpty)
+        let first = schedule.tick(now: at(3100), canSend: true, retryDelay: retryDelay, coalescing: true)
+        #expect(first.renew == [1, 2], "due at 3.100 and 3.160 s: one tick")
+        #expect(schedule.tick(now: at(3100), canSend: true, retryDelay: retryDelay).renew.isEmpty, "not twice")
+        #expect(schedule.tick(now: at(3150), canSend: true, retryDelay: retryDelay, coalescing: true).renew == [3])
+        #expect(schedule.nextDeadline() != nil)
     }
 
     @Test("without an open stream no renewal is scheduled; it is retried after retryDelay")

@@ -9,7 +9,11 @@
 public enum ProcessCPU {
     public static func used() -> Duration {
         var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
+        #if canImport(Glibc)
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+        #else
+            getrusage(RUSAGE_SELF, &usage)
+        #endif
         func duration(_ time: timeval) -> Duration { .seconds(time.tv_sec) + .microseconds(time.tv_usec) }
         return duration(usage.ru_utime) + duration(usage.ru_stime)
     }

@@ -7,7 +7,7 @@ import Darwin
 /// The Swift side of the etcd benchmark: the three workloads of ../../README.md against one etcd
 /// member, one line per figure, in the format of the Go peer (`swift uncontended ops_per_s=…`).
 ///
-///     etcd-bench --endpoint 127.0.0.1:2379 [--contended-duration 10s] [--only uncontended|uncontended_on_store_executor|contended|leader_handoff|round_trip|scale] …
+///     etcd-bench --endpoint 127.0.0.1:2379 [--contended-duration 10s] [--only uncontended|uncontended_on_store_executor|contended|leader_handoff|round_trip|scale|scale_registrations] …
 enum EtcdBench {
     static func run() async {
         do {
@@ -25,11 +25,12 @@ enum EtcdBench {
                 ("leader_handoff", leaderHandoff),
                 ("round_trip", roundTrip),
                 ("scale", scale),
+                ("scale_registrations", scaleRegistrations),
             ]
             // A workload that fails is reported on its own line and the others still run. The
-            // scale workload (10,000 sessions) runs only when asked for by name.
+            // scale workloads (10,000 sessions) run only when asked for by name.
             var failed = false
-            for (name, workload) in workloads where only.isEmpty ? name != "scale" : only.contains(name) {
+            for (name, workload) in workloads where only.isEmpty ? !name.hasPrefix("scale") : only.contains(name) {
                 do {
                     for line in try await workload(options) { print(line) }
                 } catch {

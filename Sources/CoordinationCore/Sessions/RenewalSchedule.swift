@@ -129,7 +129,13 @@ where Instant.Duration == Duration {
     /// Decides what is due at `now`. Expired sessions are removed. A renewal is due only when
     /// `canSend` (a stream is open; otherwise it is retried after `retryDelay`) and, with
     /// `oneInFlight`, when none is outstanding; the caller records each with ``sent(_:at:)``.
-    mutating func tick(now: Instant, canSend: Bool = true, retryDelay: Duration = .zero) -> Actions {
+    ///
+    /// With `coalescing`, a renewal due within ``RenewalRule/coalescingWindow(_:)`` of `now` goes
+    /// out now too (early, which costs nothing: its guarantee counts from its send). Thousands of
+    /// sessions whose renewals fall a few milliseconds apart then take one tick, not one each.
+    mutating func tick(now: Instant, canSend: Bool = true, retryDelay: Duration = .zero, coalescing: Bool = false)
+        -> Actions
+    {
         var actions = Actions()
         for (id, var session) in tracked {
             if now >= session.guaranteedUntil {
@@ -141,7 +147,8 @@ where Instant.Duration == Duration {
                 session.suspended = true
                 actions.suspend.append(id)
             }
-            if Self.mayRenew(session, oneInFlight: oneInFlight), now >= session.nextRenewal {
+            let renewBy = coalescing ? now.advanced(by: RenewalRule.coalescingWindow(session.ttl)) : now
+            if Self.mayRenew(session, oneInFlight: oneInFlight), renewBy >= session.nextRenewal {
                 if canSend {
                     actions.renew.append(id)
                     session.nextRenewal = now.advanced(by: RenewalRule.interval(session.ttl))
@@ -160,11 +167,14 @@ where Instant.Duration == Duration {
     /// The next instant anything can become due, if any session is tracked.
     func nextDeadline() -> Instant? {
         var next: Instant?
+        func consider(_ candidate: Instant) {
+            if let current = next, current <= candidate { return }
+            next = candidate
+        }
         for session in tracked.values {
-            var candidates = [session.guaranteedUntil]
-            if Self.mayRenew(session, oneInFlight: oneInFlight) { candidates.append(session.nextRenewal) }
-            if !session.suspended { candidates.append(Self.suspendAt(session)) }
-            for candidate in candidates where next.map({ candidate < $0 }) ?? true { next = candidate }
+            consider(session.guaranteedUntil)
+            if Self.mayRenew(session, oneInFlight: oneInFlight) { consider(session.nextRenewal) }
+            if !session.suspended { consider(Self.suspendAt(session)) }
         }
         return next
     }
@@ -183,6 +193,10 @@ where Instant.Duration == Duration {
     /// Keep-alives go out every third of the TTL (etcd's own client does the same; Consul's
     /// `RenewPeriodic` uses half, ZooKeeper's clients a third of the timeout).
     public static func interval(_ ttl: Duration) -> Duration { ttl / 3 }
+
+    /// How early a renewal may go out to share a timer tick with others: a twentieth of the
+    /// interval, at most 100 ms (for a 30 s TTL, keep-alives every 10 s, up to 0.1 s early).
+    public static func coalescingWindow(_ ttl: Duration) -> Duration { min(interval(ttl) / 20, .milliseconds(100)) }
 
     /// A session is reported `suspended` once less than half its TTL is still guaranteed (a
     /// keep-alive went unanswered for a sixth of the TTL), or at once when a keep-alive fails.

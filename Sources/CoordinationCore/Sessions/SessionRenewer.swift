@@ -113,7 +113,8 @@ import Synchronization
         while !Task.isCancelled {
             let now = ContinuousClock.now
             let (actions, sessions, next) = state.withLock { state in
-                let actions = state.schedule.tick(now: now, canSend: state.canSend, retryDelay: retryDelay)
+                let actions = state.schedule.tick(
+                    now: now, canSend: state.canSend, retryDelay: retryDelay, coalescing: true)
                 for id in actions.renew { state.schedule.sent(id, at: now) }
                 var sessions: [ID: Session] = [:]
                 for id in actions.suspend + actions.expire { sessions[id] = state.sessions[id] }
