@@ -26,6 +26,10 @@ final class SheddingMember: Sendable {
         case goAwayTaken
         /// Closes the connection when the first key/value call arrives, without a word.
         case dropConnection
+        /// Answers the first `count` key/value calls as an overloaded etcd does before proposing
+        /// them (RESOURCE_EXHAUSTED, "etcdserver: too many requests"), later ones with an empty
+        /// message and status OK; `message` replaces etcd's text.
+        case overloaded(count: Int, message: String = "etcdserver: too many requests")
         /// Says GOAWAY (last stream id 2^31 − 1: every call so far taken, as grpc-go's graceful
         /// stop first does) this long after the connection opens, then holds the connection open
         /// and answers nothing more.
@@ -97,7 +101,14 @@ final class SheddingMember: Sendable {
             switch member.behaviour {
             case .refuse(let count) where earlier < count:
                 context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .rstStream(.refusedStream))), promise: nil)
-            case .refuse:
+            case .overloaded(let count, let message) where earlier < count:
+                let status = HPACKHeaders([
+                    (":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "8"), ("grpc-message", message),
+                ])
+                context.writeAndFlush(
+                    wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: status, endStream: true)))),
+                    promise: nil)
+            case .refuse, .overloaded:
                 let head = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
                 let empty = ByteBuffer(bytes: [0, 0, 0, 0, 0])
                 context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: head)))), promise: nil)
@@ -260,5 +271,29 @@ struct EtcdRetryTests {
             try await session.close()
             try await stores[1].delete(key)
         }
+    }
+
+    @Test("a put etcd refused as \"too many requests\" (before proposing it) is sent again once, a moment later; other overload answers are not")
+    func tooManyRequestsIsRetriedOnce() async throws {
+        let once = SheddingMember(.overloaded(count: 1))
+        let (store, _) = try Self.store(try await once.start())
+        defer { Task { await once.stop() } }
+        try await store.withRunning { store in
+            try await withDeadline(.seconds(10), "a put refused once") { try await store.put(try Self.key("overloaded"), Array("v".utf8)) }
+        }
+        #expect(once.keyValueCalls == ["/etcdserverpb.KV/Put", "/etcdserverpb.KV/Put"])
+
+        let other = SheddingMember(.overloaded(count: 1, message: "etcdserver: mvcc: database space exceeded"))
+        let (second, _) = try Self.store(try await other.start())
+        defer { Task { await other.stop() } }
+        try await second.withRunning { store in
+            do {
+                try await store.put(try Self.key("quota"), Array("v".utf8))
+                Issue.record("a put refused for another reason was sent again")
+            } catch let error as CoordinationError {
+                #expect(error.code != .connectionFailed, "\(error)")
+            }
+        }
+        #expect(other.keyValueCalls == ["/etcdserverpb.KV/Put"])
     }
 }

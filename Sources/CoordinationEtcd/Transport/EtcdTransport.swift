@@ -391,8 +391,9 @@ extension TimeAmount {
 /// A call the member provably never processed (its stream refused, or above the last stream id of
 /// a GOAWAY) is sent once more, on the same connection if it is still usable and otherwise on the
 /// next member's, within the call's original deadline — as gRPC's transparent retry does. So is a
-/// read-only call whose connection broke under it. Every other failure reaches the caller: a write
-/// whose connection broke may have taken effect.
+/// read-only call whose connection broke under it, and, 100 ms later, a call etcd refused as "too
+/// many requests" (it refuses those before proposing them). Every other failure reaches the
+/// caller: a write whose connection broke may have taken effect.
 final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, ConnectionWaiter, @unchecked Sendable {
     private let transport: EtcdTransport
     private let path: String
@@ -452,14 +453,28 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
     /// Sends the call again once, if `error` proves the server never processed it, or the call
     /// reads only and its connection failed.
     private func retryIfSafe(_ error: GRPCCallError) -> Bool {
-        let safe = error.kind == .notProcessed || (readOnly && error.code == .unavailable)
+        let overloaded = error.code == .resourceExhausted && error.message.hasSuffix(Self.tooManyRequests)
+        let safe = error.kind == .notProcessed || overloaded || (readOnly && error.code == .unavailable)
         guard safe, !retried, continuation != nil, !cancelled else { return false }
         retried = true
         response = nil
         stream = nil
-        transport.whenReady(self)
+        if overloaded {
+            // etcd refuses a request before proposing it while its apply falls behind its commit
+            // by over 5,000 entries: not processed, and worth a second try a moment later.
+            transport.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(Self.overloadPause.jittered())) {
+                guard self.continuation != nil, !self.cancelled else { return }
+                self.transport.whenReady(self)
+            }
+        } else {
+            transport.whenReady(self)
+        }
         return true
     }
+
+    /// etcd's `ErrTooManyRequests`, which it returns before proposing the request to raft.
+    static var tooManyRequests: String { "etcdserver: too many requests" }
+    static var overloadPause: Duration { .milliseconds(100) }
 
     func received(_ message: ByteBuffer) {
         guard response == nil else {
