@@ -146,14 +146,31 @@ extension SheddingMember.Behaviour {
 /// in the store's endpoints and the real etcd member second.
 @Suite("etcd: calls a member never processed are retried", .enabled(if: EtcdTestServer.isAvailable, "needs ETCD_ENDPOINTS"))
 struct EtcdRetryTests {
-    static func store(_ first: Endpoint) throws -> (EtcdStore, real: EtcdStore) {
+    /// Starts a member that behaves as `behaviour`, runs `body` with a store whose first endpoint
+    /// is that member (the real one second) and a store on the real member alone, then stops them
+    /// all; returns the member, for the calls it saw.
+    @discardableResult
+    static func withMember(
+        _ behaviour: SheddingMember.Behaviour,
+        _ body: (_ store: any KeyValueStore, _ real: any KeyValueStore) async throws -> Void
+    ) async throws -> SheddingMember {
+        let member = SheddingMember(behaviour)
+        let first = try await member.start()
         let real = try #require(EtcdTestServer.endpoints)
         var logger = Logger(label: "etcd-retry")
         logger.logLevel = .error
-        return (
+        let stores = [
             try EtcdStore(configuration: .init(endpoints: [first] + real, requestTimeout: .seconds(5), logger: logger)),
-            try EtcdStore(configuration: .init(endpoints: real, requestTimeout: .seconds(5), logger: logger))
-        )
+            try EtcdStore(configuration: .init(endpoints: real, requestTimeout: .seconds(5), logger: logger)),
+        ]
+        do {
+            try await withRunning(stores) { stores in try await body(stores[0], stores[1]) }
+        } catch {
+            await member.stop()
+            throw error
+        }
+        await member.stop()
+        return member
     }
 
     static func key(_ name: String) throws -> Key {
@@ -162,19 +179,13 @@ struct EtcdRetryTests {
 
     @Test("a refused stream (REFUSED_STREAM) is sent again once on the same connection; refused twice, the caller hears")
     func refusedStreamIsRetriedOnce() async throws {
-        let once = SheddingMember(.refuse(count: 1))
-        let (store, _) = try Self.store(try await once.start())
-        defer { Task { await once.stop() } }
-        try await store.withRunning { store in
+        let once = try await Self.withMember(.refuse(count: 1)) { store, _ in
             let entry = try await withDeadline(.seconds(10), "a get refused once") { try await store.get(try Self.key("once")) }
             #expect(entry == nil, "the member's empty answer to the second attempt")
         }
         #expect(once.keyValueCalls == ["/etcdserverpb.KV/Range", "/etcdserverpb.KV/Range"])
 
-        let always = SheddingMember(.refuse(count: .max))
-        let (second, _) = try Self.store(try await always.start())
-        defer { Task { await always.stop() } }
-        try await second.withRunning { store in
+        let always = try await Self.withMember(.refuse(count: .max)) { store, _ in
             do {
                 _ = try await withDeadline(.seconds(10), "a get refused twice") { try await store.get(try Self.key("twice")) }
                 Issue.record("a call refused twice succeeded")
@@ -187,78 +198,62 @@ struct EtcdRetryTests {
 
     @Test("a put above GOAWAY's last stream id is sent again on the next member, and takes effect once")
     func putNotTakenBeforeGoAwayIsRetried() async throws {
-        let member = SheddingMember(.goAwayNotTaken)
-        let (store, real) = try Self.store(try await member.start())
-        defer { Task { await member.stop() } }
         let key = try Self.key("not-taken")
-        try await withRunning([store, real]) { stores in
+        let member = try await Self.withMember(.goAwayNotTaken) { store, real in
             try await withDeadline(.seconds(10), "a put the leaving member did not take") {
-                try await stores[0].put(key, Array("v".utf8))
+                try await store.put(key, Array("v".utf8))
             }
-            let entry = try await stores[1].get(key)
+            let entry = try await real.get(key)
             #expect(entry?.value == Array("v".utf8))
             #expect(entry?.createRevision == entry?.modifyRevision, "written once")
-            try await stores[1].delete(key)
+            try await real.delete(key)
         }
         #expect(member.keyValueCalls == ["/etcdserverpb.KV/Put"])
     }
 
     @Test("a put the member took before GOAWAY and never answered fails to the caller and is not sent again")
     func putTakenBeforeGoAwayIsNotRetried() async throws {
-        let member = SheddingMember(.goAwayTaken)
-        let (store, real) = try Self.store(try await member.start())
-        defer { Task { await member.stop() } }
         let key = try Self.key("taken")
-        try await withRunning([store, real]) { stores in
+        let member = try await Self.withMember(.goAwayTaken) { store, real in
             do {
                 try await withDeadline(.seconds(10), "a put the leaving member took") {
-                    try await stores[0].put(key, Array("v".utf8))
+                    try await store.put(key, Array("v".utf8))
                 }
                 Issue.record("a put whose outcome is unknown was reported done")
             } catch let error as CoordinationError {
                 #expect(error.code == .connectionFailed, "\(error)")
             }
-            #expect(try await stores[1].get(key) == nil, "not sent again to the next member")
+            #expect(try await real.get(key) == nil, "not sent again to the next member")
             // The store goes on, on the next member.
-            try await stores[0].put(key, Array("w".utf8))
-            #expect(try await stores[1].get(key)?.value == Array("w".utf8))
-            try await stores[1].delete(key)
+            try await store.put(key, Array("w".utf8))
+            #expect(try await real.get(key)?.value == Array("w".utf8))
+            try await real.delete(key)
         }
         #expect(member.keyValueCalls == ["/etcdserverpb.KV/Put"])
     }
 
     @Test("a read whose connection breaks under it is sent again on the next member")
     func readOnBrokenConnectionIsRetried() async throws {
-        let member = SheddingMember(.dropConnection)
-        let (store, real) = try Self.store(try await member.start())
-        defer { Task { await member.stop() } }
         let key = try Self.key("read")
-        try await withRunning([store, real]) { stores in
-            try await stores[1].put(key, Array("v".utf8))
-            let entry = try await withDeadline(.seconds(10), "a get whose connection broke") { try await stores[0].get(key) }
+        let member = try await Self.withMember(.dropConnection) { store, real in
+            try await real.put(key, Array("v".utf8))
+            let entry = try await withDeadline(.seconds(10), "a get whose connection broke") { try await store.get(key) }
             #expect(entry?.value == Array("v".utf8))
-            try await stores[1].delete(key)
+            try await real.delete(key)
         }
         #expect(member.keyValueCalls == ["/etcdserverpb.KV/Range"])
     }
 
     @Test("GOAWAY from a member that then holds its connection open: the watch and keep-alive streams move at once")
     func longLivedStreamsLeaveAMemberSayingGoAway() async throws {
-        let member = SheddingMember(.goAwayAfter(.milliseconds(500)))
-        let (store, real) = try Self.store(try await member.start())
-        defer { Task { await member.stop() } }
         let key = try Self.key("leaving")
-        try await withRunning([store, real]) { stores in
+        try await Self.withMember(.goAwayAfter(.milliseconds(500))) { store, real in
             // The store opened its watch and keep-alive streams on the first member at once; that
             // member says GOAWAY half a second later. Calls from then on go to the next member.
             try await Task.sleep(for: .seconds(1))
-            let session = try await withDeadline(.seconds(10), "a session") {
-                try await stores[0].makeSession(ttl: .seconds(3))
-            }
-            let events = try await withDeadline(.seconds(10), "a watch opened across the GOAWAY") {
-                try await stores[0].watch(key)
-            }
-            try await stores[1].put(key, Array("v".utf8))
+            let session = try await withDeadline(.seconds(10), "a session") { try await store.makeSession(ttl: .seconds(3)) }
+            let events = try await withDeadline(.seconds(10), "a watch opened across the GOAWAY") { try await store.watch(key) }
+            try await real.put(key, Array("v".utf8))
             let seen = try await withDeadline(.seconds(10), "the put on the watch") { try await collect(events, 2) }
             guard case .put(let entry) = seen[1] else {
                 Issue.record("expected the put, got \(seen)")
@@ -269,24 +264,18 @@ struct EtcdRetryTests {
             try await Task.sleep(for: .seconds(6))
             #expect(session.isActive, "the session outlived its stream's member (\(session.state))")
             try await session.close()
-            try await stores[1].delete(key)
+            try await real.delete(key)
         }
     }
 
     @Test("a put etcd refused as \"too many requests\" (before proposing it) is sent again once, a moment later; other overload answers are not")
     func tooManyRequestsIsRetriedOnce() async throws {
-        let once = SheddingMember(.overloaded(count: 1))
-        let (store, _) = try Self.store(try await once.start())
-        defer { Task { await once.stop() } }
-        try await store.withRunning { store in
+        let once = try await Self.withMember(.overloaded(count: 1)) { store, _ in
             try await withDeadline(.seconds(10), "a put refused once") { try await store.put(try Self.key("overloaded"), Array("v".utf8)) }
         }
         #expect(once.keyValueCalls == ["/etcdserverpb.KV/Put", "/etcdserverpb.KV/Put"])
 
-        let other = SheddingMember(.overloaded(count: 1, message: "etcdserver: mvcc: database space exceeded"))
-        let (second, _) = try Self.store(try await other.start())
-        defer { Task { await other.stop() } }
-        try await second.withRunning { store in
+        let other = try await Self.withMember(.overloaded(count: 1, message: "etcdserver: mvcc: database space exceeded")) { store, _ in
             do {
                 try await store.put(try Self.key("quota"), Array("v".utf8))
                 Issue.record("a put refused for another reason was sent again")
