@@ -64,6 +64,38 @@ struct EtcdFailoverTests {
         throw ConformanceFailure("no leader among \(statuses.count) members")
     }
 
+    /// For freezing a member under a holder: a follower of `alive` (so that the others keep a
+    /// quorum, with three alive, and go on serving), a store that starts on it and can move on to
+    /// the others, a store on the others alone, and the follower's PID.
+    static func storesAroundFollower(of alive: [Member], label: String) throws
+        -> (onFollower: EtcdStore, elsewhere: EtcdStore, pid: pid_t)
+    {
+        let leader = try? leaderIndex(alive)
+        let frozen = alive.indices.first { $0 != leader } ?? 0
+        let others = alive.enumerated().filter { $0.offset != frozen }.map(\.element)
+        var logger = Logger(label: label)
+        logger.logLevel = .warning
+        let onFollower = try EtcdStore(
+            configuration: .init(
+                endpoints: [alive[frozen].endpoint] + others.map(\.endpoint), requestTimeout: .seconds(3),
+                logger: logger))
+        let elsewhere = try EtcdStore(
+            configuration: .init(endpoints: others.map(\.endpoint), requestTimeout: .seconds(3), logger: logger))
+        return (onFollower, elsewhere, alive[frozen].pid)
+    }
+
+    /// Setup, not under test: waits until the cluster serves every store (a write under `root`,
+    /// beside a lock rather than below it: on etcd any direct child of a lock's name is in line).
+    static func waitUntilServing(_ stores: [EtcdStore], beside root: Key) async throws {
+        try await withDeadline(.seconds(30), "the cluster serves both clients") {
+            for store in stores {
+                while (try? await store.put(try root.appending("ready"), Array("1".utf8))) == nil {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+    }
+
     /// Issue 15: a stopped member (SIGSTOP: no reset, no answer) under a holder that makes no calls
     /// of its own. Only its lease keep-alives notice: when one is late, the store checks the member
     /// with a PING, leaves it, and reopens the keep-alive and watch streams on another member well
@@ -73,29 +105,11 @@ struct EtcdFailoverTests {
     func frozenMemberIsLeftInTime() async throws {
         let alive = try Self.members().filter { kill($0.pid, 0) == 0 }
         try #require(alive.count == 3, "three members alive")
-        let leader = try? Self.leaderIndex(alive)
-        let frozen = alive.indices.first { $0 != leader } ?? 0
-        let others = alive.enumerated().filter { $0.offset != frozen }.map(\.element)
-        var logger = Logger(label: "etcd-frozen-idle")
-        logger.logLevel = .warning
-        // The holder's first member is the one to be frozen.
-        let holder = try EtcdStore(
-            configuration: .init(
-                endpoints: [alive[frozen].endpoint] + others.map(\.endpoint), requestTimeout: .seconds(3),
-                logger: logger))
-        let writer = try EtcdStore(
-            configuration: .init(endpoints: others.map(\.endpoint), requestTimeout: .seconds(3), logger: logger))
-        let pid = alive[frozen].pid
+        let (holder, writer, pid) = try Self.storesAroundFollower(of: alive, label: "etcd-frozen-idle")
         try await withRunning([holder, writer]) { stores in
             let root = try Key("failover/idle-\(UInt32.random(in: 0 ... .max))")
             let feed = try root.appending("feed")
-            try await withDeadline(.seconds(30), "the cluster serves both clients") {
-                for store in stores {
-                    while (try? await store.put(try root.appending("ready"), Array("1".utf8))) == nil {
-                        try await Task.sleep(for: .milliseconds(200))
-                    }
-                }
-            }
+            try await Self.waitUntilServing(stores, beside: root)
             let session = try await stores[0].makeSession(ttl: .seconds(5))
             let grant = try await Lock(try root.appending("lock"), session: session, store: stores[0]).acquire()
             let events = try await stores[0].watchTree(feed)
@@ -137,30 +151,11 @@ struct EtcdFailoverTests {
     func freezeHolderMember() async throws {
         let alive = try Self.members().filter { kill($0.pid, 0) == 0 }
         try #require(alive.count >= 2, "at least two members alive")
-        let leader = try? Self.leaderIndex(alive)
-        // A follower: the others keep a quorum (with three alive) and go on serving.
-        let frozen = alive.indices.first { $0 != leader } ?? 0
-        let others = alive.enumerated().filter { $0.offset != frozen }.map(\.element)
-        var logger = Logger(label: "etcd-frozen")
-        logger.logLevel = .warning
-        let holder = try EtcdStore(
-            configuration: .init(
-                endpoints: [alive[frozen].endpoint] + others.map(\.endpoint), requestTimeout: .seconds(3),
-                logger: logger))
-        let waiter = try EtcdStore(
-            configuration: .init(endpoints: others.map(\.endpoint), requestTimeout: .seconds(3), logger: logger))
-        let pid = alive[frozen].pid
+        let (holder, waiter, pid) = try Self.storesAroundFollower(of: alive, label: "etcd-frozen")
         try await withRunning([holder, waiter]) { stores in
             let root = try Key("failover/frozen-\(UInt32.random(in: 0 ... .max))")
             let name = try root.appending("lock")
-            try await withDeadline(.seconds(30), "the cluster serves both clients") {
-                for store in stores {
-                    // Beside the lock, not below it: on etcd any direct child of the name is in line.
-                    while (try? await store.put(try root.appending("ready"), Array("1".utf8))) == nil {
-                        try await Task.sleep(for: .milliseconds(200))
-                    }
-                }
-            }
+            try await Self.waitUntilServing(stores, beside: root)
             let outcome = try await FrozenMemberDrill.run(
                 name, ttl: .seconds(4), holder: stores[0], waiter: stores[1],
                 freeze: { _ = kill(pid, SIGSTOP) }, thaw: { _ = kill(pid, SIGCONT) })

@@ -1,7 +1,7 @@
 import BenchSupport
 
-/// etcd's own count of finished unary RPCs by method (`grpc_server_handled_total`), read from its
-/// Prometheus endpoint, so RPCs per lock cycle are counted by the server for both clients alike.
+/// etcd's own counts of RPCs by method, read from its Prometheus endpoint, so RPCs per lock cycle
+/// (and stream messages for the scale run) are counted by the server for both clients alike.
 struct ServerMetrics: Sendable {
     let host: String
     let port: Int
@@ -12,32 +12,30 @@ struct ServerMetrics: Sendable {
 
     /// Unary RPCs handled so far, by method name (`Txn`, `Range`, …), summed over result codes.
     func unaryCounts() throws -> [String: Double] {
+        Self.sum("grpc_server_handled_total", type: "unary", in: try get("/metrics"))
+    }
+
+    /// Streams opened so far (`grpc_server_started_total` of bidirectional calls) and messages
+    /// received on streams (`grpc_server_msg_received_total`), by method name.
+    func streamCounts() throws -> (started: [String: Double], received: [String: Double]) {
+        let text = try get("/metrics")
+        return (
+            Self.sum("grpc_server_started_total", type: "bidi_stream", in: text),
+            Self.sum("grpc_server_msg_received_total", type: "bidi_stream", in: text)
+        )
+    }
+
+    /// The samples of the counter `metric` for calls of `type`, summed by `grpc_method`.
+    private static func sum(_ metric: String, type: String, in text: String) -> [String: Double] {
         var counts: [String: Double] = [:]
-        for line in try get("/metrics").split(separator: "\n") {
-            guard line.hasPrefix("grpc_server_handled_total{"), line.contains("grpc_type=\"unary\""),
+        for line in text.split(separator: "\n") {
+            guard line.hasPrefix(metric + "{"), line.contains("grpc_type=\"\(type)\""),
                   let method = line.firstRange(of: "grpc_method=\"").map({ line[$0.upperBound...].prefix { $0 != "\"" } }),
                   let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...])
             else { continue }
             counts[String(method), default: 0] += value
         }
         return counts
-    }
-
-    /// Streams opened so far (`grpc_server_started_total` of bidirectional calls) and messages
-    /// received on streams (`grpc_server_msg_received_total`), by method name.
-    func streamCounts() throws -> (started: [String: Double], received: [String: Double]) {
-        var started: [String: Double] = [:]
-        var received: [String: Double] = [:]
-        for line in try get("/metrics").split(separator: "\n") {
-            let isStarted = line.hasPrefix("grpc_server_started_total{")
-            let isReceived = line.hasPrefix("grpc_server_msg_received_total{")
-            guard isStarted || isReceived, line.contains("grpc_type=\"bidi_stream\""),
-                  let method = line.firstRange(of: "grpc_method=\"").map({ line[$0.upperBound...].prefix { $0 != "\"" } }),
-                  let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...])
-            else { continue }
-            if isStarted { started[String(method), default: 0] += value } else { received[String(method), default: 0] += value }
-        }
-        return (started, received)
     }
 
     /// One HTTP/1.0 GET over a plain socket: etcd serves /metrics on its client port. Blocking, and

@@ -62,7 +62,7 @@ final class LeaseKeeper: Sendable {
     ) async {
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Etcdserverpb_LeaseKeepAliveRequest>.makeStream()
-            var moving = false
+            var failure: (any Error)?
             var opened = false
             do {
                 let stream = try await transport.openStream(
@@ -75,20 +75,14 @@ final class LeaseKeeper: Sendable {
                 try await stream.exchange(requests) { message in
                     self.renewer.acknowledge(message.id, ttl: .seconds(message.ttl))
                 }
-            } catch let error as GRPCCallError where error.kind == .connectionDraining {
-                // The connection is draining (GOAWAY, or stream ids running out): reopen at once.
-                logger.debug("lease keep-alive stream moving off a draining connection", metadata: ["error": "\(error)"])
-                moving = true
             } catch {
-                if !Task.isCancelled {
-                    logger.info("lease keep-alive stream failed; reopening", metadata: ["error": "\(error)"])
-                }
+                failure = error
             }
             self.outbox.withLock { $0 = nil }
             if opened { renewer.streamBroke() }
             outbox.finish()
             if Task.isCancelled { return }
-            if !moving { try? await Task.sleep(for: reconnectDelay.jittered()) }
+            await transport.pauseBeforeReopening("lease keep-alive", after: failure, delay: reconnectDelay, logger: logger)
         }
     }
 }

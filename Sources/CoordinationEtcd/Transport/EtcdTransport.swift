@@ -378,6 +378,22 @@ final class EtcdTransport: @unchecked Sendable {
     }
 }
 
+extension EtcdTransport {
+    /// Between a long-lived stream (the `noun` stream) ending with `failure` (nil: it ended
+    /// normally) and its reopening: none when its connection was draining (GOAWAY, stream ids
+    /// running out), `delay` ±20% otherwise. The failure is logged.
+    func pauseBeforeReopening(_ noun: String, after failure: (any Error)?, delay: Duration, logger: Logger) async {
+        if let draining = failure as? GRPCCallError, draining.kind == .connectionDraining {
+            logger.debug("\(noun) stream moving off a draining connection", metadata: ["error": "\(draining)"])
+            return
+        }
+        if let failure {
+            logger.info("\(noun) stream failed; reopening", metadata: ["error": "\(failure)"])
+        }
+        try? await Task.sleep(for: delay.jittered())
+    }
+}
+
 extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
@@ -436,10 +452,10 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
 
     func connectionReady(_ result: Result<GRPCStreamsHandler, GRPCCallError>) {
         guard continuation != nil else { return }
-        // The server is told the time left, not the whole timeout, when this is a second attempt.
+        // The server is told the time left (on a second attempt, less than the whole timeout).
         let left = Duration.nanoseconds(max((deadline - .now()).nanoseconds, 1_000_000))
         let opened = result.flatMap { handler in
-            handler.open(path: path, metadata: metadata, timeout: min(timeout, left), observer: self).map { (handler, $0) }
+            handler.open(path: path, metadata: metadata, timeout: left, observer: self).map { (handler, $0) }
         }
         switch opened {
         case .success(let (handler, id)):

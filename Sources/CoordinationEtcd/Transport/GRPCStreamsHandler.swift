@@ -159,11 +159,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
             // The ids are running out: new calls go to a new connection; this one drains, and its
             // long-lived streams are told to move (after this call is set up: it may be one).
             becomeUnusable()
-            context.eventLoop.assumeIsolated().execute {
-                for observer in self.streams.sorted(by: { $0.key < $1.key }).map(\.value.observer) {
-                    observer.connectionDraining()
-                }
-            }
+            context.eventLoop.assumeIsolated().execute { self.tellStreamsDraining() }
         }
         return .success(id)
     }
@@ -278,8 +274,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
                         .unavailable, "\(authority) is going away (\(code)) and did not take the call", kind: .notProcessed),
                     resetIfOpen: false)
             }
-            let taken = streams.sorted { $0.key < $1.key }.map(\.value.observer)
-            for observer in taken { observer.connectionDraining() }
+            tellStreamsDraining()
             closeIfDrained()
         default:
             break  // SETTINGS, PING and their acknowledgements: NIOHTTP2Handler answers them
@@ -418,6 +413,14 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         if let onUnusable {
             self.onUnusable = nil
             onUnusable(self)
+        }
+    }
+
+    /// Tells every open call that the connection is draining, in stream order (a long-lived one
+    /// then moves; it may end its stream while being told).
+    private func tellStreamsDraining() {
+        for observer in streams.sorted(by: { $0.key < $1.key }).map(\.value.observer) {
+            observer.connectionDraining()
         }
     }
 

@@ -188,7 +188,7 @@ final class WatchHub: Sendable {
     ) async {
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
-            var moving = false
+            var failure: (any Error)?
             do {
                 let opening = try await metadata()
                 let stream = try await transport.openStream(
@@ -206,19 +206,13 @@ final class WatchHub: Sendable {
                 try await stream.exchange(requests) { message in
                     await self.handle(message, snapshot: snapshot)
                 }
-            } catch let error as GRPCCallError where error.kind == .connectionDraining {
-                // The connection is draining (GOAWAY, or stream ids running out): reopen at once.
-                logger.debug("watch stream moving off a draining connection", metadata: ["error": "\(error)"])
-                moving = true
             } catch {
-                if !Task.isCancelled {
-                    logger.info("watch stream failed; reopening", metadata: ["error": "\(error)"])
-                }
+                failure = error
             }
             state.withLock { $0.outbox = nil }
             outbox.finish()
             if Task.isCancelled { return }
-            if !moving { try? await Task.sleep(for: reconnectDelay.jittered()) }
+            await transport.pauseBeforeReopening("watch", after: failure, delay: reconnectDelay, logger: logger)
         }
     }
 
