@@ -51,7 +51,10 @@ let package = Package(
         .target(
             name: "CoordinationNIO",
             dependencies: [
+                "CoordinationCore",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -76,6 +79,8 @@ let package = Package(
             name: "CoordinationEtcdV2",
             dependencies: [
                 "CoordinationCore",
+                "CoordinationNIO",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -88,6 +93,8 @@ let package = Package(
             name: "CoordinationConsul",
             dependencies: [
                 "CoordinationCore",
+                "CoordinationNIO",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -10,6 +10,10 @@ extension ConsulStore {
         public var datacenter: String?
         /// An ACL token, sent in the `X-Consul-Token` header; never logged or shown in errors.
         public var token: String?
+        /// HTTPS to the agent (its `ports.https`, 8501 by convention) with these certificates; `nil`:
+        /// plain HTTP, where the token crosses the wire in clear. The agent's certificate is always
+        /// verified; a client certificate answers the agent's `verify_incoming`.
+        public var tls: TLSSettings?
         /// A key prefix under which this store keeps everything (empty: none).
         public var namespace: String
         /// The deadline of every ordinary call.
@@ -41,6 +45,7 @@ extension ConsulStore {
             endpoint: Endpoint = Endpoint(host: "127.0.0.1", port: 8500),
             datacenter: String? = nil,
             token: String? = nil,
+            tls: TLSSettings? = nil,
             namespace: String = "",
             requestTimeout: Duration = .seconds(5),
             blockingWait: Duration = .seconds(60),
@@ -55,6 +60,7 @@ extension ConsulStore {
             self.endpoint = endpoint
             self.datacenter = datacenter
             self.token = token
+            self.tls = tls
             self.namespace = namespace
             self.requestTimeout = requestTimeout
             self.blockingWait = blockingWait
@@ -70,22 +76,39 @@ extension ConsulStore {
 
     /// Adds `consul://host:port[/namespace][?dc=…&token=…&timeout=5s&wait=60s&lock-delay=15s&ttl-min=10s]`
     /// to `registry`. A token can also be given as the password (`consul://:TOKEN@host:port`).
+    /// HTTPS: the TLS options every backend takes (`ca=`, `cert=`, `key=`, `servername=`,
+    /// `tls=true`), or the scheme `consuls://` (TLS with the system's CAs unless `ca=` says
+    /// otherwise; as Consul's own tools take `https://` addresses). With TLS the port defaults to
+    /// 8501, Consul's conventional HTTPS port; otherwise to 8500.
     public static func register(in registry: inout StoreRegistry) {
-        registry.register(scheme: "consul") { (connection, configuration) throws(CoordinationError) in
-            let options = try ConnectionOptions(
-                connection, backend: "consul", known: ["dc", "token", "timeout", "wait", "lock-delay", "ttl-min"])
-            var settings = Configuration(
-                endpoint: try options.endpoints(defaultPort: 8500, single: true)[0],
-                datacenter: options.string("dc"),
-                token: options.string("token") ?? connection.password ?? connection.user,
-                namespace: connection.path,
-                logger: configuration.logger
-            )
-            if let value = try options.positiveDuration("timeout") { settings.requestTimeout = value }
-            if let value = try options.positiveDuration("wait") { settings.blockingWait = value }
-            if let value = try options.duration("lock-delay") { settings.lockDelay = value }
-            if let value = try options.positiveDuration("ttl-min") { settings.minimumSessionTTL = value }
-            return try ConsulStore(configuration: settings)
+        for scheme in ["consul", "consuls"] {
+            registry.register(scheme: scheme) { (connection, configuration) throws(CoordinationError) in
+                let options = try ConnectionOptions(
+                    connection, backend: scheme, known: ["dc", "token", "timeout", "wait", "lock-delay", "ttl-min"],
+                    acceptsTLS: true)
+                var tls = try options.tls()
+                if scheme == "consuls", tls == nil {
+                    guard try options.flag("tls") != false else {
+                        throw CoordinationError(
+                            .invalidConnectionString, "consuls://: is HTTPS; tls=false contradicts it (use consul://)",
+                            backend: "consul")
+                    }
+                    tls = TLSSettings()
+                }
+                var settings = Configuration(
+                    endpoint: try options.endpoints(defaultPort: tls == nil ? 8500 : 8501, single: true)[0],
+                    datacenter: options.string("dc"),
+                    token: options.string("token") ?? connection.password ?? connection.user,
+                    tls: tls,
+                    namespace: connection.path,
+                    logger: configuration.logger
+                )
+                if let value = try options.positiveDuration("timeout") { settings.requestTimeout = value }
+                if let value = try options.positiveDuration("wait") { settings.blockingWait = value }
+                if let value = try options.duration("lock-delay") { settings.lockDelay = value }
+                if let value = try options.positiveDuration("ttl-min") { settings.minimumSessionTTL = value }
+                return try ConsulStore(configuration: settings)
+            }
         }
     }
 }

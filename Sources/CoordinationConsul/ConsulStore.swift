@@ -38,10 +38,6 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
     /// `api.Lock` key when they reach the head of the line (a semaphore must not).
     let exclusiveLines = Mutex<[Key: Set<SessionID>]>([:])
 
-    /// One pool for every Consul store of the process: keep-alive connections per agent, with room
-    /// for many blocking queries at once. Never shut down (like `HTTPClient.shared`).
-    private static let sharedClient = ConsulHTTP.makeClient(maxConnections: 1024)
-
     public init(configuration: Configuration) throws(CoordinationError) {
         try Endpoint.validate([configuration.endpoint], backend: "consul", single: true)
         let description = StoreDescription(backend: "consul", endpoint: configuration.endpoint.description)
@@ -60,12 +56,13 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
                     .invalidConnectionString, "the namespace '\(configuration.namespace)' is not a valid key")
             }
         }
-        self.http = ConsulHTTP(
-            client: Self.sharedClient,
-            baseURL: "http://\(configuration.endpoint)",
+        self.http = try ConsulHTTP(
+            endpoint: configuration.endpoint,
+            tls: configuration.tls,
             token: configuration.token,
             datacenter: configuration.datacenter,
-            errors: errors
+            errors: errors,
+            logger: configuration.logger
         )
         self.keySpace = ConsulKeySpace(namespace: configuration.namespace)
         self.sessions = SessionRenewer(noun: "session", logger: configuration.logger)

@@ -57,7 +57,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         self.errors = EtcdErrorMapper(store: storeDescription)
         self.executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
         var tls: EtcdTransport.TLS?
-        if let settings = configuration.tls { tls = try EtcdTransport.TLS(settings, errors: errors) }
+        if let settings = configuration.tls { tls = try EtcdTransport.TLS(settings, errors: errors, logger: configuration.logger) }
         self.transport = EtcdTransport(
             endpoints: configuration.endpoints,
             tls: tls,

@@ -17,6 +17,12 @@ extension EtcdV2Store {
         /// The largest value accepted (etcd's request limit is 1.5 MiB; the value may grow by a
         /// third when it is stored base64-encoded).
         public var maxValueSize: Int
+        /// Username and password for etcd v2's authentication (HTTP basic auth on every request),
+        /// if it is enabled. Use it with ``tls``: basic auth over plain HTTP sends the password in
+        /// clear.
+        public var credentials: (username: String, password: String)?
+        /// HTTPS to the member (its `https://` client URL) with these certificates; `nil`: plain HTTP.
+        public var tls: TLSSettings?
         public var logger: Logger
 
         public init(
@@ -26,6 +32,8 @@ extension EtcdV2Store {
             watchPollTimeout: Duration = .seconds(30),
             watchReconnectLimit: Duration = .seconds(10),
             maxValueSize: Int = 1024 * 1024,
+            credentials: (username: String, password: String)? = nil,
+            tls: TLSSettings? = nil,
             logger: Logger = Logger(label: "swift-coordination.etcdv2")
         ) {
             self.endpoint = endpoint
@@ -34,18 +42,22 @@ extension EtcdV2Store {
             self.watchPollTimeout = watchPollTimeout
             self.watchReconnectLimit = watchReconnectLimit
             self.maxValueSize = maxValueSize
+            self.credentials = credentials
+            self.tls = tls
             self.logger = logger
         }
     }
 
-    /// Adds the `etcdv2://host:port[/namespace][?timeout=5s]` scheme to `registry`.
+    /// Adds the `etcdv2://[user:password@]host:port[/namespace][?timeout=5s]` scheme to `registry`;
+    /// `user:password@` logs in with etcd v2's authentication. TLS: the options every backend takes
+    /// (`ca=`, `cert=`, `key=`, `servername=`, `tls=true`).
     public static func register(in registry: inout StoreRegistry) {
         registry.register(scheme: "etcdv2") { (connection, configuration) throws(CoordinationError) in
-            let options = try ConnectionOptions(connection, backend: "etcdv2", known: ["timeout"])
-            try options.refuseCredentials()
+            let options = try ConnectionOptions(connection, backend: "etcdv2", known: ["timeout"], acceptsTLS: true)
             var settings = Configuration(
                 endpoint: try options.endpoints(defaultPort: 2379, single: true)[0], namespace: connection.path,
-                logger: configuration.logger)
+                tls: try options.tls(), logger: configuration.logger)
+            if let user = connection.user { settings.credentials = (user, connection.password ?? "") }
             if let timeout = try options.positiveDuration("timeout") { settings.requestTimeout = timeout }
             return try EtcdV2Store(configuration: settings)
         }

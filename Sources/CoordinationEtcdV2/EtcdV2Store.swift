@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+@_spi(Backend) import CoordinationNIO
 @_spi(Backend) import CoordinationCore
 import Logging
 import NIOCore
@@ -63,11 +64,29 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
         httpConfiguration.timeout = .init(connect: .milliseconds(Self.milliseconds(configuration.requestTimeout)))
         httpConfiguration.redirectConfiguration = .disallow
+        // A connection that cannot be made (refused, TLS refused) fails its calls at once as
+        // `connectionFailed` instead of being tried again until each call's deadline; watches and
+        // session renewals retry on their own schedule.
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
+        var baseURL = "http://\(configuration.endpoint)"
+        if let tls = configuration.tls {
+            httpConfiguration.tlsConfiguration = try tls.clientConfiguration(store: storeDescription, logger: configuration.logger)
+            if let serverName = tls.serverName {
+                // Verified against (and sent as SNI) the name in the URL; connected to the endpoint.
+                httpConfiguration.dnsOverride = [serverName: configuration.endpoint.host]
+                baseURL = "https://\(Endpoint(host: serverName, port: configuration.endpoint.port))"
+            } else {
+                baseURL = "https://\(configuration.endpoint)"
+            }
+        }
         self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         self.keySpace = V2KeySpace(namespace: configuration.namespace)
         self.connection = V2Connection(
-            http: http, baseURL: "http://\(configuration.endpoint)", errors: errors,
-            maxResponseSize: 64 * 1024 * 1024)
+            http: http, baseURL: baseURL,
+            authorization: configuration.credentials.map {
+                "Basic " + Data("\($0.username):\($0.password)".utf8).base64EncodedString()
+            },
+            errors: errors, maxResponseSize: 64 * 1024 * 1024)
         self.sessions = V2SessionKeeper(connection: connection, keySpace: keySpace, logger: configuration.logger)
     }
 

@@ -72,6 +72,16 @@ struct EtcdTLSTests {
         }
     }
 
+    @Test("the tests-only switch accepts a member no trusted CA signed (and only it does)")
+    func insecureSwitch() async throws {
+        var tls = try EtcdTLSServer.clientTLS(ca: "ETCD_TLS_OTHER_CA")
+        tls.insecureSkipServerVerificationForTestsOnly = true
+        let store = try EtcdTLSServer.makeStore(tls)
+        try await store.withRunning { store in
+            _ = try await store.get(try Key("tls/x"))
+        }
+    }
+
     @Test("TLS files that cannot be used are invalidArgument when the store is made")
     func badFiles() throws {
         #expect(throws: CoordinationError.invalidArgument) {

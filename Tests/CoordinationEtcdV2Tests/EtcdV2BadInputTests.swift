@@ -40,8 +40,8 @@ struct EtcdV2BadInputTests {
         await store.close()
         _ = try registry.makeStore("etcdv2://127.0.0.1:2379?timeout=500ms")
         for bad in [
-            "etcdv2://a:1,b:2", "etcdv2://127.0.0.1:2379?timeout=soon", "etcdv2://user:secret@127.0.0.1:2379",
-            "etcdv2://127.0.0.1:2379?timeout=0",
+            "etcdv2://a:1,b:2", "etcdv2://127.0.0.1:2379?timeout=soon", "etcdv2://user:secret@127.0.0.1:2379?tls=maybe",
+            "etcdv2://127.0.0.1:2379?timeout=0", "etcdv2://127.0.0.1:2379?cert=/c.pem",
         ] {
             let error = #expect(throws: CoordinationError.self) { _ = try registry.makeStore(bad) }
             #expect(error?.code == .invalidConnectionString, "\(bad)")

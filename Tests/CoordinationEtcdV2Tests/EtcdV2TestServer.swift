@@ -25,6 +25,11 @@ enum EtcdV2TestServer {
 
     static var isAvailable: Bool { endpoint != nil }
 
+    /// An environment variable of the run (`scripts/with-servers` exports the servers' endpoints).
+    static func environmentValue(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+
     static func makeStore(namespace: String = "") throws -> EtcdV2Store {
         guard let endpoint else {
             throw ConformanceFailure("\(variable) is not set; run the tests with scripts/test")

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 @_spi(Backend) import CoordinationCore
+import NIOSSL
 
 /// Translates transport failures and agent answers into ``CoordinationError``s naming the backend
 /// and endpoint (never the ACL token).
@@ -14,6 +15,11 @@ struct ConsulErrorMapper: Sendable {
         if let error = error as? CoordinationError { return store.attributed(error) }
         if cancelled || error is CancellationError {
             return make(.cancelled, "\(operation) was cancelled", key: key)
+        }
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            // The handshake failed: an agent certificate we do not trust or that names another host,
+            // or the agent refused ours (verify_incoming). Trying again cannot help.
+            return make(.connectionFailed, "\(operation): TLS with the Consul agent failed (\(error))", key: key)
         }
         if let http = error as? HTTPClientError {
             if http == .deadlineExceeded || http == .readTimeout {

@@ -71,7 +71,8 @@ extension ConsulHTTP {
         do {
             var headers = HTTPHeaders()
             if let token, !token.isEmpty { headers.add(name: "X-Consul-Token", value: token) }
-            let request = try HTTPClient.Request(url: url, method: .GET, headers: headers)
+            let request = try HTTPClient.Request(
+                url: url, method: .GET, headers: headers, tlsConfiguration: tlsConfiguration)
             let delegate = SentSignallingDelegate(limit: 64 * 1024 * 1024, sent: sent)
             let task = client.execute(
                 request: request, delegate: delegate, deadline: .now() + .nanoseconds(timeout.nanoseconds))

@@ -1,4 +1,5 @@
 @_spi(Backend) import CoordinationCore
+@_spi(Backend) import CoordinationNIO
 import Logging
 import NIOCore
 import NIOHTTP2
@@ -42,56 +43,18 @@ final class EtcdTransport: @unchecked Sendable {
     /// closer together than its `--grpc-keepalive-min-time` (5 s by default).
     static let keepaliveInterval = TimeAmount.seconds(10)
 
-    /// The TLS context of a store's connections, made once from the configuration's PEM files.
+    /// The TLS context of a store's connections, made once from the configuration's PEM files
+    /// (ALPN `h2`), and the settings it was made from.
     struct TLS: Sendable {
         let context: NIOSSLContext
-        let serverName: String?
+        let settings: TLSSettings
 
-        init(_ settings: TLSSettings, errors: EtcdErrorMapper) throws(CoordinationError) {
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.minimumTLSVersion = .tlsv12
-            configuration.certificateVerification = .fullVerification
-            configuration.applicationProtocols = ["h2"]
-            func load<T>(_ what: String, _ path: String, _ body: () throws -> T) throws(CoordinationError) -> T {
-                do {
-                    return try body()
-                } catch {
-                    throw errors.make(.invalidArgument, "cannot read the TLS \(what) '\(path)': \(error)")
-                }
-            }
-            if let path = settings.trustedCAFile {
-                let authorities = try load("CA file", path) { try NIOSSLCertificate.fromPEMFile(path) }
-                guard !authorities.isEmpty else { throw errors.make(.invalidArgument, "no certificate in the TLS CA file '\(path)'") }
-                configuration.trustRoots = .certificates(authorities)
-            }
-            switch (settings.certificateFile, settings.keyFile) {
-            case (let certificate?, let key?):
-                let chain = try load("certificate file", certificate) { try NIOSSLCertificate.fromPEMFile(certificate) }
-                guard !chain.isEmpty else {
-                    throw errors.make(.invalidArgument, "no certificate in the TLS certificate file '\(certificate)'")
-                }
-                configuration.certificateChain = chain.map { .certificate($0) }
-                configuration.privateKey = .privateKey(try load("key file", key) { try NIOSSLPrivateKey(file: key, format: .pem) })
-            case (nil, nil):
-                break
-            default:
-                throw errors.make(.invalidArgument, "a TLS client certificate needs both certificateFile and keyFile")
-            }
-            do {
-                context = try NIOSSLContext(configuration: configuration)
-            } catch {
-                throw errors.make(.invalidArgument, "cannot set up TLS with these files: \(error)")
-            }
-            serverName = settings.serverName
+        init(_ settings: TLSSettings, errors: EtcdErrorMapper, logger: Logger) throws(CoordinationError) {
+            context = try settings.clientContext(applicationProtocols: ["h2"], store: errors.store, logger: logger)
+            self.settings = settings
         }
 
-        /// What to verify the server's certificate against and send as SNI: the configured name, or
-        /// the endpoint's host name (nil for an IP address: NIOSSL then matches the certificate's
-        /// IP entries against the address connected to).
-        func serverName(for host: String) -> String? {
-            if let serverName { return serverName }
-            return (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
-        }
+        func serverName(for host: String) -> String? { settings.expectedServerName(connectingTo: host) }
     }
 
     let eventLoop: any EventLoop

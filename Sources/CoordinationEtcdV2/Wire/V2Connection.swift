@@ -3,12 +3,16 @@ import AsyncHTTPClient
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// The thin I/O layer: one request to the v2 keys API with a deadline, its answer decoded.
 struct V2Connection: Sendable {
     let http: HTTPClient
-    /// `http://host:port`.
+    /// `http://host:port`, or `https://` with TLS.
     let baseURL: String
+    /// HTTP basic authentication for etcd v2's auth (`Basic base64(user:password)`), on every
+    /// request; `nil` without credentials. Never logged or put in an error.
+    let authorization: String?
     let errors: V2ErrorMapper
     /// The largest answer accepted (a recursive listing can be large).
     let maxResponseSize: Int
@@ -44,6 +48,7 @@ struct V2Connection: Sendable {
         }
         var request = HTTPClientRequest(url: url)
         request.method = method.http
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         if let value {
             request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
             request.body = .bytes(ByteBuffer(string: "value=" + V2KeySpace.percentEncode(value)))
@@ -74,6 +79,15 @@ struct V2ErrorMapper: Sendable {
         if let error = error as? CoordinationError { return store.attributed(error) }
         if error is CancellationError || Task.isCancelled {
             return make(.cancelled, "\(operation) was cancelled", key: key)
+        }
+        if error is V2Unauthorized {
+            return make(
+                .authenticationFailed,
+                "\(operation): etcd v2 refused the credentials (a wrong user or password, none given, or a role without access to this key: v2 answers all three with 401)",
+                key: key)
+        }
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            return make(.connectionFailed, "\(operation): TLS with the etcd member failed (\(error))", key: key)
         }
         if let error = error as? V2ProtocolError {
             return make(.protocolError, "\(operation): \(error.description)", key: key)

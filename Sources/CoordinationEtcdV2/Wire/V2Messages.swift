@@ -62,12 +62,22 @@ enum V2Reply: Sendable {
             let response = try decoder.decode(V2Response.self, from: Data(body))
             return .success(response, index: etcdIndex ?? response.node.modifiedIndex)
         }
+        if status == 401 {
+            // etcd v2's auth answers a wrong password, an unknown user and a role without access to
+            // the key alike: 401 `{"message":"Insufficient credentials"}`.
+            throw V2Unauthorized(message: String(decoding: body.prefix(200), as: UTF8.self))
+        }
         if let error = try? decoder.decode(V2ErrorBody.self, from: Data(body)) {
             return .failure(error)
         }
         let text = String(decoding: body.prefix(200), as: UTF8.self)
         throw V2ProtocolError(description: "HTTP \(status) without an etcd error body: \(text)")
     }
+}
+
+/// A 401 answer of etcd v2's authentication.
+struct V2Unauthorized: Error, Sendable {
+    var message: String
 }
 
 struct V2ProtocolError: Error, Sendable, CustomStringConvertible {
