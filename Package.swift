@@ -108,6 +108,7 @@ let package = Package(
             dependencies: [
                 "CoordinationCore",
                 "CoordinationNIO",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

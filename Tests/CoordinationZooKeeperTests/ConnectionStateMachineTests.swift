@@ -69,6 +69,60 @@ struct ConnectionStateMachineTests {
         #expect(machine.session == .init(id: 0x42, password: password, timeout: .seconds(4)))
     }
 
+    @Test("authentication: after every handshake the AuthPackets go out before alive; their replies are consumed")
+    func authenticationAfterHandshake() throws {
+        let credential = Array("alice:secret".utf8)
+        var machine = Machine(
+            configuration: .init(requestedTimeout: .seconds(3), authentication: [("digest", credential)]))
+        _ = machine.start()
+        _ = machine.connectionEstablished(now: t0)
+        let actions = machine.received(handshake(), now: at(1))
+        #expect(actions.count == 2)
+        #expect(actions.last == .sessionState(.alive))
+        guard case .write(var buffer) = actions.first else {
+            Issue.record("no AuthPacket before alive: \(actions)")
+            return
+        }
+        _ = buffer.readInteger(as: Int32.self)
+        #expect(try RequestHeader(from: &buffer) == RequestHeader(xid: ReservedXid.auth, type: 100))
+        #expect(try buffer.readJuteInt() == 0)
+        #expect(try buffer.readJuteString() == "digest")
+        #expect(try buffer.readJuteBuffer() == credential)
+        // A request after it is answered after the auth reply, which yields nothing of its own.
+        let read = machine.send(.exists(path: "/a", watch: false), now: at(2))
+        #expect(machine.received(reply(xid: ReservedXid.auth), now: at(3)).isEmpty)
+        #expect(machine.received(reply(xid: read.xid, err: .noNode), now: at(3)).count == 1)
+        // The identity is added again when the session resumes on a new connection.
+        _ = machine.connectionClosed(now: at(4))
+        _ = machine.connectionEstablished(now: at(5))
+        let resumed = machine.received(handshake(), now: at(6))
+        #expect(try decodeRequest(resumed.first) == RequestHeader(xid: ReservedXid.auth, type: 100))
+    }
+
+    @Test("authentication refused (AuthFailed): calls in flight and later ones fail with authenticationFailed")
+    func authenticationFailed() throws {
+        var machine = Machine(
+            configuration: .init(requestedTimeout: .seconds(3), authentication: [("nosuchscheme", [1])]))
+        _ = machine.start()
+        _ = machine.connectionEstablished(now: t0)
+        _ = machine.received(handshake(), now: at(1))
+        let read = machine.send(.exists(path: "/a", watch: false), now: at(2))
+        let actions = machine.received(reply(xid: ReservedXid.auth, err: .authFailed), now: at(3))
+        guard case .fail(read.xid, let error) = actions.first else {
+            Issue.record("the pending read did not fail: \(actions)")
+            return
+        }
+        #expect(error.code == .authenticationFailed)
+        #expect(actions.contains(.sessionState(.closed)))
+        #expect(actions.last == .closeConnection)
+        let later = machine.send(.exists(path: "/b", watch: false), now: at(4))
+        guard case .fail(_, let laterError) = later.actions.first else {
+            Issue.record("a later call did not fail")
+            return
+        }
+        #expect(laterError.code == .authenticationFailed)
+    }
+
     @Test("xids count up from 1; replies are matched in order and decoded by the request's op")
     func pipelinedRequests() throws {
         var machine = connected()

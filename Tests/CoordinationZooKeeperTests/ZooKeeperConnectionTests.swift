@@ -33,7 +33,7 @@ struct ZooKeeperConnectionTests {
 
         guard
             case .created(let createdPath, let stat) = try await connection.request(
-                .create(path: path, data: Array("one".utf8), mode: .persistent))
+                .create(path: path, data: Array("one".utf8), acl: ACL.openUnsafe, mode: .persistent))
         else {
             Issue.record("create did not answer with a path and Stat")
             return
@@ -45,7 +45,7 @@ struct ZooKeeperConnectionTests {
         #expect(try await connection.request(.getData(path: path, watch: false)) == .data(Array("one".utf8), stat))
 
         await #expect(throws: CoordinationError.self) {
-            try await connection.request(.create(path: path, data: [], mode: .persistent))
+            try await connection.request(.create(path: path, data: [], acl: ACL.openUnsafe, mode: .persistent))
         }
         do {
             _ = try await connection.request(.setData(path: path, data: [2], version: 7))
@@ -84,11 +84,11 @@ struct ZooKeeperConnectionTests {
     func watches() async throws {
         let connection = try await Self.connect()
         let path = Self.uniquePath()
-        _ = try await connection.request(.create(path: path, data: [], mode: .persistent))
+        _ = try await connection.request(.create(path: path, data: [], acl: ACL.openUnsafe, mode: .persistent))
         _ = try await connection.request(.getData(path: path, watch: true))
         _ = try await connection.request(.addWatch(path: path, mode: .persistentRecursive))
         _ = try await connection.request(.setData(path: path, data: [1], version: ZooKeeperRequest.anyVersion))
-        _ = try await connection.request(.create(path: path + "/child", data: [], mode: .ephemeral))
+        _ = try await connection.request(.create(path: path + "/child", data: [], acl: ACL.openUnsafe, mode: .ephemeral))
 
         let child = path + "/child"
         let received = try await withThrowingTaskGroup(of: [WatcherEvent]?.self) { group in

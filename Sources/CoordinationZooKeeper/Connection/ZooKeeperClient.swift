@@ -1,6 +1,8 @@
 @_spi(Backend) import CoordinationCore
+@_spi(Backend) import CoordinationNIO
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A host and port of one ensemble member.
 /// One ZooKeeper session, kept across TCP connections: the handshake, pipelined requests matched
@@ -70,16 +72,32 @@ final class ZooKeeperClient: @unchecked Sendable {
         var zxid: Int64
     }
 
+    /// What a connection proves and carries beyond plain TCP: TLS (the context made once from the
+    /// store's files, and the settings for the name to verify) and the identities added after
+    /// every handshake (`addauth`).
+    struct Security: Sendable {
+        var tls: (context: NIOSSLContext, settings: TLSSettings)?
+        var authentication: [(scheme: String, credential: [UInt8])] = []
+
+        static let none = Security()
+    }
+
+    private let security: Security
+
     private init(
         endpoints: [Endpoint], sessionTimeout: Duration, connectTimeout: Duration, followerBound: Duration,
-        eventLoop: any EventLoop, handler: (@Sendable (ZooKeeperClient, Event) -> Void)?, firstEndpoint: Int?
+        security: Security, eventLoop: any EventLoop, handler: (@Sendable (ZooKeeperClient, Event) -> Void)?,
+        firstEndpoint: Int?
     ) {
+        self.security = security
         self.handler = handler
         precondition(!endpoints.isEmpty, "a ZooKeeper client needs at least one endpoint")
         self.eventLoop = eventLoop
         self.endpoints = endpoints
         self.connectTimeout = connectTimeout
-        self.machine = Machine(configuration: .init(requestedTimeout: sessionTimeout, followerBound: followerBound))
+        self.machine = Machine(
+            configuration: .init(
+                requestedTimeout: sessionTimeout, followerBound: followerBound, authentication: security.authentication))
         let start = firstEndpoint.map { min(max($0, 0), endpoints.count - 1) } ?? Int.random(in: 0..<endpoints.count)
         self.endpointIndex = start
         self.currentEndpoint = endpoints[start]
@@ -95,13 +113,15 @@ final class ZooKeeperClient: @unchecked Sendable {
         sessionTimeout: Duration,
         connectTimeout: Duration = .seconds(5),
         followerBound: Duration = .zero,
+        security: Security = .none,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         handler: (@Sendable (ZooKeeperClient, Event) -> Void)? = nil,
         firstEndpoint: Int? = nil
     ) async throws(CoordinationError) -> ZooKeeperClient {
         let client = ZooKeeperClient(
             endpoints: endpoints, sessionTimeout: sessionTimeout, connectTimeout: connectTimeout,
-            followerBound: followerBound, eventLoop: group.next(), handler: handler, firstEndpoint: firstEndpoint)
+            followerBound: followerBound, security: security, eventLoop: group.next(), handler: handler,
+            firstEndpoint: firstEndpoint)
         let future = client.eventLoop.flatSubmit { client.start() }
         do {
             try await future.get()
@@ -299,8 +319,13 @@ final class ZooKeeperClient: @unchecked Sendable {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.nanoseconds(Self.nanoseconds(connectTimeout)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
+            .channelInitializer { [security] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = security.tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(
+                                context: tls.context, serverHostname: tls.settings.expectedServerName(connectingTo: endpoint.host)))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         ZooKeeperClientHandler(client: self, generation: generation))
                 }
@@ -334,6 +359,19 @@ final class ZooKeeperClient: @unchecked Sendable {
         } catch {
             channel?.close(promise: nil)
         }
+    }
+
+    /// TLS with the member failed (an untrusted or misnamed certificate, or the member refused
+    /// ours). Before the first session exists this fails the connect at once, naming TLS: trying
+    /// the other members with the same files would fail alike. Later, the session keeps trying
+    /// members as after any broken connection.
+    fileprivate func handshakeFailed(_ error: any Error, generation: Int) {
+        guard generation == self.generation, let established else { return }
+        self.established = nil
+        established.fail(
+            CoordinationError(
+                .connectionFailed, "TLS with the ZooKeeper server \(currentEndpoint) failed: \(error)",
+                backend: "zookeeper"))
     }
 
     fileprivate func closed(generation: Int) {
@@ -541,6 +579,9 @@ private final class ZooKeeperClientHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            client.handshakeFailed(error, generation: generation)
+        }
         context.close(promise: nil)
     }
 }

@@ -25,6 +25,9 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         /// `syncLimit × tickTime`): a reply guarantees the session only until its request's send
         /// time plus the timeout *less this bound*.
         var followerBound: Duration = .zero
+        /// Identities to add after every handshake (`addauth`), in order, before any request:
+        /// each is an AuthPacket. A failure ends the session (`authenticationFailed`).
+        var authentication: [(scheme: String, credential: [UInt8])] = []
     }
 
     /// What identifies a session across connections.
@@ -95,6 +98,8 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
     /// The server holds the session at least until then (`nil` before the handshake and after the
     /// end).
     private(set) var guaranteedUntil: Instant?
+    /// Set when the server refused an identity; every later call fails with it.
+    private(set) var authenticationFailure: CoordinationError?
 
     init(configuration: Configuration) {
         self.configuration = configuration
@@ -181,6 +186,8 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
                 switch state {
                 case .expired:
                     CoordinationError(.sessionExpired, "the ZooKeeper session has expired", backend: "zookeeper")
+                case .closed where authenticationFailure != nil:
+                    authenticationFailure!
                 case .closed, .closing:
                     CoordinationError(.sessionClosed, "the ZooKeeper session was closed", backend: "zookeeper")
                 default: CoordinationError(.connectionFailed, "not connected to ZooKeeper", backend: "zookeeper")
@@ -238,6 +245,9 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
                 return actions + report(.closed) + [.closeConnection]
             }
             if first.xid == ReservedXid.ping { return actions }
+            if first.xid == ReservedXid.auth {
+                return code == .ok ? actions : actions + authenticationFailed(code)
+            }
             if code != .ok {
                 actions.append(.fail(xid: first.xid, Self.error(for: code, opCode: first.opCode, zxid: header.zxid)))
             } else {
@@ -324,7 +334,23 @@ struct ZooKeeperConnectionStateMachine<Instant: InstantProtocol> where Instant.D
         state = .connected
         let candidate = sentAt.advanced(by: guaranteed(session.timeout))
         if guaranteedUntil.map({ candidate > $0 }) ?? true { guaranteedUntil = candidate }
-        return report(.alive)
+        // The identities go first: the server handles an AuthPacket as it reads it, so every
+        // request written after it (including those the owner resumes on `alive`) runs with them.
+        let authentication = configuration.authentication.map {
+            write(.auth(scheme: $0.scheme, credential: $0.credential), xid: ReservedXid.auth, now: sentAt)
+        }
+        return authentication + report(.alive)
+    }
+
+    /// The server refused an identity: the session is of no use (ZooKeeper's client goes to
+    /// AUTH_FAILED for good). Calls in flight and later ones fail with `authenticationFailed`.
+    private mutating func authenticationFailed(_ code: ZooKeeperErrorCode) -> [Action] {
+        let error = CoordinationError(
+            .authenticationFailed, "ZooKeeper refused the credentials (\(code))", backend: "zookeeper")
+        authenticationFailure = error
+        state = .closed
+        guaranteedUntil = nil
+        return failPending(error) + report(.closed) + [.closeConnection]
     }
 
     /// A reply to a packet sent at `sentAt` extends the guarantee; it ends a suspension only when

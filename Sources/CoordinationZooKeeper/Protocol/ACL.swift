@@ -8,6 +8,7 @@ struct ACL: Equatable, Sendable {
     var id: String
 
     static let allPermissions: Int32 = 31
+    static let read: Int32 = 1
 
     /// world:anyone with every permission (`ZooDefs.Ids.OPEN_ACL_UNSAFE`), what Curator and kazoo
     /// use by default.

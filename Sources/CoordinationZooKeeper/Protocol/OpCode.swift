@@ -15,6 +15,8 @@ enum OpCode: Int32, Sendable {
     case create2 = 15
     case removeWatches = 18
     case createContainer = 19
+    /// AuthPacket (`addauth`), sent with xid ``ReservedXid/auth``.
+    case auth = 100
     case setWatches = 101
     case setWatches2 = 105
     case addWatch = 106

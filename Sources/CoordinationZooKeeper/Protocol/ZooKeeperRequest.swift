@@ -2,7 +2,7 @@ import NIOCore
 
 /// One operation inside a multi request (`MultiOperationRecord`): all apply atomically or none.
 enum MultiOperation: Equatable, Sendable {
-    case create(path: String, data: [UInt8]?, acl: [ACL] = ACL.openUnsafe, mode: CreateMode)
+    case create(path: String, data: [UInt8]?, acl: [ACL], mode: CreateMode)
     case delete(path: String, version: Int32)
     case setData(path: String, data: [UInt8]?, version: Int32)
     /// Fails the whole multi unless the node's version is `version` (`CheckVersionRequest`).
@@ -35,7 +35,7 @@ struct WatchRegistrations: Equatable, Sendable {
 /// A request after the handshake: its op code and body. The header (xid, type) is written by
 /// ``encode(xid:into:)``.
 enum ZooKeeperRequest: Equatable, Sendable {
-    case create(path: String, data: [UInt8]?, acl: [ACL] = ACL.openUnsafe, mode: CreateMode)
+    case create(path: String, data: [UInt8]?, acl: [ACL], mode: CreateMode)
     case delete(path: String, version: Int32)
     case exists(path: String, watch: Bool)
     case getData(path: String, watch: Bool)
@@ -47,6 +47,9 @@ enum ZooKeeperRequest: Equatable, Sendable {
     /// RemoveWatches (op 18) with WatcherType `any` (3): every watch this session has on `path`.
     case removeWatches(path: String)
     case setWatches(WatchRegistrations)
+    /// AuthPacket: adds `credential` under `scheme` (e.g. `digest`, `user:password`) to the
+    /// connection's identities. Sent with xid ``ReservedXid/auth`` after every handshake.
+    case auth(scheme: String, credential: [UInt8])
     case ping
     case closeSession
 
@@ -68,6 +71,7 @@ enum ZooKeeperRequest: Equatable, Sendable {
         case .addWatch: .addWatch
         case .removeWatches: .removeWatches
         case .setWatches(let registrations): registrations.opCode
+        case .auth: .auth
         case .ping: .ping
         case .closeSession: .closeSession
         }
@@ -122,6 +126,10 @@ enum ZooKeeperRequest: Equatable, Sendable {
                 buffer.writeJuteStrings(registrations.persistent)
                 buffer.writeJuteStrings(registrations.persistentRecursive)
             }
+        case .auth(let scheme, let credential):
+            buffer.writeJuteInt(0)  // AuthPacket.type, unused by the server
+            buffer.writeJuteString(scheme)
+            buffer.writeJuteBuffer(credential)
         case .ping, .closeSession:
             break
         }

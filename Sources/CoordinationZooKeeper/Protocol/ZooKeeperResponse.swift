@@ -20,7 +20,7 @@ enum ZooKeeperResponse: Equatable, Sendable {
     case children([String], Stat)
     case synced(path: String)
     case multi([MultiResult])
-    /// delete, addWatch, setWatches, ping and closeSession carry no body.
+    /// delete, addWatch, setWatches, auth, ping and closeSession carry no body.
     case empty
 
     static func decode(for opCode: OpCode, from buffer: inout ByteBuffer) throws(JuteDecodingError) -> Self {
@@ -42,7 +42,8 @@ enum ZooKeeperResponse: Equatable, Sendable {
             return .synced(path: try buffer.readJuteString() ?? "")
         case .multi:
             return .multi(try decodeMultiResults(from: &buffer))
-        case .delete, .addWatch, .removeWatches, .setWatches, .setWatches2, .ping, .closeSession, .check, .getChildren, .notification,
+        case .delete, .addWatch, .removeWatches, .setWatches, .setWatches2, .auth, .ping, .closeSession, .check, .getChildren,
+            .notification,
             .error:
             return .empty
         }

@@ -30,6 +30,16 @@ extension ZooKeeperStore {
         /// less this bound, so a holder whose member was cut off still learns of the loss before
         /// the quorum can expire its session. A session's TTL must be longer than this.
         public var followerBound: Duration
+        /// ZooKeeper `digest` credentials, added to every connection (`addauth digest
+        /// user:password`, after each handshake and reconnect). The nodes the store creates then
+        /// get all permissions for this identity only (`auth` ACL), so clients without the
+        /// credentials are refused (`permissionDenied`). The user name must not contain `:`.
+        /// The digest scheme sends the password in clear: use it with ``tls``.
+        public var credentials: (username: String, password: String)?
+        /// With ``credentials``: also let everyone read the nodes the store creates (world READ).
+        public var worldReadable: Bool
+        /// TLS to the members' `secureClientPort` with these certificates; `nil`: plain TCP.
+        public var tls: TLSSettings?
         public var logger: Logger
 
         public init(
@@ -42,8 +52,14 @@ extension ZooKeeperStore {
             minimumSessionTTL: Duration = .seconds(1),
             maximumSessionTTL: Duration = .seconds(600),
             followerBound: Duration = .seconds(12),
+            credentials: (username: String, password: String)? = nil,
+            worldReadable: Bool = false,
+            tls: TLSSettings? = nil,
             logger: Logger = Logger(label: "swift-coordination.zookeeper")
         ) {
+            self.credentials = credentials
+            self.worldReadable = worldReadable
+            self.tls = tls
             self.endpoints = endpoints
             self.shuffleEndpoints = shuffleEndpoints
             self.chroot = chroot
@@ -57,19 +73,22 @@ extension ZooKeeperStore {
         }
     }
 
-    /// Adds `zookeeper://h1:p1,h2:p2/chroot[?timeout=10s&connect-timeout=5s&follower-bound=10s]` to
-    /// `registry`.
+    /// Adds `zookeeper://[user:password@]h1:p1,h2:p2/chroot[?timeout=10s&connect-timeout=5s&follower-bound=10s&world-readable=true]`
+    /// to `registry`. `user:password@` adds a `digest` identity; TLS takes the options every backend
+    /// takes (`ca=`, `cert=`, `key=`, `servername=`, `tls=true`), to the members' secure client port.
     public static func register(in registry: inout StoreRegistry) {
         registry.register(scheme: "zookeeper") { (connection, configuration) throws(CoordinationError) in
             let options = try ConnectionOptions(
-                connection, backend: "zookeeper", known: ["timeout", "connect-timeout", "follower-bound"])
-            try options.refuseCredentials()
+                connection, backend: "zookeeper", known: ["timeout", "connect-timeout", "follower-bound", "world-readable"],
+                acceptsTLS: true)
             var settings = Configuration(
                 endpoints: try options.endpoints(defaultPort: 2181), chroot: connection.path,
-                logger: configuration.logger)
+                tls: try options.tls(), logger: configuration.logger)
+            if let user = connection.user { settings.credentials = (user, connection.password ?? "") }
             if let value = try options.positiveDuration("timeout") { settings.sessionTimeout = value }
             if let value = try options.positiveDuration("connect-timeout") { settings.connectTimeout = value }
             if let value = try options.duration("follower-bound") { settings.followerBound = value }
+            if let value = try options.flag("world-readable") { settings.worldReadable = value }
             return try ZooKeeperStore(configuration: settings)
         }
     }

@@ -45,7 +45,7 @@ extension ZooKeeperStore {
                         return replaced
                     }
                 } else {
-                    let reply = try await client.send(.create(path: path, data: value, mode: mode))
+                    let reply = try await client.send(.create(path: path, data: value, acl: nodeACL, mode: mode))
                     guard case .created(_, let stat) = reply.response else { continue }
                     return entry(key, value, stat)
                 }
@@ -85,7 +85,7 @@ extension ZooKeeperStore {
         }
         do throws(CoordinationError) {
             let reply = try await client.send(
-                .multi([.delete(path: path, version: stat.version), .create(path: path, data: value, mode: mode)]))
+                .multi([.delete(path: path, version: stat.version), .create(path: path, data: value, acl: nodeACL, mode: mode)]))
             guard case .multi(let results) = reply.response else { return nil }
             if case .created(_, let created) = results.last { return entry(key, value, created) }
             if results.contains(.error(.notEmpty)) {
@@ -102,8 +102,8 @@ extension ZooKeeperStore {
     func createWithParents(
         _ path: String, key: Key?, value: [UInt8]?, mode: CreateMode, _ client: ZooKeeperClient
     ) async throws(CoordinationError) -> Stat? {
-        let parents = paths.ancestors(of: path).map { ZooKeeperRequest.create(path: $0, data: nil, mode: .persistent) }
-        let results = await client.sendAll(parents + [.create(path: path, data: value, mode: mode)])
+        let parents = paths.ancestors(of: path).map { ZooKeeperRequest.create(path: $0, data: nil, acl: nodeACL, mode: .persistent) }
+        let results = await client.sendAll(parents + [.create(path: path, data: value, acl: nodeACL, mode: mode)])
         for result in results.dropLast() {
             if case .failure(let error) = result, error.zooKeeperCode != .nodeExists {
                 throw translated(error, "create parents", key: key)
@@ -234,7 +234,7 @@ extension ZooKeeperStore {
         case .absent:
             for _ in 0..<8 {
                 do {
-                    let reply = try await client.send(.create(path: path, data: value, mode: mode))
+                    let reply = try await client.send(.create(path: path, data: value, acl: nodeACL, mode: mode))
                     guard case .created(_, let stat) = reply.response else { break }
                     return entry(key, value, stat)
                 } catch where error.zooKeeperCode == .noNode {

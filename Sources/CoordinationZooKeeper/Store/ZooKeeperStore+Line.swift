@@ -110,7 +110,7 @@ extension ZooKeeperStore {
         let client = try client(for: session)
         let base = try paths.path(prefix)
         let namePrefix = ZooKeeperPaths.contenderPrefix(uuid: Self.uuid(), role: role)
-        let create = ZooKeeperRequest.create(path: base + "/" + namePrefix, data: value, mode: .ephemeralSequential)
+        let create = ZooKeeperRequest.create(path: base + "/" + namePrefix, data: value, acl: nodeACL, mode: .ephemeralSequential)
         for _ in 0..<8 {
             let results = await client.sendAll([create, .getChildren2(path: base, watch: false)])
             switch results[0] {

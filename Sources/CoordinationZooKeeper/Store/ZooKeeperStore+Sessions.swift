@@ -1,5 +1,5 @@
 @_spi(Backend) import CoordinationCore
-import CoordinationNIO
+@_spi(Backend) import CoordinationNIO
 import Synchronization
 
 /// Sessions: one ZooKeeper session (and connection) per ``Session``.
@@ -10,7 +10,7 @@ extension ZooKeeperStore {
         if state.withLock({ $0.closed }) { throw closedError() }
         let client = try await ZooKeeperClient.connect(
             endpoints: endpoints, sessionTimeout: ttl, connectTimeout: configuration.connectTimeout,
-            followerBound: configuration.followerBound,
+            followerBound: configuration.followerBound, security: security,
             group: executor.eventLoop, firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
         guard let facts = await client.session() else {
             await client.close()

@@ -1,5 +1,5 @@
 @_spi(Backend) import CoordinationCore
-import CoordinationNIO
+@_spi(Backend) import CoordinationNIO
 import Logging
 import NIOCore
 import NIOPosix
@@ -36,6 +36,12 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     let configuration: Configuration
     let paths: ZooKeeperPaths
     let endpoints: [Endpoint]
+    /// TLS and `addauth` identities of every connection this store opens.
+    let security: ZooKeeperClient.Security
+    /// The ACL of every node this store creates: world-open without credentials; with them, all
+    /// permissions for the authenticated identities (`auth`, ZooKeeper's CREATOR_ALL_ACL), plus
+    /// world READ when ``Configuration/worldReadable``.
+    let nodeACL: [ACL]
     let state = Mutex(StoreState())
     private let stopped = WakeSignal()
 
@@ -71,6 +77,23 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
         self.endpoints = configuration.endpoints
         let endpoint = endpoints.map(\.description).joined(separator: ",") + paths.chroot
         self.storeDescription = StoreDescription(backend: "zookeeper", endpoint: endpoint)
+        var security = ZooKeeperClient.Security()
+        if let tls = configuration.tls {
+            security.tls = (try tls.clientContext(store: storeDescription, logger: configuration.logger), tls)
+        }
+        if let credentials = configuration.credentials {
+            guard !credentials.username.isEmpty, !credentials.username.contains(":") else {
+                throw storeDescription.error(
+                    .invalidArgument, "a ZooKeeper digest user name must be non-empty and contain no ':'")
+            }
+            security.authentication = [("digest", Array("\(credentials.username):\(credentials.password)".utf8))]
+            nodeACL =
+                [ACL(permissions: ACL.allPermissions, scheme: "auth", id: "")]
+                + (configuration.worldReadable ? [ACL(permissions: ACL.read, scheme: "world", id: "anyone")] : [])
+        } else {
+            nodeACL = ACL.openUnsafe
+        }
+        self.security = security
         self.limits = StoreLimits(
             maxValueSize: configuration.maxValueSize,
             minimumSessionTTL: configuration.minimumSessionTTL,
@@ -131,7 +154,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             let task = Task { () throws -> ZooKeeperClient in
                 let client = try await ZooKeeperClient.connect(
                     endpoints: endpoints, sessionTimeout: configuration.sessionTimeout,
-                    connectTimeout: configuration.connectTimeout, group: self.executor.eventLoop,
+                    connectTimeout: configuration.connectTimeout, security: self.security, group: self.executor.eventLoop,
                     handler: { [weak self] client, event in self?.dispatch(event, of: client) },
                     firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
                 self.adoptPrimary(client)
