@@ -79,6 +79,8 @@ final class CuttingProxy: Sendable {
     private let armed = Atomic<Bool>(false)
     private let opCode = Atomic<Int32>(15)
     private let cutCount = Atomic<Int>(0)
+    /// The client connections accepted so far (for ``cutAll()``).
+    fileprivate let accepted = Mutex<[any Channel]>([])
 
     private init(channel: any Channel) {
         self.channel = channel
@@ -97,10 +99,22 @@ final class CuttingProxy: Sendable {
 
     func close() async throws { try await channel.close() }
 
+    /// Closes every client connection now, whatever it carries (it works on TLS connections too,
+    /// whose requests it cannot read); new connections are still accepted.
+    func cutAll() {
+        let open = accepted.withLock { channels in
+            defer { channels.removeAll() }
+            return channels
+        }
+        cutCount.add(open.count, ordering: .relaxed)
+        for channel in open { channel.close(promise: nil) }
+    }
+
     static func start(to server: Endpoint) async throws -> CuttingProxy {
         let box = ProxyBox()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { inbound in
+                box.proxy?.accepted.withLock { $0.append(inbound) }
                 let upstream = ClientBootstrap(group: inbound.eventLoop)
                     .channelInitializer { outbound in
                         outbound.pipeline.addHandler(Relay(peer: inbound, proxy: nil))

@@ -13,6 +13,10 @@ import Logging
 /// server (`ZOOKEEPER_CONNECT`) and a 3-node ensemble (`ZOOKEEPER_ENSEMBLE_CONNECT`, with the
 /// members' PIDs in `ZOOKEEPER_ENSEMBLE_PIDS`). Both allow session timeouts of 1 to 60 s.
 enum ZooKeeperTestServer {
+    static func environment(_ variable: String) -> String? {
+        getenv(variable).map { String(cString: $0) }
+    }
+
     static func endpoints(_ variable: String) -> [Endpoint]? {
         guard let value = getenv(variable) else { return nil }
         let endpoints = String(cString: value).split(separator: ",").compactMap { part -> Endpoint? in
