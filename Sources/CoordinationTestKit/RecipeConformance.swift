@@ -15,7 +15,7 @@ public enum RecipeConformance {
         unlockIsGuarded, withLockCancelsWorkOnLoss, leaderFailoverOnCrash, leaderFailoverOnResign,
         followerSeesEveryLeaderChange, proclaimKeepsTheTerm, registrationSurvivesSessionLoss,
         discoverySnapshotThenChanges, semaphoreNeverExceedsPermits, semaphoreCancelledWaiterLeavesNoKey,
-        barrierReleasesOnRemove, doubleBarrierEntersAndLeavesTogether,
+        barrierReleasesOnRemove, doubleBarrierEntersAndLeavesTogether, waitsWithTimeouts,
     ]
 
     static func check(
@@ -597,6 +597,69 @@ public enum RecipeConformance {
     }
 
     // MARK: Barriers
+
+    static let waitsWithTimeouts = check(
+        "timeouts: lock, semaphore, campaign and barrier waits throw timeout and leave no key; free ones return"
+    ) { ctx in
+        let clock = ContinuousClock()
+        let holderSession = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 10)
+        let waiterSession = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 10)
+        let timeout = Duration.milliseconds(500)
+        /// `wait` throws `timeout`, after the timeout and well before 10 s.
+        func expectTimeout<T>(_ what: String, _ wait: () async throws -> T) async throws {
+            let started = clock.now
+            let error = try await expectError(.timeout) { try await wait() }
+            let took = started.duration(to: clock.now)
+            guard took >= timeout, took < .seconds(10) else {
+                throw ConformanceFailure("\(what): timed out after \(took), asked \(timeout) (\(error))")
+            }
+        }
+
+        // Lock: held by another session; the waiter times out and its contender is gone.
+        let lockName = try ctx.key("timeout-lock")
+        let held = try await Lock(lockName, session: holderSession, store: ctx.store).acquire()
+        try await expectTimeout("lock") {
+            try await Lock(lockName, session: waiterSession, store: ctx.store).acquire(timeout: timeout)
+        }
+        try expectEqual(try await ctx.store.line.contenders(in: lockName).map(\.key), [held.key], "lock line after the timeout")
+        try await held.release()
+        let free = try await Lock(lockName, session: waiterSession, store: ctx.store).acquire(timeout: .seconds(10))
+        try await free.release()
+
+        // Semaphore with one permit, taken.
+        let semaphoreName = try ctx.key("timeout-semaphore")
+        let permit = try await Semaphore(semaphoreName, permits: 1, session: holderSession, store: ctx.store).acquire()
+        try await expectTimeout("semaphore") {
+            try await Semaphore(semaphoreName, permits: 1, session: waiterSession, store: ctx.store).acquire(timeout: timeout)
+        }
+        try expectEqual(
+            try await ctx.store.line.contenders(in: semaphoreName).map(\.key), [permit.key], "semaphore line after the timeout")
+        try await permit.release()
+
+        // Election with a leader.
+        let electionName = try ctx.key("timeout-election")
+        let election = Election(electionName, store: ctx.store)
+        let leadership = try await election.campaign(value: "a".bytes, session: holderSession)
+        try await expectTimeout("campaign") {
+            try await election.campaign(value: "b".bytes, session: waiterSession, timeout: timeout)
+        }
+        try expectEqual(
+            try await ctx.store.line.contenders(in: electionName).map(\.key), [leadership.key], "election line after the timeout")
+        try await leadership.resign()
+
+        // Barrier: set, then removed.
+        let barrier = Barrier(try ctx.key("timeout-barrier"), store: ctx.store)
+        try await barrier.set()
+        try await expectTimeout("barrier") { try await barrier.wait(timeout: timeout) }
+        try await barrier.remove()
+        try await barrier.wait(timeout: .seconds(10))
+
+        try await expectError(.invalidArgument) {
+            try await Lock(lockName, session: waiterSession, store: ctx.store).acquire(timeout: .zero)
+        }
+        try await holderSession.close()
+        try await waiterSession.close()
+    }
 
     static let barrierReleasesOnRemove = check(
         "barrier: waiters are held while it is set and released when it is removed", clients: 2

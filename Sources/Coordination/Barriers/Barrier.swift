@@ -38,6 +38,14 @@ public struct Barrier: Sendable {
             throw coordinationError(error, "waiting on barrier '\(key)'")
         }
     }
+
+    /// ``wait()`` for at most `timeout`; throws `timeout` if the barrier is still raised then.
+    public func wait(timeout: Duration) async throws(CoordinationError) {
+        let barrier = self
+        try await withWaitTimeout(timeout, "waiting on barrier '\(key)'", key: key) { () async throws(CoordinationError) in
+            try await barrier.wait()
+        }
+    }
 }
 
 /// A double barrier (Curator's `DistributedDoubleBarrier`): ``enter()`` returns once `memberCount`

@@ -52,6 +52,18 @@ public struct Election: Sendable {
         return Leadership(contender: me, session: session, store: store)
     }
 
+    /// ``campaign(value:session:)`` for at most `timeout`: past it the candidate is removed from the
+    /// line (as for a cancelled campaign) and this throws `timeout`.
+    public func campaign(value: [UInt8], session: Session, timeout: Duration) async throws(CoordinationError)
+        -> Leadership
+    {
+        let election = self
+        return try await withWaitTimeout(timeout, "campaigning in '\(name)'", key: name) {
+            () async throws(CoordinationError) in
+            try await election.campaign(value: value, session: session)
+        }
+    }
+
     /// The current leader, if any.
     public func leader() async throws(CoordinationError) -> LeaderInfo? {
         try await store.line.contenders(in: name).first.map(LeaderInfo.init)

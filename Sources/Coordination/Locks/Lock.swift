@@ -41,6 +41,16 @@ public struct Lock: Sendable {
         return LockGrant(contender: me, session: session, store: store)
     }
 
+    /// ``acquire()`` for at most `timeout`: past it the wait is given up, this contender is removed
+    /// from the line (as for a cancelled wait) and this throws `timeout`. A grant that arrives as the
+    /// deadline passes is still returned.
+    public func acquire(timeout: Duration) async throws(CoordinationError) -> LockGrant {
+        let lock = self
+        return try await withWaitTimeout(timeout, "waiting for lock '\(name)'", key: name) { () async throws(CoordinationError) in
+            try await lock.acquire()
+        }
+    }
+
     /// Takes the lock if it is free right now; otherwise leaves no trace and returns `nil`.
     public func tryAcquire() async throws(CoordinationError) -> LockGrant? {
         try await store.onTaskExecutor { () async throws(CoordinationError) in

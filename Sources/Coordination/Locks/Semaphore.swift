@@ -56,6 +56,16 @@ public struct Semaphore: Sendable {
         }
     }
 
+    /// ``acquire()`` for at most `timeout`: past it the wait is given up, this contender is removed
+    /// (as for a cancelled wait) and this throws `timeout`.
+    public func acquire(timeout: Duration) async throws(CoordinationError) -> LockGrant {
+        let semaphore = self
+        return try await withWaitTimeout(timeout, "waiting for a permit of '\(name)'", key: name) {
+            () async throws(CoordinationError) in
+            try await semaphore.acquire()
+        }
+    }
+
     /// Acquires a permit, runs `body`, releases; cancels `body` and throws `lockLost` if the permit
     /// is lost meanwhile.
     public func withPermit<Result: Sendable>(
