@@ -111,6 +111,14 @@ public struct ConformanceCheck: Sendable, CustomStringConvertible {
         return .passed
     }
 
+    /// ``run(on:)`` for a test: a check the backend opted out of is printed with its reason
+    /// (reported, never silent); a failure throws.
+    public func runReportingOptOut(on backend: some ConformanceBackend) async throws {
+        if case .optedOut(let reason) = try await run(on: backend) {
+            print("\(backend.name) opts out of '\(name)': \(reason)")
+        }
+    }
+
     private static func run(
         _ body: @escaping @Sendable (ConformanceContext) async throws -> Void, on backend: some ConformanceBackend,
         clients: Int, root: Key, requires: StoreCapabilities, name: String

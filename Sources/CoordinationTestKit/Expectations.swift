@@ -170,3 +170,23 @@ public func waitUntilRegistered(
         for await status in registration.statuses() { if case .registered = status { return } }
     }
 }
+
+/// Expects `operation` to fail with `connectionFailed` naming TLS, within `bound`: refused by the
+/// handshake (an untrusted or misnamed server), not by a deadline the caller set longer.
+public func expectTLSRefusal<T>(
+    within bound: Duration = .seconds(10),
+    file: String = #fileID,
+    line: Int = #line,
+    _ operation: () async throws -> T
+) async throws {
+    let clock = ContinuousClock()
+    let started = clock.now
+    let error = try await expectError(.connectionFailed, file: file, line: line, operation)
+    let took = started.duration(to: clock.now)
+    guard error.message.contains("TLS") else {
+        throw ConformanceFailure("the refusal does not name TLS: \(error)", file: file, line: line)
+    }
+    guard took < bound else {
+        throw ConformanceFailure("refused after \(took), not at once (bound \(bound)): \(error)", file: file, line: line)
+    }
+}
