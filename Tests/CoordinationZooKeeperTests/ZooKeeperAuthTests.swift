@@ -113,6 +113,17 @@ struct ZooKeeperAuthTests {
         try await store.deleteTree(try Key("auth/\(dave.username)"))
     }
 
+    @Test("an identity the server refuses (AuthFailed: a scheme it has no provider for) ends the session: authenticationFailed")
+    func authFailed() async throws {
+        let server = try #require(ZooKeeperTestServer.standalone)
+        let client = try await ZooKeeperClient.connect(
+            endpoints: server, sessionTimeout: .seconds(5),
+            security: .init(authentication: [("no-such-scheme", Array("x".utf8))]))
+        defer { Task { await client.close() } }
+        _ = try await expectError(.authenticationFailed) { try await client.send(.exists(path: "/", watch: false)) }
+        _ = try await expectError(.authenticationFailed) { try await client.send(.exists(path: "/", watch: false)) }
+    }
+
     @Test("a ZooKeeper digest user name with ':' is invalidArgument; the connection string takes user:password@")
     func configuration() async throws {
         #expect(throws: CoordinationError.invalidArgument) { try Self.store(("a:b", "pw"), chroot: Self.chroot("x")) }
