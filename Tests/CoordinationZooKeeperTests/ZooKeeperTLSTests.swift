@@ -2,6 +2,8 @@ import Coordination
 import CoordinationCore
 import CoordinationTestKit
 import CoordinationZooKeeper
+import NIOCore
+import NIOPosix
 import Testing
 
 /// The TLS ports `scripts/with-servers` opens on the standalone server and on each ensemble member
@@ -18,6 +20,18 @@ enum ZooKeeperTLSServer {
             throw ConformanceFailure("\(variable) is not set; run the tests with scripts/test")
         }
         return value
+    }
+
+    /// The index of the first of `members` that accepts a TCP connection.
+    static func firstListening(_ members: [Endpoint]) async -> Int? {
+        for (index, member) in members.enumerated() {
+            let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(.seconds(1))
+            if let channel = try? await bootstrap.connect(host: member.host, port: member.port).get() {
+                try? await channel.close()
+                return index
+            }
+        }
+        return nil
     }
 
     static func clientTLS(ca: String = "ZOOKEEPER_TLS_CA") throws -> TLSSettings {
@@ -118,7 +132,10 @@ struct ZooKeeperTLSTests {
 
     @Test("ensemble over TLS: a held lock's session resumes on another member when its connection is cut")
     func ensembleResumesOverTLS() async throws {
-        let members = try #require(ZooKeeperTLSServer.ensemble)
+        // Another suite may have stopped one member for good; the proxy fronts one that serves.
+        var members = try #require(ZooKeeperTLSServer.ensemble)
+        let live = try #require(await ZooKeeperTLSServer.firstListening(members), "no ensemble member listens")
+        members.swapAt(0, live)
         let proxy = try await CuttingProxy.start(to: members[0])
         defer { Task { try? await proxy.close() } }
         // The first endpoint is the proxy in front of member 1; after the cut the session resumes

@@ -361,9 +361,10 @@ final class ZooKeeperClient: @unchecked Sendable {
         }
     }
 
-    /// TLS with the member failed (an untrusted or misnamed certificate, or the member refused
+    /// TLS with the member refused us (an untrusted or misnamed certificate, or the member refused
     /// ours). Before the first session exists this fails the connect at once, naming TLS: trying
-    /// the other members with the same files would fail alike. Later, the session keeps trying
+    /// the other members with the same files would fail alike. (A connection that closes during
+    /// the handshake is not a refusal: it counts as broken, and the next member is tried.) Later, the session keeps trying
     /// members as after any broken connection.
     fileprivate func handshakeFailed(_ error: any Error, generation: Int) {
         guard generation == self.generation, let established else { return }
@@ -579,10 +580,22 @@ private final class ZooKeeperClientHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+        if Self.isTLSRefusal(error) {
             client.handshakeFailed(error, generation: generation)
         }
         context.close(promise: nil)
+    }
+
+    /// A TLS failure another member would not cure (a certificate refused, by either side), as
+    /// opposed to the connection closing during the handshake (a member stopping, a path breaking),
+    /// which is a broken connection like any other.
+    static func isTLSRefusal(_ error: any Error) -> Bool {
+        switch error {
+        case NIOSSLError.handshakeFailed(.sslError(let stack)) where stack == [.eofDuringHandshake]: false
+        case NIOSSLError.uncleanShutdown: false
+        case is NIOSSLError, is BoringSSLError, is NIOSSLExtraError: true
+        default: false
+        }
     }
 }
 
