@@ -132,6 +132,7 @@ let package = Package(
                 "Coordination",
                 "CoordinationNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings

@@ -41,7 +41,7 @@ final class Worker: Sendable {
             sessionTTL: ttl
         )
         self.registration = ServiceRegistration(
-            ServiceInstance(name: "worker", id: name, address: "127.0.0.1", port: port, metadata: ["role": "demo"]),
+            try ServiceInstance(name: "worker", id: name, address: "127.0.0.1", port: port, metadata: ["role": "demo"]),
             base: try root.appending("services"),
             store: store,
             sessionTTL: ttl

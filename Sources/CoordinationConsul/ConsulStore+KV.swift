@@ -65,7 +65,7 @@ extension ConsulStore {
                     ContinuousClock.now + .milliseconds(100) < deadline
                 else { return response }
                 do {
-                    try await Task.sleep(for: .milliseconds(100))
+                    try await Task.sleep(for: Duration.milliseconds(100).jittered())
                 } catch {
                     throw errors.make(.cancelled, "\(operation) was cancelled", key: key)
                 }

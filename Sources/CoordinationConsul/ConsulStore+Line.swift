@@ -110,7 +110,7 @@ extension ConsulStore {
                 // Free, but refused: a lock-delay from an invalidated session is still running.
                 // Consul offers nothing to wait on for it, so wait as api.Lock does, then retry.
                 do {
-                    try await Task.sleep(for: configuration.lockRetryInterval)
+                    try await Task.sleep(for: configuration.lockRetryInterval.jittered())
                 } catch {
                     throw errors.make(.cancelled, "waiting out Consul's lock-delay was cancelled", key: lockKey)
                 }

@@ -95,7 +95,7 @@ extension ConsulStore {
                         continuation.finish(throwing: error)
                         return
                     }
-                    try? await Task.sleep(for: .milliseconds(200))
+                    try? await Task.sleep(for: Duration.milliseconds(200).jittered())
                 }
             }
         }

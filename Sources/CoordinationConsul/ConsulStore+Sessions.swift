@@ -44,8 +44,12 @@ extension ConsulStore {
         sessions.abandon(id.rawValue)
     }
 
+    /// Destroys session `id`. Also sent by ``close()``, after the store has stopped taking calls:
+    /// so straight to the connection pool, not through `send`, which refuses once closed.
     func destroy(_ id: SessionID, operation: String) async throws(CoordinationError) {
-        let response = try await send(.PUT, "/v1/session/destroy/\(id.rawValue)", operation: operation)
+        let response = try await http.send(
+            .PUT, "/v1/session/destroy/\(id.rawValue)", query: [], body: nil, timeout: configuration.requestTimeout,
+            operation: operation, key: nil)
         guard response.isSuccess else { throw errors.status(response, operation) }
     }
 

@@ -61,7 +61,7 @@ extension ConsulStore {
                         continuation.fail(error)
                         return
                     }
-                    try? await Task.sleep(for: backoff)
+                    try? await Task.sleep(for: backoff.jittered())
                     backoff = min(backoff * 2, .seconds(1))
                 }
             }

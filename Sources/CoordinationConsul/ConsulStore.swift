@@ -70,7 +70,13 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
 
     // MARK: - Service
 
+    /// Renews the store's sessions and serves its watches until the store is closed, the task
+    /// cancelled, or (in a `ServiceGroup`) graceful shutdown, which closes the store.
     public func run() async throws {
+        try await runClosingOnGracefulShutdown { await runUntilClosed() }
+    }
+
+    private func runUntilClosed() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await self.sessions.run { id in await self.renew(id) }

@@ -80,7 +80,13 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
 
     // MARK: - Service
 
+    /// Serves the store's keep-alive and watch streams until the store is closed, the task
+    /// cancelled, or (in a `ServiceGroup`) graceful shutdown, which closes the store.
     public func run() async throws {
+        try await runClosingOnGracefulShutdown { await serveStreams() }
+    }
+
+    private func serveStreams() async {
         let snapshotter: WatchHub.Snapshotter = { [keySpace] key, rangeEnd in
             let response: Etcdserverpb_RangeResponse = try await self.transport.unary(
                 EtcdRPC.range.path,
@@ -95,8 +101,8 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
             let entries = response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
             return (entries, response.header.revision)
         }
-        // Returns when the store is closed or the task is cancelled (graceful shutdown), without
-        // throwing: a ServiceGroup sees a clean stop. The keep-alive stream and the watch stream
+        // Returns when the store is closed or the task is cancelled, without throwing: a
+        // ServiceGroup sees a clean stop. The keep-alive stream and the watch stream
         // are served on the store's event loop; the connection itself is made on demand.
         await onTaskExecutor { await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.leases.run(transport: self.transport, metadata: self.streamMetadata) }

@@ -103,7 +103,13 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
 
     // MARK: - Service
 
+    /// Refreshes the store's sessions and serves its watches until the store is closed, the task
+    /// cancelled, or (in a `ServiceGroup`) graceful shutdown, which closes the store.
     public func run() async throws {
+        try await runClosingOnGracefulShutdown { await runUntilClosed() }
+    }
+
+    private func runUntilClosed() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.runner.run() }
             group.addTask { await self.sessions.run() }

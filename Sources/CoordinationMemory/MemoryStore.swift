@@ -33,8 +33,13 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
 
     // MARK: - Service
 
-    /// Expires abandoned sessions on time. Returns when the store is closed or the task cancelled.
+    /// Expires abandoned sessions on time. Returns when the store is closed, the task cancelled,
+    /// or (in a `ServiceGroup`) on graceful shutdown, which closes the store.
     public func run() async throws {
+        try await runClosingOnGracefulShutdown { await expireSessionsUntilClosed() }
+    }
+
+    private func expireSessionsUntilClosed() async {
         let clock = configuration.clock
         while !Task.isCancelled {
             let (closed, deadline): (Bool, Duration?) = state.withLock { state in

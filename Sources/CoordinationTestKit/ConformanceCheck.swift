@@ -15,6 +15,9 @@ public protocol ConformanceBackend: Sendable {
     /// A connection string for the same server that another process can open (the fault suite's
     /// pause drill runs a holder in a peer process); `nil` for a backend that lives in one process.
     var peerConnectionString: String? { get }
+    /// A new client of the server, not running yet. The lifecycle checks run it in a
+    /// `ServiceGroup` of their own; the default ``withClients(_:_:)`` runs `count` of them.
+    func makeStore() throws -> any KeyValueStore
     /// Opens `count` clients of the same server, runs them for the duration of `body`, closes them.
     /// (An in-memory backend hands out the same store `count` times.)
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws
@@ -24,16 +27,21 @@ extension ConformanceBackend {
     public var optOuts: [String: String] { [:] }
     public var peerConnectionString: String? { nil }
 
-    /// A `withClients` for backends whose clients are separate stores of one server: runs each of
-    /// `makeStore()`'s `count` stores in a task of its own for the duration of `body`, then closes
-    /// them all (also when `body` throws).
-    public func withRunningStores<Store: KeyValueStore>(
-        _ count: Int,
-        _ makeStore: () throws -> Store,
-        _ body: @Sendable ([any KeyValueStore]) async throws -> Void
-    ) async throws {
+    /// Runs `count` stores from ``makeStore()``, each in a task of its own, for the duration of
+    /// `body`, then closes them all (also when `body` throws).
+    public func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
         let stores = try (0..<count).map { _ in try makeStore() }
-        try await withRunning(stores) { stores in try await body(stores) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for store in stores { group.addTask { try await store.run() } }
+            defer { group.cancelAll() }
+            do {
+                try await body(stores)
+            } catch {
+                for store in stores { await store.close() }
+                throw error
+            }
+            for store in stores { await store.close() }
+        }
     }
 }
 
@@ -46,6 +54,8 @@ public struct ConformanceContext: Sendable {
     public let sessionTTL: Duration
     /// The backend's ``ConformanceBackend/peerConnectionString``.
     public let peerConnectionString: String?
+    /// A new client of the same server, not running yet (``ConformanceBackend/makeStore()``).
+    public let makeStore: @Sendable () throws -> any KeyValueStore
 
     public var store: any KeyValueStore { clients[0] }
 
@@ -125,13 +135,15 @@ public struct ConformanceCheck: Sendable, CustomStringConvertible {
     ) async throws {
         let ttl = backend.sessionTTL
         let peerConnectionString = backend.peerConnectionString
+        let makeStore: @Sendable () throws -> any KeyValueStore = { try backend.makeStore() }
         try await backend.withClients(clients) { stores in
             let missing = requires.subtracting(stores[0].capabilities)
             guard missing.isEmpty else {
                 throw ConformanceFailure("check '\(name)' needs capabilities the backend lacks and it has no opt-out")
             }
             let context = ConformanceContext(
-                clients: stores, root: root, sessionTTL: ttl, peerConnectionString: peerConnectionString)
+                clients: stores, root: root, sessionTTL: ttl, peerConnectionString: peerConnectionString,
+                makeStore: makeStore)
             try await body(context)
             // Leave the server clean for the next check.
             try? await stores[0].deleteTree(root)

@@ -133,7 +133,7 @@ public enum FaultConformance {
     ) { ctx in
         let base = try ctx.key("services")
         let registration = ServiceRegistration(
-            ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080),
+            try ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080),
             base: base, store: ctx.clients[0], sessionTTL: ctx.sessionTTL * 5)
         let key = try base.appending("api/api-1")
         try await withThrowingTaskGroup(of: Void.self) { group in

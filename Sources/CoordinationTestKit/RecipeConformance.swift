@@ -452,7 +452,7 @@ public enum RecipeConformance {
     ) { ctx in
         let base = try ctx.key("services")
         let registration = ServiceRegistration(
-            ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080, metadata: ["zone": "a"]),
+            try ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080, metadata: ["zone": "a"]),
             base: base,
             store: ctx.clients[0],
             sessionTTL: ctx.sessionTTL
@@ -500,10 +500,10 @@ public enum RecipeConformance {
         let base = try ctx.key("catalog")
         let discovery = ServiceDiscovery(base: base, store: ctx.clients[1])
         let one = ServiceRegistration(
-            ServiceInstance(name: "db", id: "db-1", address: "10.0.0.1", port: 5432), base: base, store: ctx.store,
+            try ServiceInstance(name: "db", id: "db-1", address: "10.0.0.1", port: 5432), base: base, store: ctx.store,
             sessionTTL: ctx.sessionTTL * 10)
         let two = ServiceRegistration(
-            ServiceInstance(name: "db", id: "db-2", address: "10.0.0.2", port: 5432), base: base, store: ctx.store,
+            try ServiceInstance(name: "db", id: "db-2", address: "10.0.0.2", port: 5432), base: base, store: ctx.store,
             sessionTTL: ctx.sessionTTL * 10)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await one.run() }

@@ -21,6 +21,11 @@ struct ConsulConformanceTests {
         try await check.runReportingOptOut(on: ConsulBackend())
     }
 
+    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    func lifecycle(_ check: ConformanceCheck) async throws {
+        try await check.runReportingOptOut(on: ConsulBackend())
+    }
+
     @Test("faults", arguments: FaultConformance.checks)
     func faults(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: ConsulBackend()) == .passed)

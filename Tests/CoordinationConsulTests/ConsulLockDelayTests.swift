@@ -22,7 +22,7 @@ struct ConsulLockDelayTests {
         try await store.withRunning { store in
             let base = try Key("lock-delay/\(UInt32.random(in: 0 ... .max))")
             let registration = ServiceRegistration(
-                ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080),
+                try ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080),
                 base: base, store: store, sessionTTL: ttl)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await registration.run() }

@@ -76,7 +76,7 @@ struct ConsulNativeServiceTests {
             let base = try Key("services")
             let discovery = ServiceDiscovery(base: base, store: store, catalog: .nativeWhenAvailable)
             let events = try await discovery.watch(name)
-            let instance = ServiceInstance(
+            let instance = try ServiceInstance(
                 name: name, id: "\(name)-1", address: "127.0.0.1", port: 9000, metadata: ["v": "1"])
             // Follows the membership until the instance is gone again.
             let watcher = Task { () async throws -> [DiscoveryEvent] in
@@ -125,7 +125,7 @@ struct ConsulNativeServiceTests {
         let name = Self.uniqueName("worker")
         let store = try ConsulTestServer.makeStore()
         try await store.withRunning { store in
-            let instance = ServiceInstance(name: name, id: "\(name)-1", address: "127.0.0.1", port: 9100)
+            let instance = try ServiceInstance(name: name, id: "\(name)-1", address: "127.0.0.1", port: 9100)
             let registration = ServiceRegistration(
                 instance, base: try Key("services"), store: store, sessionTTL: .seconds(2),
                 retryDelay: .milliseconds(100), catalog: .nativeWhenAvailable)

@@ -74,10 +74,8 @@ struct ConsulTLSBackend: ConformanceBackend {
 
     var peerConnectionString: String? { try? ConsulTLSServer.connectionString(token: ConsulTLSServer.token()) }
 
-    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        let tls = try ConsulTLSServer.clientTLS()
-        let token = try ConsulTLSServer.token()
-        try await withRunningStores(count, { try ConsulTLSServer.makeStore(tls, token: token) }, body)
+    func makeStore() throws -> any KeyValueStore {
+        try ConsulTLSServer.makeStore(ConsulTLSServer.clientTLS(), token: ConsulTLSServer.token())
     }
 }
 

@@ -74,7 +74,5 @@ struct ConsulBackend: ConformanceBackend {
         ConsulTestServer.address.map { "consul://\($0.host):\($0.port)?lock-delay=0s&ttl-min=1s" }
     }
 
-    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        try await withRunningStores(count, { try ConsulTestServer.makeStore() }, body)
-    }
+    func makeStore() throws -> any KeyValueStore { try ConsulTestServer.makeStore() }
 }

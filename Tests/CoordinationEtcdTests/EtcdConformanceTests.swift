@@ -15,6 +15,11 @@ struct EtcdConformanceTests {
         try await check.runReportingOptOut(on: EtcdBackend())
     }
 
+    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    func lifecycle(_ check: ConformanceCheck) async throws {
+        try await check.runReportingOptOut(on: EtcdBackend())
+    }
+
     @Test("faults", arguments: FaultConformance.checks)
     func faults(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: EtcdBackend()) == .passed)

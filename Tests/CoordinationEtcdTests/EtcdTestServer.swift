@@ -70,7 +70,5 @@ struct EtcdBackend: ConformanceBackend {
         EtcdTestServer.endpoints.map { "etcd://" + $0.map { "\($0.host):\($0.port)" }.joined(separator: ",") }
     }
 
-    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        try await withRunningStores(count, { try EtcdTestServer.makeStore() }, body)
-    }
+    func makeStore() throws -> any KeyValueStore { try EtcdTestServer.makeStore() }
 }

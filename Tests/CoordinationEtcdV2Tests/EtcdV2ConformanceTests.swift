@@ -20,6 +20,11 @@ struct EtcdV2ConformanceTests {
         try await Self.run(check)
     }
 
+    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    func lifecycle(_ check: ConformanceCheck) async throws {
+        try await Self.run(check)
+    }
+
     @Test("faults", arguments: FaultConformance.checks)
     func faults(_ check: ConformanceCheck) async throws {
         try await Self.run(check)

@@ -72,9 +72,8 @@ struct EtcdV2SecureBackend: ConformanceBackend {
     let sessionTTL: Duration = .seconds(2)
     let optOuts = EtcdV2Backend().optOuts
 
-    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        let credentials = try EtcdV2SecureServer.rootCredentials()
-        try await withRunningStores(count, { try EtcdV2SecureServer.authStore(credentials: credentials) }, body)
+    func makeStore() throws -> any KeyValueStore {
+        try EtcdV2SecureServer.authStore(credentials: EtcdV2SecureServer.rootCredentials())
     }
 }
 

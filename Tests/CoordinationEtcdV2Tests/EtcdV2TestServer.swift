@@ -67,7 +67,5 @@ struct EtcdV2Backend: ConformanceBackend {
 
     var peerConnectionString: String? { EtcdV2TestServer.endpoint.map { "etcdv2://\($0.host):\($0.port)" } }
 
-    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        try await withRunningStores(count, { try EtcdV2TestServer.makeStore() }, body)
-    }
+    func makeStore() throws -> any KeyValueStore { try EtcdV2TestServer.makeStore() }
 }

@@ -9,6 +9,8 @@ struct MemoryBackend: ConformanceBackend {
     let name = "memory"
     let sessionTTL: Duration = .milliseconds(300)
 
+    func makeStore() throws -> any KeyValueStore { MemoryStore() }
+
     func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
         try await MemoryStore().withRunning { store in
             try await body(Array(repeating: store, count: count))
@@ -28,6 +30,11 @@ struct MemoryConformanceTests {
     func recipes(_ check: ConformanceCheck) async throws {
         let outcome = try await check.run(on: MemoryBackend())
         #expect(outcome == .passed)
+    }
+
+    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    func lifecycle(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: MemoryBackend()) == .passed)
     }
 
     @Test("faults", arguments: FaultConformance.checks)

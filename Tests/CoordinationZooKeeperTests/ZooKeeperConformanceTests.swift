@@ -18,6 +18,11 @@ struct ZooKeeperConformanceTests {
         try await check.runReportingOptOut(on: ZooKeeperBackend())
     }
 
+    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    func lifecycle(_ check: ConformanceCheck) async throws {
+        try await check.runReportingOptOut(on: ZooKeeperBackend())
+    }
+
     @Test("faults", arguments: FaultConformance.checks)
     func faults(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: ZooKeeperBackend()) == .passed)

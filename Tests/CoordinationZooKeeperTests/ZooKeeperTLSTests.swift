@@ -61,10 +61,7 @@ struct ZooKeeperTLSBackend: ConformanceBackend {
     let sessionTTL: Duration = .seconds(2)
     let optOuts = ZooKeeperBackend().optOuts
 
-    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        let tls = try ZooKeeperTLSServer.clientTLS()
-        try await withRunningStores(count, { try ZooKeeperTLSServer.store(tls) }, body)
-    }
+    func makeStore() throws -> any KeyValueStore { try ZooKeeperTLSServer.store(ZooKeeperTLSServer.clientTLS()) }
 }
 
 @Suite(

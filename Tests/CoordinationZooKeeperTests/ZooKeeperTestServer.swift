@@ -106,7 +106,5 @@ struct ZooKeeperBackend: ConformanceBackend {
         }
     }
 
-    func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
-        try await withRunningStores(count, { try ZooKeeperTestServer.makeStore() }, body)
-    }
+    func makeStore() throws -> any KeyValueStore { try ZooKeeperTestServer.makeStore() }
 }

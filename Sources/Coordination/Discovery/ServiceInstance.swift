@@ -21,13 +21,24 @@ public struct ServiceInstance: Sendable, Hashable, Codable {
     /// Milliseconds since 1970 when this registration was written.
     public var registrationTimeUTC: Int64
 
-    public init(name: String, id: String, address: String, port: Int, metadata: [String: String] = [:]) {
+    /// An instance, checked now rather than when it is registered: `name` and `id` must each be a
+    /// single key segment (see ``Key``), and `port` within 0...65535.
+    ///
+    /// - Throws: `invalidKey` for a name or id that cannot be a key segment, `invalidArgument` for
+    ///   a port out of range.
+    public init(
+        name: String, id: String, address: String, port: Int, metadata: [String: String] = [:]
+    ) throws(CoordinationError) {
         self.name = name
         self.id = id
         self.address = address
         self.port = port
         self.metadata = metadata
         self.registrationTimeUTC = 0
+        _ = try Self.segments(name: name, id: id)
+        guard (0...65535).contains(port) else {
+            throw CoordinationError(.invalidArgument, "port \(port) of service instance '\(id)' is not within 0...65535")
+        }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -58,13 +69,18 @@ public struct ServiceInstance: Sendable, Hashable, Codable {
 
     /// Checks the name and id can be key segments (one rule set, see ``Key``).
     func key(under base: Key) throws(CoordinationError) -> Key {
+        let (nameKey, idKey) = try Self.segments(name: name, id: id)
+        return base.appending(nameKey).appending(idKey)
+    }
+
+    private static func segments(name: String, id: String) throws(CoordinationError) -> (Key, Key) {
         let nameKey = try Key(name)
         let idKey = try Key(id)
         guard nameKey.segments.count == 1, idKey.segments.count == 1 else {
             throw CoordinationError(
                 .invalidKey, "service name and instance id must be single key segments", key: "\(name)/\(id)")
         }
-        return base.appending(nameKey).appending(idKey)
+        return (nameKey, idKey)
     }
 
     func encoded() throws(CoordinationError) -> [UInt8] {
@@ -89,7 +105,11 @@ extension ServiceInstance {
     }
 
     init(_ record: NativeServiceRecord) {
-        self.init(
-            name: record.name, id: record.id, address: record.address, port: record.port, metadata: record.metadata)
+        name = record.name
+        id = record.id
+        address = record.address
+        port = record.port
+        metadata = record.metadata
+        registrationTimeUTC = 0
     }
 }

@@ -81,6 +81,12 @@ public final class ServiceRegistration: Service, Sendable {
         }
     }
 
+    /// Keeps the instance registered until cancelled (or until graceful shutdown), then
+    /// deregisters.
+    ///
+    /// Throws, instead of retrying, what can never succeed: a session TTL or value the store
+    /// refuses (`invalidArgument`, `valueTooLarge`), and a closed store (`storeClosed`). Store
+    /// outages are retried with backoff (and jitter) and logged at warning level.
     public func run() async throws {
         defer { broadcast.set(.stopped) }
         try await cancelWhenGracefulShutdown {
@@ -112,16 +118,14 @@ public final class ServiceRegistration: Service, Sendable {
                     broadcast.set(.registered(Revision(0)))
                 }
             } catch {
-                if error.code == .invalidKey || error.code == .invalidArgument || error.code == .storeClosed {
-                    throw error
-                }
+                if Self.isFinal(error) { throw error }
                 if Task.isCancelled { break }
                 if registered {
                     registered = false
                     broadcast.set(.reregistering)
                 }
-                logger.info("native registration failed, retrying", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: retryDelay)
+                logger.warning("native registration failed, retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: retryDelay.jittered())
                 continue
             }
             do {
@@ -188,11 +192,9 @@ public final class ServiceRegistration: Service, Sendable {
                 entry = try await write(instance.withLock { $0 }, session: session)
                 failures = 0
             } catch {
-                if error.code == .storeClosed || error.code == .invalidKey || error.code == .valueTooLarge {
-                    throw error
-                }
+                if Self.isFinal(error) { throw error }
                 if Task.isCancelled { return }
-                logger.info("registration failed, retrying", metadata: ["error": "\(error)"])
+                logger.warning("registration failed, retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: backoff(failures))
                 failures += 1
                 continue
@@ -215,7 +217,12 @@ public final class ServiceRegistration: Service, Sendable {
     /// TTL plus Consul's lock-delay after a loss.
     private func backoff(_ failures: Int) -> Duration {
         let cap = max(retryDelay, min(.seconds(2), sessionTTL / 2))
-        return min(retryDelay * (1 << min(failures, 6)), cap)
+        return min(retryDelay * (1 << min(failures, 6)), cap).jittered()
+    }
+
+    /// Errors that retrying cannot cure: thrown from ``run()`` at once.
+    private static func isFinal(_ error: CoordinationError) -> Bool {
+        [.storeClosed, .invalidArgument, .invalidKey, .valueTooLarge].contains(error.code)
     }
 
     /// Waits until the session ends, the key written as `entry` goes, or the task is cancelled.

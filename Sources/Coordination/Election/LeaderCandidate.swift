@@ -27,6 +27,8 @@ public final class LeaderCandidate: Service, Sendable {
         case campaigning
         /// Leading, in the given term.
         case leader(term: FencingToken)
+        /// Shutting down (cancelled, or graceful shutdown): resigning and ending its session.
+        case stopping
         /// Stopped for good (``run()`` returned).
         case stopped
 
@@ -40,6 +42,7 @@ public final class LeaderCandidate: Service, Sendable {
             case .idle: "idle"
             case .campaigning: "campaigning"
             case .leader(let term): "leader(term \(term))"
+            case .stopping: "stopping"
             case .stopped: "stopped"
             }
         }
@@ -85,7 +88,13 @@ public final class LeaderCandidate: Service, Sendable {
         return status
     }
 
-    /// The current status, then every change; finishes when the candidate stops.
+    /// The current status, then every change; finishes after ``Status/stopped``, when the
+    /// candidate's ``run()`` has returned.
+    ///
+    /// In a `ServiceGroup`, a service that reads this stream belongs *after* the candidate in the
+    /// group's list: the group shuts services down in reverse order, so the reader is told to stop
+    /// first (read with `cancelOnGracefulShutdown()`), and never sees the stream end while it is
+    /// still expected to run (the group would report "a service has finished unexpectedly").
     public func statuses() -> AsyncStream<Status> { broadcast.stream() }
 
     /// The current leadership, while leading.
@@ -116,11 +125,25 @@ public final class LeaderCandidate: Service, Sendable {
     }
 
     /// Campaigns until cancelled (or until graceful shutdown), then resigns and closes its session.
+    ///
+    /// Throws, instead of retrying, what can never succeed: a session TTL or value the store
+    /// refuses (`invalidArgument`, `valueTooLarge`), and a closed store (`storeClosed`). Store
+    /// outages are retried every ``retryDelay`` (with jitter) and logged at warning level.
     public func run() async throws {
         defer { broadcast.set(.stopped) }
         try await cancelWhenGracefulShutdown {
             try await self.campaignForever()
         }
+    }
+
+    /// Errors that retrying cannot cure.
+    private static func isFinal(_ error: CoordinationError) -> Bool {
+        [.storeClosed, .invalidArgument, .invalidKey, .valueTooLarge].contains(error.code)
+    }
+
+    /// `.campaigning`, or `.stopping` once the candidate is shutting down.
+    private func reportNotLeading() {
+        broadcast.set(Task.isCancelled ? .stopping : .campaigning)
     }
 
     private func campaignForever() async throws {
@@ -130,28 +153,29 @@ public final class LeaderCandidate: Service, Sendable {
             do {
                 session = try await store.makeSession(ttl: sessionTTL)
             } catch {
-                if error.code == .storeClosed { throw error }
-                logger.info(
+                if Self.isFinal(error) { throw error }
+                if Task.isCancelled { return }
+                logger.warning(
                     "cannot open a session, retrying", metadata: ["election": "\(election.name)", "error": "\(error)"])
-                try? await Task.sleep(for: retryDelay)
+                try? await Task.sleep(for: retryDelay.jittered())
                 continue
             }
             do {
                 try await campaign(in: session)
-            } catch let error as CoordinationError where error.code == .storeClosed {
+            } catch let error as CoordinationError where Self.isFinal(error) {
                 await shielded { try? await session.close() }
                 throw error
             } catch {
                 if !Task.isCancelled {
-                    logger.info(
+                    logger.warning(
                         "campaign interrupted", metadata: ["election": "\(election.name)", "error": "\(error)"])
                 }
             }
             if !session.isAbandoned {
                 await shielded { try? await session.close() }
             }
-            if !Task.isCancelled, broadcast.value != .stopped {
-                broadcast.set(.campaigning)
+            if broadcast.value != .stopped {
+                reportNotLeading()
             }
         }
     }
@@ -159,7 +183,7 @@ public final class LeaderCandidate: Service, Sendable {
     /// Campaigns with one session until it ends or the task is cancelled.
     private func campaign(in session: Session) async throws {
         while session.isActive && !Task.isCancelled {
-            broadcast.set(.campaigning)
+            reportNotLeading()
             let value = state.withLock { $0.value }
             let leadership = try await election.campaign(value: value, session: session)
             state.withLock { state in
@@ -176,13 +200,13 @@ public final class LeaderCandidate: Service, Sendable {
             if reason == nil {
                 // Cancelled while leading: step down so the next in line takes over at once
                 // (unless the session was abandoned in a drill: a crashed leader resigns nothing).
-                broadcast.set(.campaigning)
+                reportNotLeading()
                 if !session.isAbandoned {
                     await shielded { try? await leadership.resign() }
                 }
                 return
             }
-            broadcast.set(.campaigning)
+            reportNotLeading()
             if session.isActive {
                 // Lost with the session alive (its key removed by someone): make sure no key of
                 // this leadership is left, or the next campaign would queue behind itself.

@@ -1,4 +1,4 @@
-import CoordinationCore
+@_spi(Backend) import CoordinationCore
 import Logging
 
 extension CoordinationError {
@@ -19,7 +19,7 @@ extension CoordinationError {
 /// key bound to it.
 enum Cleanup {
     static let attempts = 3
-    static func backoff(_ attempt: Int) -> Duration { .milliseconds(100 << min(attempt, 4)) }
+    static func backoff(_ attempt: Int) -> Duration { Duration.milliseconds(100 << min(attempt, 4)).jittered() }
 
     /// Ends `session` because `what` could not be confirmed: its keys go when the server ends it
     /// (at once when the close reaches the server; one TTL later when it does not, since the store

@@ -144,11 +144,15 @@ extension KeyValueStore {
 
 /// Runs every store of `stores` (each in a task of its own) for the duration of `body`, then closes
 /// them all, also when `body` throws.
-public func withRunning<Store: KeyValueStore, Result: Sendable>(
+///
+/// `body` runs in the caller's isolation (a `@main` type's `main()`, an actor), so it may use
+/// what the caller holds without sending it anywhere.
+public func withRunning<Store: KeyValueStore, Result>(
     _ stores: [Store],
+    isolation: isolated (any Actor)? = #isolation,
     _ body: ([Store]) async throws -> Result
 ) async throws -> Result {
-    try await withThrowingTaskGroup(of: Void.self) { group in
+    try await withThrowingTaskGroup(of: Void.self, returning: Result.self, isolation: isolation) { group in
         for store in stores { group.addTask { try await store.run() } }
         defer { group.cancelAll() }
         do {
@@ -163,22 +167,31 @@ public func withRunning<Store: KeyValueStore, Result: Sendable>(
 }
 
 extension KeyValueStore {
-    /// Runs the store for the duration of `body`, then closes it.
-    public func withRunning<Result: Sendable>(
+    /// Runs the store for the duration of `body`, then closes it (also when `body` throws).
+    ///
+    /// `body` runs in the caller's isolation (a `@main` type's `main()`, an actor), so it may use
+    /// what the caller holds without sending it anywhere. For a store among other services, put
+    /// it in a `ServiceGroup` instead: it closes itself on graceful shutdown.
+    public func withRunning<Result>(
+        isolation: isolated (any Actor)? = #isolation,
         _ body: (Self) async throws -> Result
     ) async throws -> Result {
+        try await CoordinationCore.withRunning([self], isolation: isolation) { stores in try await body(stores[0]) }
+    }
+
+    /// For a backend's `run()`: runs `body` — the store's own work, which returns once the store is
+    /// closed or the task cancelled — and closes the store when the `ServiceGroup` it runs in
+    /// shuts down gracefully, so `run()` then returns. (A group shuts its services down in reverse
+    /// order: a store listed before the services that use it is closed after they have stopped.)
+    @_spi(Backend) public func runClosingOnGracefulShutdown(_ body: () async throws -> Void) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.run() }
-            do {
-                let result = try await body(self)
+            group.addTask {
+                // Throws when cancelled instead: the store's work then ends by cancellation.
+                guard (try? await gracefulShutdown()) != nil else { return }
                 await self.close()
-                group.cancelAll()
-                return result
-            } catch {
-                await self.close()
-                group.cancelAll()
-                throw error
             }
+            defer { group.cancelAll() }
+            try await body()
         }
     }
 

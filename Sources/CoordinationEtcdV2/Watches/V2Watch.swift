@@ -94,7 +94,7 @@ struct V2Watch: Sendable {
                     continuation.fail(error)
                     return
                 }
-                try? await Task.sleep(for: backoff)
+                try? await Task.sleep(for: backoff.jittered())
                 backoff = min(backoff * 2, .seconds(1))
             }
         }

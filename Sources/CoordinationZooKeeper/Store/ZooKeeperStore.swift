@@ -103,12 +103,15 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     // MARK: - Service
 
     /// The store's connections run on their own event loops; `run()` only keeps the service alive
-    /// until it is cancelled or closed.
+    /// until it is cancelled or closed, or (in a `ServiceGroup`) until graceful shutdown, which
+    /// closes the store.
     public func run() async throws {
-        await withTaskCancellationHandler {
-            await stopped.wait()
-        } onCancel: {
-            stopped.signal()
+        try await runClosingOnGracefulShutdown {
+            await withTaskCancellationHandler {
+                await stopped.wait()
+            } onCancel: {
+                stopped.signal()
+            }
         }
         await close()
     }
@@ -128,8 +131,10 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
         await withTaskGroup(of: Void.self) { group in
             for record in sessions {
                 group.addTask {
-                    await record.client.close()
+                    // Closed before CloseSession goes out, as in `closeSession`: the connection's
+                    // end that follows is no expiry.
                     record.session.transition(to: .closed)
+                    await record.client.close()
                 }
             }
             if let primary { group.addTask { await primary.close() } }

@@ -1,0 +1,168 @@
+import Coordination
+import CoordinationCore
+import Logging
+import ServiceLifecycle
+
+/// The lifecycle suite: a store, and the recipes that run as services, inside a `ServiceGroup`
+/// that shuts down gracefully (SIGTERM in a real service; `triggerGracefulShutdown()` here).
+///
+/// Each check runs a store of its own from ``ConformanceContext/makeStore`` in the group and
+/// looks at the server through `ctx.store`, another client.
+public enum LifecycleConformance {
+    static let suite = "lifecycle"
+
+    public static let checks: [ConformanceCheck] = [
+        storeEndsOnGracefulShutdown, groupShutsDownInOrder,
+    ]
+
+    static func check(
+        _ name: String,
+        _ body: @escaping @Sendable (ConformanceContext) async throws -> Void
+    ) -> ConformanceCheck {
+        ConformanceCheck(suite: suite, name, body: body)
+    }
+
+    /// Whether `ctx.store` must see what `store` writes: two clients of one endpoint share their
+    /// data (two in-memory stores share nothing, and have different endpoints).
+    static func sharesData(_ store: any KeyValueStore, with ctx: ConformanceContext) -> Bool {
+        store.storeDescription == ctx.store.storeDescription
+    }
+
+    /// Runs `group` in a child task; returns its outcome once `shutdown()` has triggered graceful
+    /// shutdown and the group has finished (within a deadline).
+    static func runGroup(
+        _ group: ServiceGroup,
+        until ready: @escaping @Sendable () async throws -> Void
+    ) async throws -> Result<Void, any Error> {
+        try await withDeadline(.seconds(60), "the service group to start, then shut down gracefully") {
+            try await withThrowingTaskGroup(of: Result<Void, any Error>?.self) { tasks in
+                tasks.addTask {
+                    do {
+                        try await group.run()
+                        return .success(())
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                tasks.addTask {
+                    try await ready()
+                    await group.triggerGracefulShutdown()
+                    return nil
+                }
+                var outcome: Result<Void, any Error>?
+                for try await result in tasks {
+                    if let result { outcome = result }
+                }
+                return outcome!
+            }
+        }
+    }
+
+    static let storeEndsOnGracefulShutdown = check(
+        "a store in a ServiceGroup closes on graceful shutdown: run() returns and its sessions end"
+    ) { ctx in
+        let store = try ctx.makeStore()
+        let key = try ctx.key("bound")
+        let group = ServiceGroup(services: [store], logger: Logger(label: "conformance.lifecycle"))
+        let session = Locked<Session?>(nil)
+        let outcome = try await runGroup(group) {
+            let opened = try await store.makeSession(ttl: ctx.sessionTTL * 10)
+            session.withLock { $0 = opened }
+            try await store.put(key, "held", options: .boundTo(opened))
+            if sharesData(store, with: ctx), try await !ctx.store.exists(key) {
+                throw ConformanceFailure("another client of the same server does not see '\(key)'")
+            }
+        }
+        try outcome.get()
+        guard let session = session.withLock({ $0 }) else { throw ConformanceFailure("no session was opened") }
+        guard session.state == .closed else {
+            throw ConformanceFailure("after graceful shutdown the store's session is \(session.state), not closed")
+        }
+        // The store ended its session on the way out: the key went with it, not a TTL later.
+        if sharesData(store, with: ctx), try await ctx.store.exists(key) {
+            throw ConformanceFailure("'\(key)' of the store's session is still there after graceful shutdown")
+        }
+        // And the store refuses work now, plainly.
+        do {
+            _ = try await store.get(key)
+            throw ConformanceFailure("a closed store still answered a get")
+        } catch let error as CoordinationError {
+            guard error.code == .storeClosed else {
+                throw ConformanceFailure("a closed store answered a get with \(error.code), not storeClosed")
+            }
+        }
+    }
+
+    /// A reader of a candidate's statuses, as an application would write it.
+    struct StatusReader: Service {
+        let candidate: LeaderCandidate
+        let seen: Locked<[LeaderCandidate.Status]>
+
+        func run() async throws {
+            for await status in candidate.statuses().cancelOnGracefulShutdown() {
+                seen.withLock { $0.append(status) }
+            }
+        }
+    }
+
+    static let groupShutsDownInOrder = check(
+        "store, registration, candidate and a status reader in one ServiceGroup: graceful shutdown resigns, deregisters, closes, and no service fails"
+    ) { ctx in
+        let store = try ctx.makeStore()
+        let election = try ctx.key("election")
+        let services = try ctx.key("services")
+        let candidate = LeaderCandidate(
+            election: election, value: Array("node-1".utf8), store: store, sessionTTL: ctx.sessionTTL * 10)
+        let instance = try ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080)
+        let registration = ServiceRegistration(instance, base: services, store: store, sessionTTL: ctx.sessionTTL * 10)
+        let readerSaw = Locked<[LeaderCandidate.Status]>([])
+        let reader = StatusReader(candidate: candidate, seen: readerSaw)
+        // Everything the candidate reports, start to finish (the stream ends after `.stopped`).
+        let statusStream = candidate.statuses()
+        let recording = Task {
+            var all: [LeaderCandidate.Status] = []
+            for await status in statusStream { all.append(status) }
+            return all
+        }
+        defer { recording.cancel() }
+        // The documented order: the store first (stopped last), its users after it.
+        let group = ServiceGroup(
+            services: [store, registration, candidate, reader], logger: Logger(label: "conformance.lifecycle"))
+        let leaderKey = Locked<Key?>(nil)
+        let outcome = try await runGroup(group) {
+            try await withDeadline(.seconds(30), "the candidate to lead and the instance to be registered") {
+                for await status in candidate.statuses() where status.isLeader { break }
+                for await status in registration.statuses() {
+                    if case .registered = status { break }
+                }
+            }
+            guard let key = candidate.leadership?.key else { throw ConformanceFailure("leading without a key") }
+            if sharesData(store, with: ctx), try await !ctx.store.exists(key) {
+                throw ConformanceFailure("another client of the same server does not see the leader's '\(key)'")
+            }
+            leaderKey.withLock { $0 = key }
+        }
+        if case .failure(let error) = outcome {
+            throw ConformanceFailure("the group failed during graceful shutdown: \(error)")
+        }
+        guard let leaderKey = leaderKey.withLock({ $0 }) else { throw ConformanceFailure("no leadership key") }
+        let statuses = await recording.value
+        guard let leading = statuses.lastIndex(where: \.isLeader), statuses[(leading + 1)...] == [.stopping, .stopped]
+        else {
+            throw ConformanceFailure("after leading, the candidate reported \(statuses), not stopping, then stopped")
+        }
+        guard readerSaw.withLock({ $0.contains(where: \.isLeader) }) else {
+            throw ConformanceFailure("the reader service saw \(readerSaw.withLock { $0 }), never the leadership")
+        }
+        guard candidate.status == .stopped, registration.status == .stopped else {
+            throw ConformanceFailure("candidate \(candidate.status), registration \(registration.status) after shutdown")
+        }
+        if sharesData(store, with: ctx) {
+            if try await ctx.store.exists(leaderKey) {
+                throw ConformanceFailure("the leadership key '\(leaderKey)' is still there after graceful shutdown")
+            }
+            let left = try await ServiceDiscovery(base: services, store: ctx.store).instances(of: "api")
+            guard left.isEmpty else { throw ConformanceFailure("still registered after shutdown: \(left)") }
+        }
+    }
+}
