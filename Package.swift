@@ -215,6 +215,21 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "DocSnippetTests",
+            dependencies: [
+                "Coordination",
+                "CoordinationCore",
+                "CoordinationMemory",
+                "CoordinationEtcd",
+                "CoordinationEtcdV2",
+                "CoordinationConsul",
+                "CoordinationZooKeeper",
+                "CoordinationTestKit",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "CoordinationMemoryTests",
             dependencies: ["CoordinationCore", "CoordinationMemory", "CoordinationTestKit", "Coordination"],
             swiftSettings: strictSettings

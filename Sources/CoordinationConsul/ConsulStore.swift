@@ -19,7 +19,7 @@ import Synchronization
 ///
 /// ```swift
 /// let store = try ConsulStore(configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 8500)))
-/// try await store.withRunning { store in … }
+/// try await store.withRunning { store in /* … */ }
 /// ```
 public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegistry {
     public let storeDescription: StoreDescription

@@ -22,8 +22,8 @@ import Synchronization
 /// elections are shared with `etcdctl lock` / `etcdctl elect` and Go services.
 ///
 /// ```swift
-/// let store = try EtcdStore(configuration: .init(endpoints: [("127.0.0.1", 2379)]))
-/// try await store.withRunning { store in … }
+/// let store = try EtcdStore(configuration: .init(endpoints: [Endpoint(host: "127.0.0.1", port: 2379)]))
+/// try await store.withRunning { store in /* … */ }
 /// ```
 public final class EtcdStore: KeyValueStore, SessionBackend {
     public let storeDescription: StoreDescription

@@ -10,7 +10,7 @@ import Synchronization
 /// ``statuses()``: leadership always comes with its term (fencing token).
 ///
 /// ```swift
-/// let candidate = LeaderCandidate(election: "elections/scheduler", value: Array("node-1".utf8), store: store)
+/// let candidate = LeaderCandidate(election: try Key("elections/scheduler"), value: Array("node-1".utf8), store: store)
 /// try await withThrowingDiscardingTaskGroup { group in
 ///     group.addTask { try await candidate.run() }
 ///     for await status in candidate.statuses() {

@@ -10,9 +10,10 @@ import CoordinationCore
 /// so this lock excludes their users too.
 ///
 /// ```swift
-/// let lock = Lock("locks/nightly-report", session: session, store: store)
+/// let session = try await store.makeSession(ttl: .seconds(10))
+/// let lock = Lock(try Key("locks/nightly-report"), session: session, store: store)
 /// try await lock.withLock { grant in
-///     try await report.run(fencingToken: grant.token)
+///     try await runReport(fencingToken: grant.token)
 /// }
 /// ```
 ///

@@ -22,7 +22,7 @@ import Synchronization
 ///
 /// ```swift
 /// let store = try ZooKeeperStore(configuration: .init(endpoints: [.init(host: "127.0.0.1", port: 2181)]))
-/// try await store.withRunning { store in … }
+/// try await store.withRunning { store in /* … */ }
 /// ```
 public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     public let storeDescription: StoreDescription
