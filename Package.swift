@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "CoordinationZooKeeper", targets: ["CoordinationZooKeeper"]),
         .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
+        .executable(name: "coordination-service", targets: ["coordination-service"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -153,6 +154,23 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(
+            name: "coordination-service",
+            dependencies: [
+                "Coordination",
+                "CoordinationMemory",
+                "CoordinationEtcd",
+                "CoordinationEtcdV2",
+                "CoordinationConsul",
+                "CoordinationZooKeeper",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/coordination-service",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
             name: "coordination-fault-peer",
             dependencies: [
                 "Coordination",
@@ -180,6 +198,7 @@ let package = Package(
                 "CoordinationTestKit",
                 "Coordination",
                 "coordination-fault-peer",
+                "coordination-service",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -192,12 +211,12 @@ let package = Package(
         ),
         .testTarget(
             name: "CoordinationEtcdV2Tests",
-            dependencies: ["CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination", "coordination-fault-peer"],
+            dependencies: ["CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination", "coordination-fault-peer", "coordination-service"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "CoordinationConsulTests",
-            dependencies: ["CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination", "coordination-fault-peer"],
+            dependencies: ["CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination", "coordination-fault-peer", "coordination-service"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -209,6 +228,7 @@ let package = Package(
                 "CoordinationTestKit",
                 "Coordination",
                 "coordination-fault-peer",
+                "coordination-service",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

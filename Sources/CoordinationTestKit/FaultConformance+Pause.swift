@@ -71,20 +71,10 @@ extension FaultConformance {
 }
 
 /// Where the `coordination-fault-peer` executable is: `COORDINATION_FAULT_PEER`, or beside the
-/// running test binary (SwiftPM builds it into the same folder for the test targets that depend
-/// on it).
+/// running test binary.
 enum FaultPeerExecutable {
     static func path() throws -> String {
-        if let explicit = ProcessInfo.processInfo.environment["COORDINATION_FAULT_PEER"] { return explicit }
-        let running =
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            ?? CommandLine.arguments[0]
-        let candidate = URL(fileURLWithPath: running).deletingLastPathComponent()
-            .appendingPathComponent("coordination-fault-peer").path
-        guard FileManager.default.isExecutableFile(atPath: candidate) else {
-            throw ConformanceFailure("coordination-fault-peer is not at \(candidate); set COORDINATION_FAULT_PEER")
-        }
-        return candidate
+        try BuiltExecutable.path("coordination-fault-peer", override: "COORDINATION_FAULT_PEER")
     }
 }
 

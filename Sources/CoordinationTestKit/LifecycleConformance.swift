@@ -166,3 +166,61 @@ public enum LifecycleConformance {
         }
     }
 }
+
+extension LifecycleConformance {
+    /// Checks that start another process: for backends with a ``ConformanceBackend/peerConnectionString``.
+    public static let processChecks: [ConformanceCheck] = [exampleServiceStopsCleanlyOnSIGTERM]
+
+    /// The example service (`Examples/coordination-service`, built by the test target that runs
+    /// this) started against the same server, then sent SIGTERM as a service manager would.
+    static let exampleServiceStopsCleanlyOnSIGTERM = check(
+        "the example service (store, registration, candidate, locked job in one ServiceGroup) exits 0 on SIGTERM and leaves no key"
+    ) { ctx in
+        guard let url = ctx.peerConnectionString else {
+            throw ConformanceFailure("the example-service drill needs the backend's peerConnectionString")
+        }
+        let root = try ctx.key("service")
+        let ttl = ctx.sessionTTL * 10
+        let service = try PeerProcess(
+            name: "coordination-service",
+            executable: try BuiltExecutable.path("coordination-service", override: "COORDINATION_SERVICE"),
+            arguments: [
+                "--store", url, "--root", root.path, "--id", "api-1", "--ttl-milliseconds", String(ttl.milliseconds),
+                "--job-interval-milliseconds", "100",
+            ])
+        defer { service.kill() }
+        let election = Election(try root.appending("leader"), store: ctx.store)
+        let discovery = ServiceDiscovery(base: try root.appending("services"), store: ctx.store)
+        try await service.waitForOutput("leading")
+        try await service.waitForOutput("job ran")
+        try await withDeadline(.seconds(30), "the example service to be registered and lead") {
+            while true {
+                let registered = try await !discovery.instances(of: "api").isEmpty
+                let led = try await election.leader() != nil
+                if registered && led { return }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let leader = try await election.leader()
+        guard leader?.stringValue == "api-1" else {
+            throw ConformanceFailure("the leader is \(String(describing: leader)), not api-1")
+        }
+        service.terminate()
+        let status = try await service.waitForExit(within: .seconds(30))
+        let printed = service.printed
+        guard status == 0, printed.contains("stopped cleanly") else {
+            throw ConformanceFailure("the example service exited with \(status) on SIGTERM; printed: \(printed)")
+        }
+        guard !printed.contains("finished unexpectedly") else {
+            throw ConformanceFailure("a service of the group finished unexpectedly; printed: \(printed)")
+        }
+        // Gone at once (resigned, deregistered, sessions ended), not a TTL later.
+        if let leader = try await election.leader() {
+            throw ConformanceFailure("still a leader after the service stopped: \(leader)")
+        }
+        let instances = try await discovery.instances(of: "api")
+        guard instances.isEmpty else { throw ConformanceFailure("still registered after the service stopped: \(instances)") }
+        let left = try await ctx.store.line.contenders(in: try root.appending("jobs/report"))
+        guard left.isEmpty else { throw ConformanceFailure("the job's lock line still has \(left)") }
+    }
+}

@@ -72,6 +72,9 @@ public final class PeerProcess: @unchecked Sendable {
         input.fileHandleForWriting.write(Data((line + "\n").utf8))
     }
 
+    /// SIGTERM, as a service manager stopping the process.
+    public func terminate() { if process.isRunning { process.terminate() } }
+
     /// SIGINT, as a user's Ctrl-C.
     public func interrupt() { if process.isRunning { process.interrupt() } }
 
@@ -92,4 +95,20 @@ public final class PeerProcess: @unchecked Sendable {
 /// Sends `signal` to `pid` (a process this type started).
 private func signalProcess(_ pid: Int32, _ signal: Int32) {
     _ = kill(pid, signal)
+}
+
+/// An executable of this package, built by SwiftPM beside the running test binary for the test
+/// targets that depend on it (or wherever the environment variable `override` says).
+public enum BuiltExecutable {
+    public static func path(_ name: String, override: String) throws -> String {
+        if let explicit = ProcessInfo.processInfo.environment[override] { return explicit }
+        let running =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+        let candidate = URL(fileURLWithPath: running).deletingLastPathComponent().appendingPathComponent(name).path
+        guard FileManager.default.isExecutableFile(atPath: candidate) else {
+            throw ConformanceFailure("\(name) is not at \(candidate); set \(override)")
+        }
+        return candidate
+    }
 }

@@ -21,7 +21,7 @@ struct ConsulConformanceTests {
         try await check.runReportingOptOut(on: ConsulBackend())
     }
 
-    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    @Test("lifecycle", arguments: LifecycleConformance.checks + LifecycleConformance.processChecks)
     func lifecycle(_ check: ConformanceCheck) async throws {
         try await check.runReportingOptOut(on: ConsulBackend())
     }

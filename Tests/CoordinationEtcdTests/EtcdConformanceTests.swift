@@ -15,7 +15,7 @@ struct EtcdConformanceTests {
         try await check.runReportingOptOut(on: EtcdBackend())
     }
 
-    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    @Test("lifecycle", arguments: LifecycleConformance.checks + LifecycleConformance.processChecks)
     func lifecycle(_ check: ConformanceCheck) async throws {
         try await check.runReportingOptOut(on: EtcdBackend())
     }

@@ -20,7 +20,7 @@ struct EtcdV2ConformanceTests {
         try await Self.run(check)
     }
 
-    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    @Test("lifecycle", arguments: LifecycleConformance.checks + LifecycleConformance.processChecks)
     func lifecycle(_ check: ConformanceCheck) async throws {
         try await Self.run(check)
     }

@@ -18,7 +18,7 @@ struct ZooKeeperConformanceTests {
         try await check.runReportingOptOut(on: ZooKeeperBackend())
     }
 
-    @Test("lifecycle", arguments: LifecycleConformance.checks)
+    @Test("lifecycle", arguments: LifecycleConformance.checks + LifecycleConformance.processChecks)
     func lifecycle(_ check: ConformanceCheck) async throws {
         try await check.runReportingOptOut(on: ZooKeeperBackend())
     }
