@@ -54,6 +54,7 @@ let package = Package(
             dependencies: [
                 "CoordinationCore",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -211,7 +212,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CoordinationEtcdV2Tests",
-            dependencies: ["CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination", "coordination-fault-peer", "coordination-service"],
+            dependencies: [
+                "CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination", "coordination-fault-peer",
+                "coordination-service", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -231,6 +235,7 @@ let package = Package(
                 "coordination-service",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

@@ -32,7 +32,11 @@ extension EtcdStore {
             watch = try await watches.addLive(
                 key: start, rangeEnd: end, continuation: continuation, timeout: configuration.requestTimeout)
         } catch {
-            throw errors.map(error, "watch", key: key)
+            let mapped = errors.map(error, "watch", key: key)
+            if mapped.code == .timeout, let reason = await transport.unreachableReason() {
+                throw errors.make(.connectionFailed, "watch: no etcd member could be reached (\(reason))", key: key)
+            }
+            throw mapped
         }
         do {
             /// The range at `revision` (0: the current one).

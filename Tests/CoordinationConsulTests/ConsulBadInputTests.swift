@@ -12,6 +12,16 @@ import Testing
 /// Failures that need no server, or a wrong one: typed errors, no hang, nothing leaked.
 @Suite("consul bad input")
 struct ConsulBadInputTests {
+    @Test("an unreachable server: every call's error names the cause (connection refused, unknown host)")
+    func unreachableCause() async throws {
+        var quiet = Logger(label: "consul-unreachable")
+        quiet.logLevel = .critical
+        var endpoint = UnreachableServer.refusingEndpoint
+        try await UnreachableServer.expectCause("connection refused", from: try ConsulStore(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
+        endpoint = UnreachableServer.unknownHostEndpoint
+        try await UnreachableServer.expectCause("unknown host 'no-such-host.invalid'", from: try ConsulStore(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
+    }
+
     @Test("an unreachable agent gives a typed error naming it, within the deadline")
     func unreachableAgent() async throws {
         var logger = Logger(label: "consul-unreachable")

@@ -7,6 +7,16 @@ import Testing
 /// Failures that need no server, or a wrong one: typed errors, no hang, nothing leaked.
 @Suite("etcd bad input")
 struct EtcdBadInputTests {
+    @Test("an unreachable server: every call's error names the cause (connection refused, unknown host)")
+    func unreachableCause() async throws {
+        var quiet = Logger(label: "etcd-unreachable")
+        quiet.logLevel = .critical
+        var endpoint = UnreachableServer.refusingEndpoint
+        try await UnreachableServer.expectCause("connection refused", from: try EtcdStore(configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(1), logger: quiet)))
+        endpoint = UnreachableServer.unknownHostEndpoint
+        try await UnreachableServer.expectCause("unknown host 'no-such-host.invalid'", from: try EtcdStore(configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(1), logger: quiet)))
+    }
+
     @Test("an unreachable endpoint gives a typed error naming it, within the deadline")
     func unreachableEndpoint() async throws {
         var logger = Logger(label: "etcd-unreachable")

@@ -1,10 +1,21 @@
 import CoordinationCore
 import CoordinationEtcdV2
 import CoordinationTestKit
+import Logging
 import Testing
 
 /// Bad input and dead endpoints give typed errors within a deadline, never a crash or a hang.
 struct EtcdV2BadInputTests {
+    @Test("an unreachable server: every call's error names the cause (connection refused, unknown host)")
+    func unreachableCause() async throws {
+        var quiet = Logger(label: "etcdv2-unreachable")
+        quiet.logLevel = .critical
+        var endpoint = UnreachableServer.refusingEndpoint
+        try await UnreachableServer.expectCause("connection refused", from: try EtcdV2Store(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
+        endpoint = UnreachableServer.unknownHostEndpoint
+        try await UnreachableServer.expectCause("unknown host 'no-such-host.invalid'", from: try EtcdV2Store(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
+    }
+
     @Test("an unreachable endpoint fails with connectionFailed, within the request deadline")
     func unreachableEndpoint() async throws {
         // Port 1 on loopback: nothing listens there.

@@ -1,5 +1,6 @@
 import CoordinationCore
 import CoordinationTestKit
+import Logging
 import NIOCore
 import NIOPosix
 import Testing
@@ -9,6 +10,16 @@ import Testing
 /// Bad input gets a typed error before or instead of any harm; nothing hangs without a deadline.
 @Suite("ZooKeeper bad input")
 struct ZooKeeperBadInputTests {
+    @Test("an unreachable server: every call's error names the cause (connection refused, unknown host)")
+    func unreachableCause() async throws {
+        var quiet = Logger(label: "zookeeper-unreachable")
+        quiet.logLevel = .critical
+        var endpoint = UnreachableServer.refusingEndpoint
+        try await UnreachableServer.expectCause("connection refused", from: try ZooKeeperStore(configuration: .init(endpoints: [endpoint], connectTimeout: .seconds(1), logger: quiet)))
+        endpoint = UnreachableServer.unknownHostEndpoint
+        try await UnreachableServer.expectCause("unknown host 'no-such-host.invalid'", from: try ZooKeeperStore(configuration: .init(endpoints: [endpoint], connectTimeout: .seconds(1), logger: quiet)))
+    }
+
     @Test("connection strings: endpoints, ports, chroot and options are checked")
     func connectionStrings() throws {
         var registry = StoreRegistry()

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 @_spi(Backend) import CoordinationCore
+@_spi(Backend) import CoordinationNIO
 import NIOSSL
 
 /// Translates transport failures and agent answers into ``CoordinationError``s naming the backend
@@ -19,7 +20,9 @@ struct ConsulErrorMapper: Sendable {
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
             // The handshake failed: an agent certificate we do not trust or that names another host,
             // or the agent refused ours (verify_incoming). Trying again cannot help.
-            return make(.connectionFailed, "\(operation): TLS with the Consul agent failed (\(error))", key: key)
+            return make(
+                .connectionFailed, "\(operation): TLS with the Consul agent failed (\(ConnectFailure.describe(error)))",
+                key: key)
         }
         if let http = error as? HTTPClientError {
             if http == .deadlineExceeded || http == .readTimeout {
@@ -31,9 +34,13 @@ struct ConsulErrorMapper: Sendable {
             if http == .alreadyShutdown {
                 return make(.storeClosed, "\(operation): the store was closed", key: key)
             }
+            if http == .connectTimeout {
+                return make(.connectionFailed, "\(operation): cannot reach the Consul agent (no answer in time)", key: key)
+            }
             return make(.connectionFailed, "\(operation): cannot talk to the Consul agent (\(http))", key: key)
         }
-        return make(.connectionFailed, "\(operation): cannot reach the Consul agent (\(error))", key: key)
+        return make(
+            .connectionFailed, "\(operation): cannot reach the Consul agent (\(ConnectFailure.describe(error)))", key: key)
     }
 
     /// An answer that is not a success, by status and Consul's plain-text message.

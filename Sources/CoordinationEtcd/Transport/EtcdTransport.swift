@@ -196,6 +196,16 @@ final class EtcdTransport: @unchecked Sendable {
     /// Why the last attempt to connect failed (for errors of calls that never got a connection).
     var connectFailure: String { lastFailure }
 
+    /// From any thread: why no member can be reached, while that is so (no connection, and the
+    /// last attempt failed); `nil` while connected. Turns a watch's "not created in time" into
+    /// the cause.
+    func unreachableReason() async -> String? {
+        try? await eventLoop.submit { () -> String? in
+            if case .ready = self.state { return nil }
+            return self.failuresInRow > 0 ? self.lastFailure : nil
+        }.get()
+    }
+
     /// From any thread: is the member of the current connection still answering? A PING must be
     /// answered (or any frame arrive) within `timeout`, or the connection is closed and its streams
     /// move to the next member.
@@ -293,7 +303,7 @@ final class EtcdTransport: @unchecked Sendable {
                         for waiter in ready { waiter.connectionReady(.success(handler)) }
                     }
                 case .failure(let error):
-                    self.connectFailed(endpoint, "\(error)")
+                    self.connectFailed(endpoint, ConnectFailure.describe(error))
                 }
             }
     }

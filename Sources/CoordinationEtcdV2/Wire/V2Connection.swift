@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 @_spi(Backend) import CoordinationCore
+@_spi(Backend) import CoordinationNIO
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -87,7 +88,9 @@ struct V2ErrorMapper: Sendable {
                 key: key)
         }
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
-            return make(.connectionFailed, "\(operation): TLS with the etcd member failed (\(error))", key: key)
+            return make(
+                .connectionFailed, "\(operation): TLS with the etcd member failed (\(ConnectFailure.describe(error)))",
+                key: key)
         }
         if let error = error as? V2ProtocolError {
             return make(.protocolError, "\(operation): \(error.description)", key: key)
@@ -99,15 +102,17 @@ struct V2ErrorMapper: Sendable {
             case .cancelled:
                 return make(.cancelled, "\(operation) was cancelled", key: key)
             case .connectTimeout:
-                return make(.connectionFailed, "\(operation): could not connect in time", key: key)
+                return make(.connectionFailed, "\(operation): cannot reach the etcd member (no answer in time)", key: key)
             default:
-                return make(.connectionFailed, "\(operation): \(error)", key: key)
+                return make(
+            .connectionFailed, "\(operation): cannot reach the etcd member (\(ConnectFailure.describe(error)))", key: key)
             }
         }
         if error is DecodingError {
             return make(.protocolError, "\(operation): etcd's answer could not be decoded", key: key)
         }
-        return make(.connectionFailed, "\(operation): \(error)", key: key)
+        return make(
+            .connectionFailed, "\(operation): cannot reach the etcd member (\(ConnectFailure.describe(error)))", key: key)
     }
 
     /// The error for an etcd failure body, by v2 error code.

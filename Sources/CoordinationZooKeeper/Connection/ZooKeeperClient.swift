@@ -269,7 +269,8 @@ final class ZooKeeperClient: @unchecked Sendable {
                 CoordinationError(
                     .connectionFailed,
                     "no ZooKeeper server of \(self.endpoints.map(\.description).joined(separator: ",")) "
-                        + "established a session within \(self.connectTimeout)",
+                        + "established a session within \(self.connectTimeout)"
+                        + (self.lastConnectFailure.map { " (last: \($0))" } ?? ""),
                     backend: "zookeeper"))
         }
         run(machine.start())
@@ -308,6 +309,9 @@ final class ZooKeeperClient: @unchecked Sendable {
         }
     }
 
+    /// Why the last connection attempt failed, for the error of a first session never established.
+    private var lastConnectFailure: String?
+
     private func connect() {
         guard !abandoned else { return }
         generation += 1
@@ -343,7 +347,8 @@ final class ZooKeeperClient: @unchecked Sendable {
                 }
                 self.channel = channel
                 self.run(self.machine.connectionEstablished(now: .now))
-            case .failure:
+            case .failure(let error):
+                self.lastConnectFailure = "\(endpoint): \(ConnectFailure.describe(error))"
                 self.run(self.machine.connectionClosed(now: .now))
             }
         }
@@ -371,7 +376,7 @@ final class ZooKeeperClient: @unchecked Sendable {
         self.established = nil
         established.fail(
             CoordinationError(
-                .connectionFailed, "TLS with the ZooKeeper server \(currentEndpoint) failed: \(error)",
+                .connectionFailed, "TLS with the ZooKeeper server \(currentEndpoint) failed: \(ConnectFailure.describe(error))",
                 backend: "zookeeper"))
     }
 
