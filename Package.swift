@@ -213,14 +213,18 @@ let package = Package(
         .testTarget(
             name: "CoordinationEtcdV2Tests",
             dependencies: [
-                "CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination", "coordination-fault-peer",
+                "CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination",
+                "coordination-fault-peer",
                 "coordination-service", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "CoordinationConsulTests",
-            dependencies: ["CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination", "coordination-fault-peer", "coordination-service"],
+            dependencies: [
+                "CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination",
+                "coordination-fault-peer", "coordination-service",
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -22,10 +22,13 @@ import UnixSignals
 struct CoordinationService: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coordination-service",
-        abstract: "An example service: registers itself, campaigns for leadership, runs a locked job; stops cleanly on SIGTERM."
+        abstract:
+            "An example service: registers itself, campaigns for leadership, runs a locked job; stops cleanly on SIGTERM."
     )
 
-    @Option(name: .shortAndLong, help: "Where to coordinate (also from COORD_STORE): memory://, etcd://…, consul://…, zookeeper://…, etcdv2://…")
+    @Option(
+        name: .shortAndLong,
+        help: "Where to coordinate (also from COORD_STORE): memory://, etcd://…, consul://…, zookeeper://…, etcdv2://…")
     var store: String?
 
     @Option(help: "The key under which the service keeps its registration, election and lock.")

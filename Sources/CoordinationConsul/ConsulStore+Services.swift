@@ -71,7 +71,8 @@ extension ConsulStore {
         let (stream, continuation) = NativeMembershipStream.makeStream(bufferingPolicy: .unbounded)
         continuation.yield(firstRecords)
         let retryWindow = configuration.requestTimeout * 2
-        let stop = try watches.add(fail: { continuation.finish(throwing: $0) }) { [weak self] in
+        let fail: @Sendable (CoordinationError) -> Void = { continuation.finish(throwing: $0) }
+        let stop = try watches.add(fail: fail) { [weak self] in
             var index = BlockingView.sanitized(firstIndex)
             var last = firstRecords
             var failingSince: ContinuousClock.Instant?

@@ -35,7 +35,8 @@ extension ConsulStore {
         // Return only once the first blocking query is on the wire (or a deadline passed), so that
         // a write made right after `watch()` returns finds it waiting at the agent.
         let firstSent = WakeSignal()
-        let stop = try watches.add(fail: { continuation.fail($0) }) { [weak self] in
+        let fail: @Sendable (CoordinationError) -> Void = { continuation.fail($0) }
+        let stop = try watches.add(fail: fail) { [weak self] in
             defer { firstSent.signal() }
             var sentSignal: (@Sendable () -> Void)? = { firstSent.signal() }
             var view = first

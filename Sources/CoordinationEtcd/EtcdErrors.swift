@@ -27,7 +27,8 @@ struct EtcdErrorMapper: Sendable {
             return make(.permissionDenied, "\(operation): permission denied (\(message))", key: key)
         case .notFound where message.contains("lease"):
             return make(.sessionExpired, "\(operation): the session's lease no longer exists", key: key)
-        case .invalidArgument where message.contains("authentication failed") || message.contains("user name is empty")
+        case .invalidArgument
+        where message.contains("authentication failed") || message.contains("user name is empty")
             || message.contains("invalid auth token"):
             // etcd reports login failures and missing credentials as invalid arguments.
             return make(.authenticationFailed, "\(operation): \(message)", key: key)

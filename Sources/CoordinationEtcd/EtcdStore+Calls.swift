@@ -1,6 +1,6 @@
 @_spi(Backend) import CoordinationCore
-import Foundation
 import CoordinationNIO
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -44,7 +44,8 @@ extension EtcdStore {
                         rpc.path, request, metadata: metadata(), timeout: configuration.requestTimeout,
                         readOnly: rpc.readOnly, as: Response.self)
                 }
-            } catch let error as GRPCCallError where error.code == .unauthenticated && configuration.credentials != nil {
+            } catch let error as GRPCCallError where error.code == .unauthenticated && configuration.credentials != nil
+            {
                 try await authenticate()
                 return try await onTaskExecutor {
                     try await transport.unary(

@@ -1,6 +1,6 @@
 @_spi(Backend) import CoordinationCore
-import Foundation
 import CoordinationNIO
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -16,21 +16,25 @@ extension EtcdStore {
     }
 
     public func exists(_ key: Key) async throws(CoordinationError) -> Bool {
-        let response = try await call("exists", key: key, .range, .with {
-                    $0.key = Data(keySpace.bytes(key))
-                    $0.countOnly = true
-                })
+        let response = try await call(
+            "exists", key: key, .range,
+            .with {
+                $0.key = Data(keySpace.bytes(key))
+                $0.countOnly = true
+            })
         return response.count > 0
     }
 
     public func put(_ key: Key, _ value: [UInt8], options: PutOptions) async throws(CoordinationError) {
         try validate(value: value, for: key)
         let lease = try leaseID(options.session, key: key)
-        _ = try await call("put", key: key, .put, .with {
-                    $0.key = Data(keySpace.bytes(key))
-                    $0.value = Data(value)
-                    $0.lease = lease
-                })
+        _ = try await call(
+            "put", key: key, .put,
+            .with {
+                $0.key = Data(keySpace.bytes(key))
+                $0.value = Data(value)
+                $0.lease = lease
+            })
     }
 
     public func delete(_ key: Key) async throws(CoordinationError) {
@@ -39,10 +43,12 @@ extension EtcdStore {
 
     public func list(_ prefix: Key) async throws(CoordinationError) -> [Entry] {
         let (start, end) = keySpace.subtree(prefix)
-        let response = try await call("list", key: prefix, .range, .with {
-                    $0.key = Data(start)
-                    $0.rangeEnd = Data(end)
-                })
+        let response = try await call(
+            "list", key: prefix, .range,
+            .with {
+                $0.key = Data(start)
+                $0.rangeEnd = Data(end)
+            })
         return response.kvs.compactMap { kv in keySpace.key(kv.key).map { EtcdEntries.entry(kv, key: $0) } }
             .sorted { $0.key < $1.key }
     }
@@ -50,9 +56,11 @@ extension EtcdStore {
     public func deleteTree(_ prefix: Key) async throws(CoordinationError) {
         let (start, end) = keySpace.subtree(prefix)
         // The key itself and its subtree in one transaction: one revision, all or nothing.
-        _ = try await call("deleteTree", key: prefix, .txn, .with {
-            $0.success = [.delete(Data(keySpace.bytes(prefix))), .delete(Data(start), rangeEnd: Data(end))]
-        })
+        _ = try await call(
+            "deleteTree", key: prefix, .txn,
+            .with {
+                $0.success = [.delete(Data(keySpace.bytes(prefix))), .delete(Data(start), rangeEnd: Data(end))]
+            })
     }
 
     public func atomicPut(
@@ -70,11 +78,13 @@ extension EtcdStore {
         case .revision(let revision): compare = .modified(bytes, at: Int64(revision.value))
         }
         // One Txn: write if the condition holds, otherwise read the key so the error can say why.
-        let response = try await call("atomicPut", key: key, .txn, .with {
-            $0.compare = [compare]
-            $0.success = [.put(bytes, Data(value), lease: lease, previous: true)]
-            $0.failure = [.range(bytes)]
-        })
+        let response = try await call(
+            "atomicPut", key: key, .txn,
+            .with {
+                $0.compare = [compare]
+                $0.success = [.put(bytes, Data(value), lease: lease, previous: true)]
+                $0.failure = [.range(bytes)]
+            })
         if response.succeeded {
             let revision = Revision(UInt64(response.header.revision))
             let previous = response.responses.first?.responsePut.prevKv
@@ -105,11 +115,13 @@ extension EtcdStore {
 
     public func atomicDelete(_ key: Key, revision: Revision) async throws(CoordinationError) {
         let bytes = Data(keySpace.bytes(key))
-        let response = try await call("atomicDelete", key: key, .txn, .with {
-            $0.compare = [.modified(bytes, at: Int64(revision.value))]
-            $0.success = [.delete(bytes)]
-            $0.failure = [.range(bytes)]
-        })
+        let response = try await call(
+            "atomicDelete", key: key, .txn,
+            .with {
+                $0.compare = [.modified(bytes, at: Int64(revision.value))]
+                $0.success = [.delete(bytes)]
+                $0.failure = [.range(bytes)]
+            })
         guard !response.succeeded else { return }
         guard let current = response.responses.first?.responseRange.kvs.first else {
             throw errors.make(.keyNotFound, "compare-and-delete failed: the key does not exist", key: key)

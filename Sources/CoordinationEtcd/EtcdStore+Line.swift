@@ -30,10 +30,14 @@ extension EtcdStore {
             let lease = try store.leaseID(session, key: key)
             let bytes = Data(store.keySpace.bytes(key))
             let (start, end) = store.keySpace.subtree(prefix)
-            let response = try await store.call("joinLine", key: key, .txn, .with {
-                $0.compare = [.absent(bytes)]
-                $0.success = [.put(bytes, Data(value), lease: lease), .lastCreated(Data(start), Data(end), limit: 2)]
-            })
+            let response = try await store.call(
+                "joinLine", key: key, .txn,
+                .with {
+                    $0.compare = [.absent(bytes)]
+                    $0.success = [
+                        .put(bytes, Data(value), lease: lease), .lastCreated(Data(start), Data(end), limit: 2),
+                    ]
+                })
             guard response.succeeded else {
                 throw store.errors.make(
                     .keyExists, "session \(session.id) already has a contender under '\(prefix)'", key: key)
@@ -80,12 +84,15 @@ extension EtcdStore {
             let (start, end) = store.keySpace.subtree(prefix)
             let own = Data(store.keySpace.bytes(contender.key))
             let created = Int64(contender.createRevision.value)
-            let response = try await store.call("place", key: contender.key, .txn, .with {
-                $0.success = [
-                    .range(own, serializable: serializable),
-                    .lastCreated(Data(start), Data(end), limit: 2, createdBefore: created, serializable: serializable),
-                ]
-            })
+            let response = try await store.call(
+                "place", key: contender.key, .txn,
+                .with {
+                    $0.success = [
+                        .range(own, serializable: serializable),
+                        .lastCreated(
+                            Data(start), Data(end), limit: 2, createdBefore: created, serializable: serializable),
+                    ]
+                })
             guard response.responses.count == 2,
                 let current = response.responses[0].responseRange.kvs.first, current.createRevision == created
             else { return nil }
@@ -96,11 +103,14 @@ extension EtcdStore {
             // behind it), and a stray key never blocks it. Contenders are never created before an
             // existing one, so a later page (at a later revision) misses none of them.
             while ahead.isEmpty, page.more, let oldest = page.kvs.map(\.createRevision).min() {
-                let next = try await store.call("place", key: contender.key, .txn, .with {
-                    $0.success = [
-                        .lastCreated(Data(start), Data(end), limit: 8, createdBefore: oldest, serializable: serializable)
-                    ]
-                })
+                let next = try await store.call(
+                    "place", key: contender.key, .txn,
+                    .with {
+                        $0.success = [
+                            .lastCreated(
+                                Data(start), Data(end), limit: 8, createdBefore: oldest, serializable: serializable)
+                        ]
+                    })
                 guard let range = next.responses.first?.responseRange else { break }
                 page = range
                 ahead += contendersIn(page, under: prefix)
@@ -118,12 +128,14 @@ extension EtcdStore {
 
         public func contenders(in prefix: Key) async throws(CoordinationError) -> [Contender] {
             let (start, end) = store.keySpace.subtree(prefix)
-            let response = try await store.call("contenders", key: prefix, .range, .with {
-                $0.key = Data(start)
-                $0.rangeEnd = Data(end)
-                $0.sortTarget = .create
-                $0.sortOrder = .ascend
-            })
+            let response = try await store.call(
+                "contenders", key: prefix, .range,
+                .with {
+                    $0.key = Data(start)
+                    $0.rangeEnd = Data(end)
+                    $0.sortTarget = .create
+                    $0.sortOrder = .ascend
+                })
             return contendersIn(response, under: prefix)
         }
     }

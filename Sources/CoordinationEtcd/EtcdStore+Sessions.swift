@@ -1,6 +1,6 @@
 @_spi(Backend) import CoordinationCore
-import Foundation
 import CoordinationNIO
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,6 +1,6 @@
 @_spi(Backend) import CoordinationCore
-import Foundation
 import CoordinationNIO
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -40,13 +40,17 @@ extension EtcdStore {
         }
         do {
             /// The range at `revision` (0: the current one).
-            func read(at revision: Int64, serializable: Bool) async throws(CoordinationError) -> Etcdserverpb_RangeResponse {
-                try await call("watch", key: key, .range, .with {
-                    $0.key = Data(start)
-                    $0.rangeEnd = Data(end)
-                    $0.revision = revision
-                    $0.serializable = serializable
-                })
+            func read(at revision: Int64, serializable: Bool) async throws(CoordinationError)
+                -> Etcdserverpb_RangeResponse
+            {
+                try await call(
+                    "watch", key: key, .range,
+                    .with {
+                        $0.key = Data(start)
+                        $0.rangeEnd = Data(end)
+                        $0.revision = revision
+                        $0.serializable = serializable
+                    })
             }
             var response: Etcdserverpb_RangeResponse
             var revision = watch.revision
@@ -55,10 +59,10 @@ extension EtcdStore {
                 // the connection moved to a member behind it, read again linearizably.
                 do {
                     response = try await read(at: watch.revision, serializable: true)
-                } catch where error.code != .historyLost && error.code != .cancelled && error.code != .storeClosed {
+                } catch  where error.code != .historyLost && error.code != .cancelled && error.code != .storeClosed {
                     response = try await read(at: watch.revision, serializable: false)
                 }
-            } catch where error.code == .historyLost {
+            } catch  where error.code == .historyLost {
                 // Compacted between the watch's start and this read: take the current state
                 // instead; the watch drops the events that the later snapshot already holds.
                 response = try await read(at: 0, serializable: false)
@@ -106,9 +110,11 @@ extension EtcdStore {
 
     /// Compacts etcd's history up to `revision` (physically, so watches from before it are refused).
     func compact(through revision: Revision) async throws(CoordinationError) {
-        _ = try await call("compact", .compact, .with {
-                    $0.revision = Int64(revision.value)
-                    $0.physical = true
-                })
+        _ = try await call(
+            "compact", .compact,
+            .with {
+                $0.revision = Int64(revision.value)
+                $0.physical = true
+            })
     }
 }

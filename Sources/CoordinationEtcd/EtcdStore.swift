@@ -57,7 +57,9 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         self.errors = EtcdErrorMapper(store: storeDescription)
         self.executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
         var tls: EtcdTransport.TLS?
-        if let settings = configuration.tls { tls = try EtcdTransport.TLS(settings, errors: errors, logger: configuration.logger) }
+        if let settings = configuration.tls {
+            tls = try EtcdTransport.TLS(settings, errors: errors, logger: configuration.logger)
+        }
         self.transport = EtcdTransport(
             endpoints: configuration.endpoints,
             tls: tls,
@@ -104,14 +106,17 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
         // Returns when the store is closed or the task is cancelled, without throwing: a
         // ServiceGroup sees a clean stop. The keep-alive stream and the watch stream
         // are served on the store's event loop; the connection itself is made on demand.
-        await onTaskExecutor { await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.leases.run(transport: self.transport, metadata: self.streamMetadata) }
-            group.addTask {
-                await self.watches.run(transport: self.transport, snapshot: snapshotter, metadata: self.streamMetadata)
+        await onTaskExecutor {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.leases.run(transport: self.transport, metadata: self.streamMetadata) }
+                group.addTask {
+                    await self.watches.run(
+                        transport: self.transport, snapshot: snapshotter, metadata: self.streamMetadata)
+                }
+                await stopped.wait()
+                group.cancelAll()
             }
-            await stopped.wait()
-            group.cancelAll()
-        } }
+        }
     }
 
     public func close() async {

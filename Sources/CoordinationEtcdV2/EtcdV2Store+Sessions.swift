@@ -1,6 +1,6 @@
 import AsyncHTTPClient
-import Foundation
 @_spi(Backend) import CoordinationCore
+import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
-@_spi(Backend) import CoordinationNIO
 @_spi(Backend) import CoordinationCore
+@_spi(Backend) import CoordinationNIO
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -70,7 +70,8 @@ public final class EtcdV2Store: KeyValueStore, SessionBackend {
         httpConfiguration.connectionPool.retryConnectionEstablishment = false
         var baseURL = "http://\(configuration.endpoint)"
         if let tls = configuration.tls {
-            httpConfiguration.tlsConfiguration = try tls.clientConfiguration(store: storeDescription, logger: configuration.logger)
+            httpConfiguration.tlsConfiguration = try tls.clientConfiguration(
+                store: storeDescription, logger: configuration.logger)
             if let serverName = tls.serverName {
                 // Verified against (and sent as SNI) the name in the URL; connected to the endpoint.
                 httpConfiguration.dnsOverride = [serverName: configuration.endpoint.host]

@@ -32,7 +32,9 @@ extension TLSSettings {
         }
         if let path = trustedCAFile {
             let authorities = try load("CA file", path) { try NIOSSLCertificate.fromPEMFile(path) }
-            guard !authorities.isEmpty else { throw store.error(.invalidArgument, "no certificate in the TLS CA file '\(path)'") }
+            guard !authorities.isEmpty else {
+                throw store.error(.invalidArgument, "no certificate in the TLS CA file '\(path)'")
+            }
             configuration.trustRoots = .certificates(authorities)
         }
         switch (certificateFile, keyFile) {
@@ -42,7 +44,8 @@ extension TLSSettings {
                 throw store.error(.invalidArgument, "no certificate in the TLS certificate file '\(certificate)'")
             }
             configuration.certificateChain = chain.map { .certificate($0) }
-            configuration.privateKey = .privateKey(try load("key file", key) { try NIOSSLPrivateKey(file: key, format: .pem) })
+            configuration.privateKey = .privateKey(
+                try load("key file", key) { try NIOSSLPrivateKey(file: key, format: .pem) })
         case (nil, nil):
             break
         default:
@@ -59,7 +62,8 @@ extension TLSSettings {
         store: StoreDescription,
         logger: Logger
     ) throws(CoordinationError) -> NIOSSLContext {
-        let configuration = try clientConfiguration(applicationProtocols: applicationProtocols, store: store, logger: logger)
+        let configuration = try clientConfiguration(
+            applicationProtocols: applicationProtocols, store: store, logger: logger)
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {

@@ -76,7 +76,8 @@ public func withDeadline<T: Sendable>(
     let work = Task { race.finish(with: await Result(catching: operation)) }
     let timer = Task {
         try? await Task.sleep(for: deadline)
-        race.finish(with: .failure(ConformanceFailure("\(what) did not happen within \(deadline)", file: file, line: line)))
+        race.finish(
+            with: .failure(ConformanceFailure("\(what) did not happen within \(deadline)", file: file, line: line)))
     }
     return try await withTaskCancellationHandler {
         let result = await race.outcome()
@@ -187,6 +188,7 @@ public func expectTLSRefusal<T>(
         throw ConformanceFailure("the refusal does not name TLS: \(error)", file: file, line: line)
     }
     guard took < bound else {
-        throw ConformanceFailure("refused after \(took), not at once (bound \(bound)): \(error)", file: file, line: line)
+        throw ConformanceFailure(
+            "refused after \(took), not at once (bound \(bound)): \(error)", file: file, line: line)
     }
 }

@@ -56,7 +56,9 @@ extension FaultConformance {
             let until = ContinuousClock.now + blockFor
             while ContinuousClock.now < until { usleep(10_000) }
         }
-        let granted = try await withDeadline(ttl * 3 + .seconds(15), "the waiter's grant while the holder's loop is blocked") {
+        let granted = try await withDeadline(
+            ttl * 3 + .seconds(15), "the waiter's grant while the holder's loop is blocked"
+        ) {
             try await waiter.value
         }
         try await guarded.waitUntilStopped(within: blockFor + .seconds(15))

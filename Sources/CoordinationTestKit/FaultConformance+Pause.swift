@@ -117,7 +117,8 @@ extension FaultConformance {
         // the ledger is polled, and a poll may keep missing the moments it holds, so from its 80th
         // grant on it is killed wherever it is (holding, waiting or between the two).
         let victim = peers[0]
-        let killedAt = try await withDeadline(.seconds(120), "the first peer's 50th grant") { () async throws -> Int64 in
+        let killedAt = try await withDeadline(.seconds(120), "the first peer's 50th grant") {
+            () async throws -> Int64 in
             while true {
                 let all = lines()
                 let mine = all.filter { $0.hasPrefix("grant ") && $0.split(separator: " ")[2] == "\(victim.pid)" }
@@ -162,7 +163,9 @@ extension FaultConformance {
             if previous.end! >= next.start { overlaps += 1 }
             if previous.token >= next.token { tokenInversions += 1 }
         }
-        print("churn drill: \(ordered.count) grants over 3 processes, \(overlaps) overlaps, \(tokenInversions) token inversions")
+        print(
+            "churn drill: \(ordered.count) grants over 3 processes, \(overlaps) overlaps, \(tokenInversions) token inversions"
+        )
         try expect(ordered.count >= 1000, "only \(ordered.count) grants")
         try expectEqual(overlaps, 0, "grants whose held intervals overlapped")
         try expectEqual(tokenInversions, 0, "grants whose fencing token did not grow")

@@ -268,7 +268,9 @@ public enum FaultConformance {
         let name = try ctx.key("lost-permit")
         let session = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 10)
         faulty.arm("joinLine", .loseReply)
-        try await expectError(.timeout) { try await Semaphore(name, permits: 1, session: session, store: faulty).acquire() }
+        try await expectError(.timeout) {
+            try await Semaphore(name, permits: 1, session: session, store: faulty).acquire()
+        }
         try await waitForLine(ctx.store, name, count: 0)
         try await session.close()
     }

@@ -155,7 +155,8 @@ public enum LifecycleConformance {
             throw ConformanceFailure("the reader service saw \(readerSaw.withLock { $0 }), never the leadership")
         }
         guard candidate.status == .stopped, registration.status == .stopped else {
-            throw ConformanceFailure("candidate \(candidate.status), registration \(registration.status) after shutdown")
+            throw ConformanceFailure(
+                "candidate \(candidate.status), registration \(registration.status) after shutdown")
         }
         if sharesData(store, with: ctx) {
             if try await ctx.store.exists(leaderKey) {
@@ -219,7 +220,9 @@ extension LifecycleConformance {
             throw ConformanceFailure("still a leader after the service stopped: \(leader)")
         }
         let instances = try await discovery.instances(of: "api")
-        guard instances.isEmpty else { throw ConformanceFailure("still registered after the service stopped: \(instances)") }
+        guard instances.isEmpty else {
+            throw ConformanceFailure("still registered after the service stopped: \(instances)")
+        }
         let left = try await ctx.store.line.contenders(in: try root.appending("jobs/report"))
         guard left.isEmpty else { throw ConformanceFailure("the job's lock line still has \(left)") }
     }

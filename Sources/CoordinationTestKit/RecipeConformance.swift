@@ -266,7 +266,8 @@ public enum RecipeConformance {
         } catch let error as CoordinationError {
             try expectEqual(error.code, .cancelled, "error of a cancelled wait")
         }
-        try expectEqual(try await ctx.store.line.contenders(in: name).map(\.key), [holder.key], "line after cancellation")
+        try expectEqual(
+            try await ctx.store.line.contenders(in: name).map(\.key), [holder.key], "line after cancellation")
         try await holder.release()
         try await session.close()
         try await waiterSession.close()
@@ -590,7 +591,8 @@ public enum RecipeConformance {
             try expectEqual(error.code, .cancelled, "error of a cancelled wait")
         }
         try expectEqual(
-            Set(try await ctx.store.line.contenders(in: name).map(\.key)), Set(held.map(\.key)), "line after cancellation"
+            Set(try await ctx.store.line.contenders(in: name).map(\.key)), Set(held.map(\.key)),
+            "line after cancellation"
         )
         for grant in held { try await grant.release() }
         for s in [session, other, waiterSession] { try await s.close() }
@@ -621,7 +623,8 @@ public enum RecipeConformance {
         try await expectTimeout("lock") {
             try await Lock(lockName, session: waiterSession, store: ctx.store).acquire(timeout: timeout)
         }
-        try expectEqual(try await ctx.store.line.contenders(in: lockName).map(\.key), [held.key], "lock line after the timeout")
+        try expectEqual(
+            try await ctx.store.line.contenders(in: lockName).map(\.key), [held.key], "lock line after the timeout")
         try await held.release()
         let free = try await Lock(lockName, session: waiterSession, store: ctx.store).acquire(timeout: .seconds(10))
         try await free.release()
@@ -630,10 +633,12 @@ public enum RecipeConformance {
         let semaphoreName = try ctx.key("timeout-semaphore")
         let permit = try await Semaphore(semaphoreName, permits: 1, session: holderSession, store: ctx.store).acquire()
         try await expectTimeout("semaphore") {
-            try await Semaphore(semaphoreName, permits: 1, session: waiterSession, store: ctx.store).acquire(timeout: timeout)
+            try await Semaphore(semaphoreName, permits: 1, session: waiterSession, store: ctx.store).acquire(
+                timeout: timeout)
         }
         try expectEqual(
-            try await ctx.store.line.contenders(in: semaphoreName).map(\.key), [permit.key], "semaphore line after the timeout")
+            try await ctx.store.line.contenders(in: semaphoreName).map(\.key), [permit.key],
+            "semaphore line after the timeout")
         try await permit.release()
 
         // Election with a leader.
@@ -644,7 +649,8 @@ public enum RecipeConformance {
             try await election.campaign(value: "b".bytes, session: waiterSession, timeout: timeout)
         }
         try expectEqual(
-            try await ctx.store.line.contenders(in: electionName).map(\.key), [leadership.key], "election line after the timeout")
+            try await ctx.store.line.contenders(in: electionName).map(\.key), [leadership.key],
+            "election line after the timeout")
         try await leadership.resign()
 
         // Barrier: set, then removed.

@@ -17,9 +17,13 @@ struct ConsulBadInputTests {
         var quiet = Logger(label: "consul-unreachable")
         quiet.logLevel = .critical
         var endpoint = UnreachableServer.refusingEndpoint
-        try await UnreachableServer.expectCause("connection refused", from: try ConsulStore(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
+        try await UnreachableServer.expectCause(
+            "connection refused",
+            from: try ConsulStore(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
         endpoint = UnreachableServer.unknownHostEndpoint
-        try await UnreachableServer.expectCause("unknown host 'no-such-host.invalid'", from: try ConsulStore(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
+        try await UnreachableServer.expectCause(
+            "unknown host 'no-such-host.invalid'",
+            from: try ConsulStore(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
     }
 
     @Test("an unreachable agent gives a typed error naming it, within the deadline")
@@ -28,7 +32,8 @@ struct ConsulBadInputTests {
         logger.logLevel = .critical
         // Port 1 on loopback: nothing listens there.
         let store = try ConsulStore(
-            configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 1), requestTimeout: .milliseconds(500), logger: logger))
+            configuration: .init(
+                endpoint: Endpoint(host: "127.0.0.1", port: 1), requestTimeout: .milliseconds(500), logger: logger))
         try await store.withRunning { store in
             let calls: [@Sendable () async throws -> Void] = [
                 { _ = try await store.get(try Key("k")) },

@@ -27,7 +27,8 @@ enum ConsulTLSServer {
     /// The run's CA and the client certificate: what the agent accepts.
     static func clientTLS(ca: String = "CONSUL_TLS_CA", serverName: String? = nil) throws -> TLSSettings {
         TLSSettings(
-            trustedCAFile: try file(ca), certificateFile: try file("CONSUL_TLS_CERT"), keyFile: try file("CONSUL_TLS_KEY"),
+            trustedCAFile: try file(ca), certificateFile: try file("CONSUL_TLS_CERT"),
+            keyFile: try file("CONSUL_TLS_KEY"),
             serverName: serverName)
     }
 
@@ -37,7 +38,9 @@ enum ConsulTLSServer {
     static func configuration(
         _ tls: TLSSettings?, token: String?, namespace: String = "", timeout: Duration = .seconds(5)
     ) throws -> ConsulStore.Configuration {
-        guard let address else { throw ConformanceFailure("CONSUL_TLS_ADDR is not set; run the tests with scripts/test") }
+        guard let address else {
+            throw ConformanceFailure("CONSUL_TLS_ADDR is not set; run the tests with scripts/test")
+        }
         var configuration = try ConsulTestServer.configuration(namespace: namespace)
         configuration.endpoint = Endpoint(host: address.host, port: address.port)
         configuration.token = token
@@ -52,8 +55,11 @@ enum ConsulTLSServer {
 
     /// The whole connection string of the agent with the run's certificates and `token`.
     static func connectionString(scheme: String = "consul", token: String) throws -> String {
-        guard let address else { throw ConformanceFailure("CONSUL_TLS_ADDR is not set; run the tests with scripts/test") }
-        return "\(scheme)://\(address.host):\(address.port)?ca=\(try file("CONSUL_TLS_CA"))&cert=\(try file("CONSUL_TLS_CERT"))"
+        guard let address else {
+            throw ConformanceFailure("CONSUL_TLS_ADDR is not set; run the tests with scripts/test")
+        }
+        return
+            "\(scheme)://\(address.host):\(address.port)?ca=\(try file("CONSUL_TLS_CA"))&cert=\(try file("CONSUL_TLS_CERT"))"
             + "&key=\(try file("CONSUL_TLS_KEY"))&token=\(token)&lock-delay=0s&ttl-min=1s"
     }
 }
@@ -107,7 +113,8 @@ struct ConsulTLSTests {
     @Test("a server whose certificate a CA the client does not trust signed: connectionFailed naming TLS, at once")
     func untrustedServer() async throws {
         let store = try ConsulTLSServer.makeStore(
-            try ConsulTLSServer.clientTLS(ca: "CONSUL_TLS_OTHER_CA"), token: try ConsulTLSServer.token(), timeout: .seconds(20))
+            try ConsulTLSServer.clientTLS(ca: "CONSUL_TLS_OTHER_CA"), token: try ConsulTLSServer.token(),
+            timeout: .seconds(20))
         try await store.withRunning { store in
             // Refused by the handshake, not by the 20 s deadline.
             try await expectTLSRefusal { try await store.get(try Key("tls/x")) }
@@ -173,10 +180,12 @@ struct ConsulTLSTests {
             try ConsulTLSServer.makeStore(TLSSettings(trustedCAFile: "/nonexistent/ca.pem"), token: nil)
         }
         #expect(throws: CoordinationError.invalidArgument) {
-            try ConsulTLSServer.makeStore(TLSSettings(certificateFile: try ConsulTLSServer.file("CONSUL_TLS_CERT")), token: nil)
+            try ConsulTLSServer.makeStore(
+                TLSSettings(certificateFile: try ConsulTLSServer.file("CONSUL_TLS_CERT")), token: nil)
         }
         #expect(throws: CoordinationError.invalidArgument) {
-            try ConsulTLSServer.makeStore(TLSSettings(trustedCAFile: try ConsulTLSServer.file("CONSUL_TLS_KEY")), token: nil)
+            try ConsulTLSServer.makeStore(
+                TLSSettings(trustedCAFile: try ConsulTLSServer.file("CONSUL_TLS_KEY")), token: nil)
         }
     }
 

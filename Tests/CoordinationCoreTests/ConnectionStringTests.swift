@@ -222,10 +222,14 @@ struct ConnectionStringTests {
         #expect(try options.positiveInteger("n") == 3)
         #expect(throws: CoordinationError.self) { try options.positiveInteger("z") }
         #expect(try options.tls() == TLSSettings(trustedCAFile: "/ca.pem", serverName: "etcd"))
-        #expect(try options.endpoints(defaultPort: 2379) == [Endpoint(host: "h1", port: 2379), Endpoint(host: "h2", port: 22379)])
+        #expect(
+            try options.endpoints(defaultPort: 2379) == [
+                Endpoint(host: "h1", port: 2379), Endpoint(host: "h2", port: 22379),
+            ])
         #expect(throws: CoordinationError.self) { try options.endpoints(defaultPort: 2379, single: true) }
 
-        let plain = try ConnectionOptions(ConnectionString("etcd://h?tls=false&ca=/ca.pem"), backend: "etcd", known: [], acceptsTLS: true)
+        let plain = try ConnectionOptions(
+            ConnectionString("etcd://h?tls=false&ca=/ca.pem"), backend: "etcd", known: [], acceptsTLS: true)
         #expect(try plain.tls() == nil)
         let halfCertificate = try ConnectionOptions(
             ConnectionString("etcd://h?cert=/c.pem"), backend: "etcd", known: [], acceptsTLS: true)

@@ -1,5 +1,6 @@
-@testable import CoordinationCore
 import Testing
+
+@testable import CoordinationCore
 
 /// A manual clock's instant for the pure schedule.
 struct ManualInstant: InstantProtocol {
@@ -42,7 +43,9 @@ struct RenewalByRequestTests {
         #expect(Self.tick(&schedule, .at(6_500)).renew == ["s"])
     }
 
-    @Test("a failed request suspends at once and is retried after the delay; expiry one TTL after the last acknowledged send")
+    @Test(
+        "a failed request suspends at once and is retried after the delay; expiry one TTL after the last acknowledged send"
+    )
     func failure() {
         var schedule = Schedule(oneInFlight: true)
         schedule.add("s", ttl: .seconds(9), requestedAt: .at(0))
@@ -62,7 +65,8 @@ struct RenewalByRequestTests {
         #expect(schedule.nextDeadline() == nil)
     }
 
-    @Test("an overdue answer suspends at half the TTL; the answer ends the suspension only if it restores more than that")
+    @Test(
+        "an overdue answer suspends at half the TTL; the answer ends the suspension only if it restores more than that")
     func overdue() {
         var schedule = Schedule(oneInFlight: true)
         schedule.add("s", ttl: .seconds(9), requestedAt: .at(0))

@@ -1,6 +1,5 @@
-import Testing
-
 @_spi(Backend) import CoordinationCore
+import Testing
 
 @testable import CoordinationCore
 

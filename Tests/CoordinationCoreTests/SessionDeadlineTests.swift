@@ -29,7 +29,8 @@ struct SessionDeadlineTests {
     func guaranteeOnlyGrows() {
         let start = ContinuousClock.now
         let session = Session(
-            id: SessionID("s"), ttl: .seconds(1), backend: NoBackend(), guaranteedUntil: start.advanced(by: .seconds(1)))
+            id: SessionID("s"), ttl: .seconds(1), backend: NoBackend(), guaranteedUntil: start.advanced(by: .seconds(1))
+        )
         session.extendGuarantee(until: start.advanced(by: .seconds(5)))
         #expect(session.guaranteedUntil == start.advanced(by: .seconds(5)))
         session.extendGuarantee(until: start.advanced(by: .seconds(2)))

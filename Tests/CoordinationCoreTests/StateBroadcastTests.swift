@@ -257,7 +257,8 @@ struct StateBroadcastTests {
             guard ContinuousClock.now - started < .seconds(10) else {
                 stop.store(true, ordering: .relaxed)
                 Issue.record(
-                    "writer and canceller stuck after \(cancellerDone.load(ordering: .relaxed)) of \(rounds) rounds: deadlock")
+                    "writer and canceller stuck after \(cancellerDone.load(ordering: .relaxed)) of \(rounds) rounds: deadlock"
+                )
                 return
             }
             try await Task.sleep(for: .milliseconds(20))

@@ -8,7 +8,9 @@ struct WatchStreamTests {
         .deleted(Deletion(key: try Key("w/\(index)"), revision: Revision(UInt64(index + 1)), reason: .deleted))
     }
 
-    @Test("a consumer that falls the limit behind gets the events held, then historyLost; the producer is told to drop the watch")
+    @Test(
+        "a consumer that falls the limit behind gets the events held, then historyLost; the producer is told to drop the watch"
+    )
     func slowConsumer() async throws {
         let (stream, continuation) = WatchStream.makeStream(limit: 3)
         let terminated = Locked(false)

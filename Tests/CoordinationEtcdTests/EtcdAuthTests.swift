@@ -18,7 +18,9 @@ enum EtcdAuthServer {
     static var isAvailable: Bool { endpoint != nil }
 
     static func makeStore(password: String? = nil, user: String? = nil, anonymous: Bool = false) throws -> EtcdStore {
-        guard let endpoint else { throw ConformanceFailure("ETCD_AUTH_ENDPOINTS is not set; run the tests with scripts/test") }
+        guard let endpoint else {
+            throw ConformanceFailure("ETCD_AUTH_ENDPOINTS is not set; run the tests with scripts/test")
+        }
         var logger = Logger(label: "etcd-auth-tests")
         logger.logLevel = .warning
         let credentials: (username: String, password: String)? =
@@ -34,7 +36,9 @@ enum EtcdAuthServer {
     }
 }
 
-@Suite("etcd authentication", .enabled(if: EtcdAuthServer.isAvailable, "needs ETCD_AUTH_ENDPOINTS (scripts/test starts it)"))
+@Suite(
+    "etcd authentication",
+    .enabled(if: EtcdAuthServer.isAvailable, "needs ETCD_AUTH_ENDPOINTS (scripts/test starts it)"))
 struct EtcdAuthTests {
     @Test("with the right password: keys, watches, sessions and a lock all work")
     func rightPassword() async throws {

@@ -12,9 +12,15 @@ struct EtcdBadInputTests {
         var quiet = Logger(label: "etcd-unreachable")
         quiet.logLevel = .critical
         var endpoint = UnreachableServer.refusingEndpoint
-        try await UnreachableServer.expectCause("connection refused", from: try EtcdStore(configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(1), logger: quiet)))
+        try await UnreachableServer.expectCause(
+            "connection refused",
+            from: try EtcdStore(configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(1), logger: quiet))
+        )
         endpoint = UnreachableServer.unknownHostEndpoint
-        try await UnreachableServer.expectCause("unknown host 'no-such-host.invalid'", from: try EtcdStore(configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(1), logger: quiet)))
+        try await UnreachableServer.expectCause(
+            "unknown host 'no-such-host.invalid'",
+            from: try EtcdStore(configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(1), logger: quiet))
+        )
     }
 
     @Test("an unreachable endpoint gives a typed error naming it, within the deadline")
@@ -23,7 +29,8 @@ struct EtcdBadInputTests {
         logger.logLevel = .critical
         // Port 1 on loopback: nothing listens there.
         let store = try EtcdStore(
-            configuration: .init(endpoints: [Endpoint(host: "127.0.0.1", port: 1)], requestTimeout: .milliseconds(500), logger: logger))
+            configuration: .init(
+                endpoints: [Endpoint(host: "127.0.0.1", port: 1)], requestTimeout: .milliseconds(500), logger: logger))
         try await store.withRunning { store in
             let error = try await withDeadline(.seconds(10), "the call fails") {
                 () async throws -> CoordinationError? in

@@ -25,7 +25,9 @@ struct EtcdConformanceTests {
         #expect(try await check.run(on: EtcdBackend()) == .passed)
     }
 
-    @Test("pause, blocked loop and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks + FaultConformance.blockedLoopChecks)
+    @Test(
+        "pause, blocked loop and churn",
+        arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks + FaultConformance.blockedLoopChecks)
     func pause(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: EtcdBackend()) == .passed)
     }

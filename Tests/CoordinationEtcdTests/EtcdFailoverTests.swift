@@ -34,7 +34,8 @@ struct EtcdFailoverTests {
         return zip(endpoints, pids).map { endpoint, pid in
             let colon = endpoint.lastIndex(of: ":")!
             return Member(
-                endpoint: Endpoint(host: String(endpoint[..<colon]), port: Int(endpoint[endpoint.index(after: colon)...])!),
+                endpoint: Endpoint(
+                    host: String(endpoint[..<colon]), port: Int(endpoint[endpoint.index(after: colon)...])!),
                 pid: pid)
         }
     }

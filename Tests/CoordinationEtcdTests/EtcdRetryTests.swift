@@ -84,7 +84,10 @@ final class SheddingMember: Sendable {
                 let channel = context.channel
                 let goAway = HTTP2Frame(
                     streamID: .rootStream, payload: .goAway(lastStreamID: .maxID, errorCode: .noError, opaqueData: nil))
-                channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000))) {
+                channel.eventLoop.scheduleTask(
+                    in: .nanoseconds(
+                        Int64(delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000))
+                ) {
                     channel.writeAndFlush(goAway, promise: nil)
                 }
             }
@@ -100,22 +103,29 @@ final class SheddingMember: Sendable {
             let id = frame.streamID
             switch member.behaviour {
             case .refuse(let count) where earlier < count:
-                context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .rstStream(.refusedStream))), promise: nil)
+                context.writeAndFlush(
+                    wrapOutboundOut(HTTP2Frame(streamID: id, payload: .rstStream(.refusedStream))), promise: nil)
             case .overloaded(let count, let message) where earlier < count:
                 let status = HPACKHeaders([
-                    (":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "8"), ("grpc-message", message),
+                    (":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "8"),
+                    ("grpc-message", message),
                 ])
                 context.writeAndFlush(
-                    wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: status, endStream: true)))),
+                    wrapOutboundOut(
+                        HTTP2Frame(streamID: id, payload: .headers(.init(headers: status, endStream: true)))),
                     promise: nil)
             case .refuse, .overloaded:
                 let head = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
                 let empty = ByteBuffer(bytes: [0, 0, 0, 0, 0])
-                context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: head)))), promise: nil)
-                context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(empty))))), promise: nil)
+                context.write(
+                    wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: head)))), promise: nil)
+                context.write(
+                    wrapOutboundOut(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(empty))))),
+                    promise: nil)
                 let trailers = HPACKHeaders([("grpc-status", "0")])
                 context.writeAndFlush(
-                    wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true)))),
+                    wrapOutboundOut(
+                        HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true)))),
                     promise: nil)
             case .dropConnection:
                 context.close(promise: nil)
@@ -123,7 +133,8 @@ final class SheddingMember: Sendable {
                 break
             case .goAwayNotTaken, .goAwayTaken:
                 let last = member.behaviour.isTaken ? id : HTTP2StreamID(max(Int(id) - 2, 0))
-                let goAway = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
+                let goAway = HTTP2Frame(
+                    streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))
                 let channel = context.channel
                 context.writeAndFlush(wrapOutboundOut(goAway)).whenComplete { _ in
                     // A member draining its calls: the connection goes a moment later.
@@ -144,7 +155,9 @@ extension SheddingMember.Behaviour {
 /// Issue 15: calls a member provably never processed are sent again once, transparently, within
 /// their deadline; calls it may have processed are not. Each test puts a `SheddingMember` first
 /// in the store's endpoints and the real etcd member second.
-@Suite("etcd: calls a member never processed are retried", .enabled(if: EtcdTestServer.isAvailable, "needs ETCD_ENDPOINTS"))
+@Suite(
+    "etcd: calls a member never processed are retried", .enabled(if: EtcdTestServer.isAvailable, "needs ETCD_ENDPOINTS")
+)
 struct EtcdRetryTests {
     /// Starts a member that behaves as `behaviour`, runs `body` with a store whose first endpoint
     /// is that member (the real one second) and a store on the real member alone, then stops them
@@ -177,17 +190,22 @@ struct EtcdRetryTests {
         try Key("retry/\(name)-\(UInt64.random(in: 0 ... .max))")
     }
 
-    @Test("a refused stream (REFUSED_STREAM) is sent again once on the same connection; refused twice, the caller hears")
+    @Test(
+        "a refused stream (REFUSED_STREAM) is sent again once on the same connection; refused twice, the caller hears")
     func refusedStreamIsRetriedOnce() async throws {
         let once = try await Self.withMember(.refuse(count: 1)) { store, _ in
-            let entry = try await withDeadline(.seconds(10), "a get refused once") { try await store.get(try Self.key("once")) }
+            let entry = try await withDeadline(.seconds(10), "a get refused once") {
+                try await store.get(try Self.key("once"))
+            }
             #expect(entry == nil, "the member's empty answer to the second attempt")
         }
         #expect(once.keyValueCalls == ["/etcdserverpb.KV/Range", "/etcdserverpb.KV/Range"])
 
         let always = try await Self.withMember(.refuse(count: .max)) { store, _ in
             do {
-                _ = try await withDeadline(.seconds(10), "a get refused twice") { try await store.get(try Self.key("twice")) }
+                _ = try await withDeadline(.seconds(10), "a get refused twice") {
+                    try await store.get(try Self.key("twice"))
+                }
                 Issue.record("a call refused twice succeeded")
             } catch let error as CoordinationError {
                 #expect(error.code == .connectionFailed, "\(error)")
@@ -237,7 +255,9 @@ struct EtcdRetryTests {
         let key = try Self.key("read")
         let member = try await Self.withMember(.dropConnection) { store, real in
             try await real.put(key, Array("v".utf8))
-            let entry = try await withDeadline(.seconds(10), "a get whose connection broke") { try await store.get(key) }
+            let entry = try await withDeadline(.seconds(10), "a get whose connection broke") {
+                try await store.get(key)
+            }
             #expect(entry?.value == Array("v".utf8))
             try await real.delete(key)
         }
@@ -251,8 +271,12 @@ struct EtcdRetryTests {
             // The store opened its watch and keep-alive streams on the first member at once; that
             // member says GOAWAY half a second later. Calls from then on go to the next member.
             try await Task.sleep(for: .seconds(1))
-            let session = try await withDeadline(.seconds(10), "a session") { try await store.makeSession(ttl: .seconds(3)) }
-            let events = try await withDeadline(.seconds(10), "a watch opened across the GOAWAY") { try await store.watch(key) }
+            let session = try await withDeadline(.seconds(10), "a session") {
+                try await store.makeSession(ttl: .seconds(3))
+            }
+            let events = try await withDeadline(.seconds(10), "a watch opened across the GOAWAY") {
+                try await store.watch(key)
+            }
             try await real.put(key, Array("v".utf8))
             let seen = try await withDeadline(.seconds(10), "the put on the watch") { try await collect(events, 2) }
             guard case .put(let entry) = seen[1] else {
@@ -268,14 +292,20 @@ struct EtcdRetryTests {
         }
     }
 
-    @Test("a put etcd refused as \"too many requests\" (before proposing it) is sent again once, a moment later; other overload answers are not")
+    @Test(
+        "a put etcd refused as \"too many requests\" (before proposing it) is sent again once, a moment later; other overload answers are not"
+    )
     func tooManyRequestsIsRetriedOnce() async throws {
         let once = try await Self.withMember(.overloaded(count: 1)) { store, _ in
-            try await withDeadline(.seconds(10), "a put refused once") { try await store.put(try Self.key("overloaded"), Array("v".utf8)) }
+            try await withDeadline(.seconds(10), "a put refused once") {
+                try await store.put(try Self.key("overloaded"), Array("v".utf8))
+            }
         }
         #expect(once.keyValueCalls == ["/etcdserverpb.KV/Put", "/etcdserverpb.KV/Put"])
 
-        let other = try await Self.withMember(.overloaded(count: 1, message: "etcdserver: mvcc: database space exceeded")) { store, _ in
+        let other = try await Self.withMember(
+            .overloaded(count: 1, message: "etcdserver: mvcc: database space exceeded")
+        ) { store, _ in
             do {
                 try await store.put(try Self.key("quota"), Array("v".utf8))
                 Issue.record("a put refused for another reason was sent again")

@@ -14,7 +14,9 @@ import Testing
     "etcd rolling restart", .serialized,
     .enabled(if: OwnEtcdCluster.isAvailable && EtcdTestServer.isAvailable, "needs etcd (scripts/test installs it)"))
 struct EtcdRollingRestartTests {
-    @Test("a rolling restart: no call the members never processed fails, the lock is never held twice, nothing waits on a leaving member")
+    @Test(
+        "a rolling restart: no call the members never processed fails, the lock is never held twice, nothing waits on a leaving member"
+    )
     func rollingRestart() async throws {
         let cluster = try OwnEtcdCluster()
         try await cluster.start()
@@ -31,7 +33,8 @@ struct EtcdRollingRestartTests {
         var logger = Logger(label: "etcd-rolling")
         logger.logLevel = .error
         func store() throws -> EtcdStore {
-            try EtcdStore(configuration: .init(endpoints: cluster.endpoints, requestTimeout: .seconds(5), logger: logger))
+            try EtcdStore(
+                configuration: .init(endpoints: cluster.endpoints, requestTimeout: .seconds(5), logger: logger))
         }
         // Every store starts on the first member, the first to be restarted.
         try await withRunning([try store(), try store(), try store()]) { stores in
@@ -95,7 +98,9 @@ struct EtcdRollingRestartTests {
             for error in result.errors + result.readErrors { print("  error: \(error)") }
 
             #expect(result.ok > 0)
-            let neverProcessed = result.errors.filter { $0.contains("did not take the call") || $0.contains("refused the stream") }
+            let neverProcessed = result.errors.filter {
+                $0.contains("did not take the call") || $0.contains("refused the stream")
+            }
             #expect(neverProcessed.isEmpty, "calls the members never processed reached the caller: \(neverProcessed)")
             // etcd 3.4 ends most client connections at SIGTERM without a GOAWAY: a write in flight
             // there may or may not have been applied, and only its caller can decide (it is told
@@ -109,7 +114,8 @@ struct EtcdRollingRestartTests {
             #expect(stopTimes.allSatisfy { $0 < .seconds(3) }, "members stopped in \(stopTimes)")
 
             #expect(!waiterGranted.withLock { $0 }, "the waiter was granted while the holder held")
-            #expect(!grant.isLost && holderSession.isActive, "the holder kept its lock (session \(holderSession.state))")
+            #expect(
+                !grant.isLost && holderSession.isActive, "the holder kept its lock (session \(holderSession.state))")
             try await grant.release()
             let waiterGrant = try await withDeadline(.seconds(10), "the waiter is granted after the release") {
                 try await waiter.value

@@ -11,7 +11,9 @@ import Testing
 /// 10,000 events take about a hundred requests.
 @Suite("etcd: a slow watch consumer", .enabled(if: EtcdTestServer.isAvailable, "needs ETCD_ENDPOINTS"))
 struct EtcdSlowWatcherTests {
-    @Test("a watch whose consumer stops reading ends with historyLost after WatchStream.bufferLimit events; a watch that keeps up misses nothing")
+    @Test(
+        "a watch whose consumer stops reading ends with historyLost after WatchStream.bufferLimit events; a watch that keeps up misses nothing"
+    )
     func slowConsumerIsCutOff() async throws {
         let store = try EtcdTestServer.makeStore()
         try await store.withRunning { store in
@@ -33,13 +35,17 @@ struct EtcdSlowWatcherTests {
                 let batch = min(100, writes - written)
                 let request = Etcdserverpb_TxnRequest.with { txn in
                     txn.success = (written..<(written + batch)).map { index in
-                        .put(Data(store.keySpace.bytes(try! root.appending("k\(index)"))), Data("\(index)".utf8), lease: 0)
+                        .put(
+                            Data(store.keySpace.bytes(try! root.appending("k\(index)"))), Data("\(index)".utf8),
+                            lease: 0)
                     }
                 }
                 _ = try await store.call("batch of puts", .txn, request)
                 written += batch
             }
-            #expect(try await withDeadline(.seconds(30), "the steady watch sees every put") { try await steadyCount.value } == writes)
+            #expect(
+                try await withDeadline(.seconds(30), "the steady watch sees every put") { try await steadyCount.value }
+                    == writes)
             // Unbounded, this would hold all of them and then wait for more: the deadline fails it.
             let (held, ending) = try await withDeadline(.seconds(10), "the stalled watch ends") {
                 () async throws -> (Int, CoordinationError?) in

@@ -19,17 +19,20 @@ enum EtcdTLSServer {
     }
 
     static func makeStore(_ tls: TLSSettings, timeout: Duration = .seconds(5)) throws -> EtcdStore {
-        guard let endpoint, let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...])
+        guard let endpoint, let colon = endpoint.lastIndex(of: ":"),
+            let port = Int(endpoint[endpoint.index(after: colon)...])
         else { throw ConformanceFailure("ETCD_TLS_ENDPOINTS is not set; run the tests with scripts/test") }
         var logger = Logger(label: "etcd-tls-tests")
         logger.logLevel = .critical
         return try EtcdStore(
             configuration: .init(
-                endpoints: [Endpoint(host: String(endpoint[..<colon]), port: port)], requestTimeout: timeout, tls: tls, logger: logger))
+                endpoints: [Endpoint(host: String(endpoint[..<colon]), port: port)], requestTimeout: timeout, tls: tls,
+                logger: logger))
     }
 
     static func clientTLS(ca: String = "ETCD_TLS_CA") throws -> TLSSettings {
-        TLSSettings(trustedCAFile: try file(ca), certificateFile: try file("ETCD_TLS_CERT"), keyFile: try file("ETCD_TLS_KEY"))
+        TLSSettings(
+            trustedCAFile: try file(ca), certificateFile: try file("ETCD_TLS_CERT"), keyFile: try file("ETCD_TLS_KEY"))
     }
 }
 
@@ -53,7 +56,8 @@ struct EtcdTLSTests {
 
     @Test("a server whose certificate a CA the client does not trust signed: connectionFailed naming TLS, at once")
     func untrustedServer() async throws {
-        let store = try EtcdTLSServer.makeStore(try EtcdTLSServer.clientTLS(ca: "ETCD_TLS_OTHER_CA"), timeout: .seconds(20))
+        let store = try EtcdTLSServer.makeStore(
+            try EtcdTLSServer.clientTLS(ca: "ETCD_TLS_OTHER_CA"), timeout: .seconds(20))
         try await store.withRunning { store in
             // Refused by the handshake, not by the 20 s deadline.
             try await expectTLSRefusal(within: .seconds(15)) { try await store.get(try Key("tls/x")) }
@@ -62,7 +66,8 @@ struct EtcdTLSTests {
 
     @Test("no client certificate on a member that requires one: connectionFailed")
     func missingClientCertificate() async throws {
-        let store = try EtcdTLSServer.makeStore(TLSSettings(trustedCAFile: try EtcdTLSServer.file("ETCD_TLS_CA")), timeout: .seconds(20))
+        let store = try EtcdTLSServer.makeStore(
+            TLSSettings(trustedCAFile: try EtcdTLSServer.file("ETCD_TLS_CA")), timeout: .seconds(20))
         try await store.withRunning { store in
             _ = try await expectError(.connectionFailed) { try await store.put(try Key("tls/x"), [1]) }
         }

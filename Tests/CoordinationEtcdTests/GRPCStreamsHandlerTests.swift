@@ -34,7 +34,9 @@ struct GRPCStreamsHandlerTests {
         final class UnusableBox { var unusable = false }
         var isUnusable: Bool { box.unusable }
 
-        init(tls: Bool = false, firstStreamID: Int = 1, retirementStreamID: Int = GRPCStreamsHandler.retirementStreamID) throws {
+        init(tls: Bool = false, firstStreamID: Int = 1, retirementStreamID: Int = GRPCStreamsHandler.retirementStreamID)
+            throws
+        {
             let box = UnusableBox()
             self.box = box
             handler = GRPCStreamsHandler(
@@ -70,15 +72,22 @@ struct GRPCStreamsHandlerTests {
     }
 
     static func message(_ bytes: [UInt8]) -> ByteBuffer {
-        ByteBuffer(bytes: [0, UInt8(bytes.count >> 24), UInt8(bytes.count >> 16 & 0xFF), UInt8(bytes.count >> 8 & 0xFF), UInt8(bytes.count & 0xFF)] + bytes)
+        ByteBuffer(
+            bytes: [
+                0, UInt8(bytes.count >> 24), UInt8(bytes.count >> 16 & 0xFF), UInt8(bytes.count >> 8 & 0xFF),
+                UInt8(bytes.count & 0xFF),
+            ] + bytes)
     }
 
     static func headers(_ stream: Int, _ fields: [(String, String)], endStream: Bool = false) -> HTTP2Frame {
-        HTTP2Frame(streamID: HTTP2StreamID(stream), payload: .headers(.init(headers: HPACKHeaders(fields), endStream: endStream)))
+        HTTP2Frame(
+            streamID: HTTP2StreamID(stream),
+            payload: .headers(.init(headers: HPACKHeaders(fields), endStream: endStream)))
     }
 
     static func data(_ stream: Int, _ bytes: ByteBuffer, endStream: Bool = false) -> HTTP2Frame {
-        HTTP2Frame(streamID: HTTP2StreamID(stream), payload: .data(.init(data: .byteBuffer(bytes), endStream: endStream)))
+        HTTP2Frame(
+            streamID: HTTP2StreamID(stream), payload: .data(.init(data: .byteBuffer(bytes), endStream: endStream)))
     }
 
     static let okHead = [(":status", "200"), ("content-type", "application/grpc")]
@@ -165,10 +174,13 @@ struct GRPCStreamsHandlerTests {
     func serverEndsStreamFirst() throws {
         let connection = try Connection()
         let observer = Observer()
-        let id = try connection.handler.open(path: "/etcdserverpb.Watch/Watch", metadata: [], timeout: nil, observer: observer).get()
+        let id = try connection.handler.open(
+            path: "/etcdserverpb.Watch/Watch", metadata: [], timeout: nil, observer: observer
+        ).get()
         connection.handler.send(id, Self.message([1]), end: false, flush: true)
         _ = try connection.written()
-        try connection.serverSends(Self.headers(1, Self.okHead), Self.headers(1, [("grpc-status", "14")], endStream: true))
+        try connection.serverSends(
+            Self.headers(1, Self.okHead), Self.headers(1, [("grpc-status", "14")], endStream: true))
         #expect(observer.outcome??.code == .unavailable)
         let after = try connection.written()
         #expect(after.count == 1)
@@ -182,14 +194,17 @@ struct GRPCStreamsHandlerTests {
         let notTaken = Observer()
         _ = try connection.handler.open(path: "/a", metadata: [], timeout: nil, observer: taken).get()
         _ = try connection.handler.open(path: "/b", metadata: [], timeout: nil, observer: notTaken).get()
-        try connection.serverSends(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: 1, errorCode: .noError, opaqueData: nil)))
+        try connection.serverSends(
+            HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: 1, errorCode: .noError, opaqueData: nil)))
         #expect(connection.isUnusable)
         #expect(notTaken.outcome??.code == .unavailable)
         #expect(notTaken.outcome??.kind == .notProcessed)
         #expect(notTaken.toldLeaving == 0)
         #expect(taken.outcome == nil)
         #expect(taken.toldLeaving == 1, "a stream the leaving member took is told, so a long-lived one can move")
-        if case .failure(let error) = connection.handler.open(path: "/c", metadata: [], timeout: nil, observer: Observer()) {
+        if case .failure(let error) = connection.handler.open(
+            path: "/c", metadata: [], timeout: nil, observer: Observer())
+        {
             #expect(error.code == .unavailable)
             #expect(error.kind == .notProcessed)
         } else {
@@ -230,11 +245,16 @@ struct GRPCStreamsHandlerTests {
         _ = try connection.written()
         let stream = GRPCStreamsHandler.streamWindow
         let whole = GRPCStreamsHandler.connectionWindow
-        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: stream / 2 + 1, outboundWindowSize: nil))
-        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: .rootStream, inboundWindowSize: whole / 2 + 1, outboundWindowSize: nil))
+        connection.serverEvent(
+            NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: stream / 2 + 1, outboundWindowSize: nil))
+        connection.serverEvent(
+            NIOHTTP2WindowUpdatedEvent(streamID: .rootStream, inboundWindowSize: whole / 2 + 1, outboundWindowSize: nil)
+        )
         #expect(try connection.written().isEmpty)
-        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: 1000, outboundWindowSize: nil))
-        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: .rootStream, inboundWindowSize: 2000, outboundWindowSize: nil))
+        connection.serverEvent(
+            NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: 1000, outboundWindowSize: nil))
+        connection.serverEvent(
+            NIOHTTP2WindowUpdatedEvent(streamID: .rootStream, inboundWindowSize: 2000, outboundWindowSize: nil))
         connection.handler.flush()
         let updates = try connection.written()
         #expect(updates.map(\.streamID) == [1, .rootStream])
@@ -246,11 +266,15 @@ struct GRPCStreamsHandlerTests {
         #expect(try connection.written().isEmpty)
     }
 
-    @Test("a stream that credits on consumption: its window is topped up for what the reader handled, not for what arrived")
+    @Test(
+        "a stream that credits on consumption: its window is topped up for what the reader handled, not for what arrived"
+    )
     func creditOnConsume() throws {
         let connection = try Connection()
         let observer = Observer()
-        _ = try connection.handler.open(path: "/w", metadata: [], timeout: nil, creditOnConsume: true, observer: observer).get()
+        _ = try connection.handler.open(
+            path: "/w", metadata: [], timeout: nil, creditOnConsume: true, observer: observer
+        ).get()
         connection.handler.flush()
         _ = try connection.written()
         try connection.serverSends(Self.headers(1, Self.okHead))
@@ -261,7 +285,8 @@ struct GRPCStreamsHandlerTests {
         }
         #expect(observer.messages.count == 6)
         // NIOHTTP2Handler reports the window down by what arrived; nothing has been consumed.
-        connection.serverEvent(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: window - 6 * frame, outboundWindowSize: nil))
+        connection.serverEvent(
+            NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: window - 6 * frame, outboundWindowSize: nil))
         connection.handler.flush()
         #expect(try connection.written().isEmpty, "no credit for messages the reader has not handled")
         connection.handler.consumed(1, bytes: 2 * frame)
@@ -272,7 +297,9 @@ struct GRPCStreamsHandlerTests {
         #expect(updates.compactMap(Self.increment) == [4 * frame], "credit for the four messages handled")
     }
 
-    @Test("stream ids running out: past the retirement id the connection takes no new calls, tells its streams, and closes once drained")
+    @Test(
+        "stream ids running out: past the retirement id the connection takes no new calls, tells its streams, and closes once drained"
+    )
     func streamIDsRunOut() throws {
         let last = GRPCStreamsHandler.maximumStreamID
         let connection = try Connection(firstStreamID: last - 4, retirementStreamID: last - 2)
@@ -288,7 +315,8 @@ struct GRPCStreamsHandlerTests {
         }
         #expect(first.toldLeaving == 0 && second.toldLeaving == 0, "told once the call that retired it is set up")
         connection.channel.embeddedEventLoop.run()
-        #expect(first.toldLeaving == 1 && second.toldLeaving == 1, "its streams are told to move (a long-lived one does)")
+        #expect(
+            first.toldLeaving == 1 && second.toldLeaving == 1, "its streams are told to move (a long-lived one does)")
         try connection.serverSends(Self.headers(last - 4, Self.okHead + [("grpc-status", "0")], endStream: true))
         #expect(connection.channel.isActive, "still draining")
         try connection.serverSends(Self.headers(last - 2, Self.okHead + [("grpc-status", "0")], endStream: true))

@@ -36,7 +36,9 @@ struct GRPCWireTests {
                     messages.append(try GRPCWire.decode(Etcdserverpb_RangeRequest.self, from: message))
                 }
             }
-            #expect(messages == [Self.request("a"), Self.request(String(repeating: "k", count: 300))], "chunks of \(chunkSize)")
+            #expect(
+                messages == [Self.request("a"), Self.request(String(repeating: "k", count: 300))],
+                "chunks of \(chunkSize)")
             #expect(reader.pendingBytes == 0)
         }
     }
@@ -85,10 +87,15 @@ struct GRPCWireTests {
             metadata: metadata)
     }
 
-    @Test("request headers: POST to the path, gRPC content type, te trailers, deadline and metadata, pseudo-headers first")
+    @Test(
+        "request headers: POST to the path, gRPC content type, te trailers, deadline and metadata, pseudo-headers first"
+    )
     func requestHeaders() throws {
         let headers = Self.requestHeaders(timeout: .seconds(1), metadata: [("token", "abc")])
-        #expect(Array(headers.map(\.name)) == [":method", ":scheme", ":path", ":authority", "content-type", "te", "grpc-timeout", "token"])
+        #expect(
+            Array(headers.map(\.name)) == [
+                ":method", ":scheme", ":path", ":authority", "content-type", "te", "grpc-timeout", "token",
+            ])
         #expect(headers.first(name: ":method") == "POST")
         #expect(headers.first(name: ":scheme") == "http")
         #expect(headers.first(name: ":path") == "/etcdserverpb.KV/Range")
@@ -103,15 +110,22 @@ struct GRPCWireTests {
 
     @Test("response heads: messages follow, trailers-only statuses, and HTTP errors mapped as gRPC does")
     func responseHeads() {
-        #expect(GRPCWire.checkResponseHead([":status": "200", "content-type": "application/grpc"], endStream: false) == .messagesFollow)
+        #expect(
+            GRPCWire.checkResponseHead([":status": "200", "content-type": "application/grpc"], endStream: false)
+                == .messagesFollow)
         #expect(
             GRPCWire.checkResponseHead([":status": "200", "grpc-status": "0"], endStream: true) == .finished(nil))
         #expect(
             GRPCWire.checkResponseHead(
-                [":status": "200", "grpc-status": "5", "grpc-message": "etcdserver:%20requested%20lease%20not%20found"],
+                [
+                    ":status": "200", "grpc-status": "5",
+                    "grpc-message": "etcdserver:%20requested%20lease%20not%20found",
+                ],
                 endStream: true)
                 == .finished(GRPCCallError(.notFound, "etcdserver: requested lease not found")))
-        #expect(GRPCWire.checkResponseHead([":status": "200"], endStream: true) == .finished(GRPCCallError(.internal, "the response ended without a grpc-status")))
+        #expect(
+            GRPCWire.checkResponseHead([":status": "200"], endStream: true)
+                == .finished(GRPCCallError(.internal, "the response ended without a grpc-status")))
         guard case .finished(let unavailable) = GRPCWire.checkResponseHead([":status": "503"], endStream: true) else {
             Issue.record("a 503 must end the call")
             return

@@ -28,7 +28,8 @@ final class OwnEtcdCluster: @unchecked Sendable {
     private let lock = NSLock()
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-own-\(UInt64.random(in: 0 ... .max))")
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "etcd-own-\(UInt64.random(in: 0 ... .max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let ports = try Self.freePorts(6)
         members = (0..<3).map { Member(name: "own-m\($0 + 1)", client: ports[2 * $0], peer: ports[2 * $0 + 1]) }
@@ -133,7 +134,9 @@ final class OwnEtcdCluster: @unchecked Sendable {
         var channels: [any Channel] = []
         defer { for channel in channels { try? channel.close().wait() } }
         for _ in 0..<count {
-            channels.append(try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait())
+            channels.append(
+                try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0)
+                    .wait())
         }
         return channels.map { $0.localAddress!.port! }
     }

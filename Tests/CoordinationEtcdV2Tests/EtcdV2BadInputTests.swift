@@ -11,15 +11,20 @@ struct EtcdV2BadInputTests {
         var quiet = Logger(label: "etcdv2-unreachable")
         quiet.logLevel = .critical
         var endpoint = UnreachableServer.refusingEndpoint
-        try await UnreachableServer.expectCause("connection refused", from: try EtcdV2Store(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
+        try await UnreachableServer.expectCause(
+            "connection refused",
+            from: try EtcdV2Store(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
         endpoint = UnreachableServer.unknownHostEndpoint
-        try await UnreachableServer.expectCause("unknown host 'no-such-host.invalid'", from: try EtcdV2Store(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
+        try await UnreachableServer.expectCause(
+            "unknown host 'no-such-host.invalid'",
+            from: try EtcdV2Store(configuration: .init(endpoint: endpoint, requestTimeout: .seconds(1), logger: quiet)))
     }
 
     @Test("an unreachable endpoint fails with connectionFailed, within the request deadline")
     func unreachableEndpoint() async throws {
         // Port 1 on loopback: nothing listens there.
-        let store = try EtcdV2Store(configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 1), requestTimeout: .seconds(2)))
+        let store = try EtcdV2Store(
+            configuration: .init(endpoint: Endpoint(host: "127.0.0.1", port: 1), requestTimeout: .seconds(2)))
         try await store.withRunning { store in
             let error = try await withDeadline(.seconds(20), "the call fails") {
                 await #expect(throws: CoordinationError.self) { _ = try await store.get("some/key") }

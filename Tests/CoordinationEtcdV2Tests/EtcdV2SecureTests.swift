@@ -56,7 +56,8 @@ enum EtcdV2SecureServer {
     }
 
     static func clientTLS(ca: String = "ETCD_TLS_CA") throws -> TLSSettings {
-        TLSSettings(trustedCAFile: try file(ca), certificateFile: try file("ETCD_TLS_CERT"), keyFile: try file("ETCD_TLS_KEY"))
+        TLSSettings(
+            trustedCAFile: try file(ca), certificateFile: try file("ETCD_TLS_CERT"), keyFile: try file("ETCD_TLS_KEY"))
     }
 
     static var logger: Logger {

@@ -37,7 +37,8 @@ enum EtcdV2TestServer {
         var logger = Logger(label: "etcdv2-tests")
         logger.logLevel = .warning
         return try EtcdV2Store(
-            configuration: .init(endpoint: Endpoint(host: endpoint.host, port: endpoint.port), namespace: namespace, logger: logger))
+            configuration: .init(
+                endpoint: Endpoint(host: endpoint.host, port: endpoint.port), namespace: namespace, logger: logger))
     }
 
     /// Runs `body` with a running store, then closes it.

@@ -59,7 +59,8 @@ struct V2CodecTests {
             return
         }
         #expect(body.errorCode == V2ErrorCode.eventIndexCleared)
-        let mapped = V2ErrorMapper(store: StoreDescription(backend: "etcdv2", endpoint: "e:1")).etcd(body, "watch", key: nil)
+        let mapped = V2ErrorMapper(store: StoreDescription(backend: "etcdv2", endpoint: "e:1")).etcd(
+            body, "watch", key: nil)
         #expect(mapped.code == .historyLost)
         #expect(throws: V2ProtocolError.self) {
             _ = try V2Reply.decode(status: 502, etcdIndex: nil, body: Array("bad gateway".utf8))

@@ -553,7 +553,9 @@ struct MemoryStoreUnitTests {
         await second.close()
     }
 
-    @Test("a watch whose consumer stops reading holds WatchStream.bufferLimit events, then ends with historyLost; the store goes on")
+    @Test(
+        "a watch whose consumer stops reading holds WatchStream.bufferLimit events, then ends with historyLost; the store goes on"
+    )
     func slowWatchConsumer() async throws {
         let store = Self.makeStore()
         try await store.withRunning { store in

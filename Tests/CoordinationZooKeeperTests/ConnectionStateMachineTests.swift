@@ -267,7 +267,9 @@ struct ConnectionStateMachineTests {
         #expect(machine.received(reply(xid: -2), now: at(1600)) == [.sessionState(.alive)])
     }
 
-    @Test("a follower bound is taken off every reply's guarantee; pings, suspension and the read timeout follow what is left")
+    @Test(
+        "a follower bound is taken off every reply's guarantee; pings, suspension and the read timeout follow what is left"
+    )
     func followerBound() {
         // 3 s timeout, 1.2 s bound: each reply guarantees 1.8 s from its request's send time.
         var machine = Machine(configuration: .init(requestedTimeout: .seconds(3), followerBound: .milliseconds(1200)))

@@ -75,7 +75,8 @@ struct JuteCodecTests {
     @Test("create goes out as create2 (op 15) with world:anyone ACL; container as op 19")
     func createBytes() {
         var buffer = ByteBuffer()
-        ZooKeeperRequest.create(path: "/a", data: [7], acl: ACL.openUnsafe, mode: .ephemeralSequential).encode(xid: 1, into: &buffer)
+        ZooKeeperRequest.create(path: "/a", data: [7], acl: ACL.openUnsafe, mode: .ephemeralSequential).encode(
+            xid: 1, into: &buffer)
         let expected: [UInt8] =
             [0, 0, 0, 1, 0, 0, 0, 15]  // header
             + [0, 0, 0, 2, 0x2F, 0x61]  // path
@@ -84,7 +85,8 @@ struct JuteCodecTests {
             + [0, 0, 0, 31] + [0, 0, 0, 5] + Array("world".utf8) + [0, 0, 0, 6] + Array("anyone".utf8)
             + [0, 0, 0, 3]  // ephemeral sequential
         #expect(bytes(buffer) == expected)
-        #expect(ZooKeeperRequest.create(path: "/c", data: [], acl: ACL.openUnsafe, mode: .container).opCode.rawValue == 19)
+        #expect(
+            ZooKeeperRequest.create(path: "/c", data: [], acl: ACL.openUnsafe, mode: .container).opCode.rawValue == 19)
     }
 
     @Test("op codes, create modes and error codes match ZooKeeper 3.8")

@@ -1,9 +1,10 @@
 import Coordination
 import CoordinationCore
 import CoordinationTestKit
-@testable import CoordinationZooKeeper
 import Foundation
 import Testing
+
+@testable import CoordinationZooKeeper
 
 /// ZooKeeper `digest` authentication against the real standalone server: the store adds its
 /// identity after every handshake, creates its nodes with the `auth` ACL, and clients without the
@@ -31,14 +32,22 @@ struct ZooKeeperAuthTests {
         ("user\(UInt32.random(in: 0 ... .max))", "pw-\(UInt64.random(in: 0 ... .max))")
     }
 
-    @Test("nodes of a store with credentials: its own calls and a lock work; no credentials and a wrong password are permissionDenied")
+    @Test(
+        "nodes of a store with credentials: its own calls and a lock work; no credentials and a wrong password are permissionDenied"
+    )
     func ownerOnly() async throws {
         let alice = Self.user()
         let root = Self.chroot(alice.username)
         let owner = try Self.store(alice, chroot: root)
         let anonymous = try Self.store(nil, chroot: root)
         let impostor = try Self.store((alice.username, "wrong"), chroot: root)
-        defer { Task { await owner.close(); await anonymous.close(); await impostor.close() } }
+        defer {
+            Task {
+                await owner.close()
+                await anonymous.close()
+                await impostor.close()
+            }
+        }
         let key = try Key("auth/\(alice.username)/value")
         try await owner.put(key, "secret")
         #expect(try await owner.get(key)?.value == Array("secret".utf8))
@@ -61,7 +70,12 @@ struct ZooKeeperAuthTests {
         let root = Self.chroot(bob.username)
         let owner = try Self.store(bob, chroot: root, worldReadable: true)
         let anonymous = try Self.store(nil, chroot: root)
-        defer { Task { await owner.close(); await anonymous.close() } }
+        defer {
+            Task {
+                await owner.close()
+                await anonymous.close()
+            }
+        }
         let key = try Key("auth/\(bob.username)/shared")
         try await owner.put(key, "visible")
         #expect(try await anonymous.get(key)?.value == Array("visible".utf8))
@@ -76,7 +90,12 @@ struct ZooKeeperAuthTests {
         let proxy = try await CuttingProxy.start(to: server)
         let store = try Self.store(
             carol, chroot: Self.chroot(carol.username), endpoints: [Endpoint(host: "127.0.0.1", port: proxy.port)])
-        defer { Task { try? await proxy.close(); await store.close() } }
+        defer {
+            Task {
+                try? await proxy.close()
+                await store.close()
+            }
+        }
         let key = try Key("auth/\(carol.username)/value")
         try await store.put(key, "kept")
         proxy.cutAfterNext(opCode: 4)  // getData: the connection breaks after the read is forwarded
@@ -99,7 +118,8 @@ struct ZooKeeperAuthTests {
         let key = try Key("auth/\(dave.username)/ours")
         try await store.put(key, "from-swift")
         let path = "\(root)/\(key.path)"
-        #expect(try await Self.kazoo(auth: "\(dave.username):\(dave.password)", ["get", path]).contains("VALUE from-swift"))
+        #expect(
+            try await Self.kazoo(auth: "\(dave.username):\(dave.password)", ["get", path]).contains("VALUE from-swift"))
         #expect(try await Self.kazoo(auth: nil, ["get", path]).contains("NOAUTH"))
 
         let theirs = try Key("auth/\(dave.username)/theirs")
@@ -113,7 +133,9 @@ struct ZooKeeperAuthTests {
         try await store.deleteTree(try Key("auth/\(dave.username)"))
     }
 
-    @Test("an identity the server refuses (AuthFailed: a scheme it has no provider for) ends the session: authenticationFailed")
+    @Test(
+        "an identity the server refuses (AuthFailed: a scheme it has no provider for) ends the session: authenticationFailed"
+    )
     func authFailed() async throws {
         let server = try #require(ZooKeeperTestServer.standalone)
         let client = try await ZooKeeperClient.connect(

@@ -15,9 +15,15 @@ struct ZooKeeperBadInputTests {
         var quiet = Logger(label: "zookeeper-unreachable")
         quiet.logLevel = .critical
         var endpoint = UnreachableServer.refusingEndpoint
-        try await UnreachableServer.expectCause("connection refused", from: try ZooKeeperStore(configuration: .init(endpoints: [endpoint], connectTimeout: .seconds(1), logger: quiet)))
+        try await UnreachableServer.expectCause(
+            "connection refused",
+            from: try ZooKeeperStore(
+                configuration: .init(endpoints: [endpoint], connectTimeout: .seconds(1), logger: quiet)))
         endpoint = UnreachableServer.unknownHostEndpoint
-        try await UnreachableServer.expectCause("unknown host 'no-such-host.invalid'", from: try ZooKeeperStore(configuration: .init(endpoints: [endpoint], connectTimeout: .seconds(1), logger: quiet)))
+        try await UnreachableServer.expectCause(
+            "unknown host 'no-such-host.invalid'",
+            from: try ZooKeeperStore(
+                configuration: .init(endpoints: [endpoint], connectTimeout: .seconds(1), logger: quiet)))
     }
 
     @Test("connection strings: endpoints, ports, chroot and options are checked")

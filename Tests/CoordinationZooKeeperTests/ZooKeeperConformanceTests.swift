@@ -28,7 +28,9 @@ struct ZooKeeperConformanceTests {
         #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
     }
 
-    @Test("pause, blocked loop and churn", arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks + FaultConformance.blockedLoopChecks)
+    @Test(
+        "pause, blocked loop and churn",
+        arguments: FaultConformance.pauseChecks + FaultConformance.churnChecks + FaultConformance.blockedLoopChecks)
     func pause(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
     }

@@ -88,7 +88,8 @@ struct ZooKeeperConnectionTests {
         _ = try await connection.request(.getData(path: path, watch: true))
         _ = try await connection.request(.addWatch(path: path, mode: .persistentRecursive))
         _ = try await connection.request(.setData(path: path, data: [1], version: ZooKeeperRequest.anyVersion))
-        _ = try await connection.request(.create(path: path + "/child", data: [], acl: ACL.openUnsafe, mode: .ephemeral))
+        _ = try await connection.request(
+            .create(path: path + "/child", data: [], acl: ACL.openUnsafe, mode: .ephemeral))
 
         let child = path + "/child"
         let received = try await withThrowingTaskGroup(of: [WatcherEvent]?.self) { group in

@@ -73,7 +73,12 @@ struct ZooKeeperEnsembleTests {
         try #require(endpoints.count == 3 && pids.count == 3)
         let store = try Self.makeStore()
         let observer = try Self.makeStore()
-        defer { Task { await store.close(); await observer.close() } }
+        defer {
+            Task {
+                await store.close()
+                await observer.close()
+            }
+        }
         let session = try await store.makeSession(ttl: .seconds(8))
         let key = try Self.uniqueName("ephemeral")
         try await store.put(key, "mine", options: .boundTo(session))
@@ -139,7 +144,9 @@ struct ZooKeeperEnsembleTests {
             while events.withLock({ $0.count }) < 3 { try await Task.sleep(for: .milliseconds(20)) }
         }
         let seen = events.withLock { $0 }
-        #expect(seen.dropFirst().allSatisfy { if case .put = $0 { true } else { false } }, "changes, no new snapshot: \(seen)")
+        #expect(
+            seen.dropFirst().allSatisfy { if case .put = $0 { true } else { false } },
+            "changes, no new snapshot: \(seen)")
         let values = seen.dropFirst().compactMap { event -> String? in
             if case .put(let entry) = event { return entry.stringValue }
             return nil
@@ -153,7 +160,12 @@ struct ZooKeeperEnsembleTests {
     func forcedExpiry() async throws {
         let holderStore = try Self.makeStore()
         let waiterStore = try Self.makeStore()
-        defer { Task { await holderStore.close(); await waiterStore.close() } }
+        defer {
+            Task {
+                await holderStore.close()
+                await waiterStore.close()
+            }
+        }
         let name = try Self.uniqueName("expiry")
         let holderSession = try await holderStore.makeSession(ttl: .seconds(3))
         let grant = try await Lock(name, session: holderSession, store: holderStore).acquire()
@@ -163,7 +175,9 @@ struct ZooKeeperEnsembleTests {
             return .now
         }
         try await withDeadline(.seconds(10), "the waiter queues") {
-            while try await waiterStore.line.contenders(in: name).count < 2 { try await Task.sleep(for: .milliseconds(20)) }
+            while try await waiterStore.line.contenders(in: name).count < 2 {
+                try await Task.sleep(for: .milliseconds(20))
+            }
         }
         let lost = Task { () -> ContinuousClock.Instant in
             _ = await holderSession.waitUntilEnded()

@@ -27,7 +27,8 @@ struct ZooKeeperLaggingMemberTests {
     /// fail while the holder ahead of it holds (issue 14, defect 4: the waiter read the line and
     /// watched its predecessor on the store's connection; the lagging member said the holder's
     /// key did not exist).
-    @Test("a waiter whose store reads through a lagging member is not granted, and does not fail, while the lock is held")
+    @Test(
+        "a waiter whose store reads through a lagging member is not granted, and does not fail, while the lock is held")
     func waiterBehindALaggingMember() async throws {
         let members = try #require(ZooKeeperTestServer.lagging)
         let link = try #require(ZooKeeperTestServer.laggingLinkPID)
@@ -38,7 +39,12 @@ struct ZooKeeperLaggingMemberTests {
 
         let holderStore = try ZooKeeperStore(configuration: ZooKeeperTestServer.configuration(upToDate))
         let (waiterStore, waiterSession) = try await Self.waiter(readingOn: lagging, sessionOn: upToDate, ttl: ttl)
-        defer { Task { await holderStore.close(); await waiterStore.close() } }
+        defer {
+            Task {
+                await holderStore.close()
+                await waiterStore.close()
+            }
+        }
         let holderSession = try await holderStore.makeSession(ttl: ttl)
         let name = try Key("lagging/lock-\(UInt32.random(in: 0 ... .max))")
 
@@ -95,8 +101,14 @@ struct ZooKeeperLaggingMemberTests {
         let lagging = members[0]
         try await Self.waitUntilServing(lagging)
         let holderStore = try ZooKeeperStore(configuration: ZooKeeperTestServer.configuration([lagging]))
-        let waiterStore = try ZooKeeperStore(configuration: ZooKeeperTestServer.configuration(Array(members.dropFirst())))
-        defer { Task { await holderStore.close(); await waiterStore.close() } }
+        let waiterStore = try ZooKeeperStore(
+            configuration: ZooKeeperTestServer.configuration(Array(members.dropFirst())))
+        defer {
+            Task {
+                await holderStore.close()
+                await waiterStore.close()
+            }
+        }
         // 3 s, of which the 2.2 s bound leaves 0.8 s guaranteed per reply.
         let holderSession = try await holderStore.makeSession(ttl: .seconds(3))
         let waiterSession = try await waiterStore.makeSession(ttl: .seconds(20))
@@ -107,7 +119,9 @@ struct ZooKeeperLaggingMemberTests {
             return (.now, granted)
         }
         try await withDeadline(.seconds(10), "the waiter is in line") {
-            while try await waiterStore.line.contenders(in: name).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            while try await waiterStore.line.contenders(in: name).count < 2 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
         }
         let guarded = GuardedSteps(grant)
 

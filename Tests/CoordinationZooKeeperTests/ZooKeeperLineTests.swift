@@ -22,9 +22,14 @@ struct ZooKeeperLineTests {
             try await store.put(try name.appending("stray"), Array("written by another tool".utf8))
             let waiter = Task { try await Lock(name, session: second, store: store).acquire() }
             try await withDeadline(.seconds(10), "the waiter queues") {
-                while try await store.line.contenders(in: name).count < 2 { try await Task.sleep(for: .milliseconds(20)) }
+                while try await store.line.contenders(in: name).count < 2 {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
             }
-            #expect(try await store.line.contenders(in: name).map(\.key) == [held.key, try await waiterKey(store, name, not: held.key)])
+            #expect(
+                try await store.line.contenders(in: name).map(\.key) == [
+                    held.key, try await waiterKey(store, name, not: held.key),
+                ])
             try await held.release()
             let next = try await withDeadline(.seconds(10), "the waiter is granted past the stray child") {
                 try await waiter.value

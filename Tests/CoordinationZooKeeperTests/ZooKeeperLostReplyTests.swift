@@ -31,7 +31,13 @@ struct ZooKeeperLostReplyTests {
     @Test("a contender whose create reply was lost is found again, not created twice")
     func lostCreateReply() async throws {
         let (proxy, store, observer) = try await Self.storeBehindProxy()
-        defer { Task { try? await proxy.close(); await store.close(); await observer.close() } }
+        defer {
+            Task {
+                try? await proxy.close()
+                await store.close()
+                await observer.close()
+            }
+        }
         let session = try await store.makeSession(ttl: .seconds(10))
         let name = try Key("lost-reply/lock-\(UInt32.random(in: 0 ... .max))")
         // Parents first, so that the cut create is the contender's own.
@@ -55,7 +61,13 @@ struct ZooKeeperLostReplyTests {
     @Test("a read whose reply was lost is sent again on the resumed session and answers")
     func lostReadReply() async throws {
         let (proxy, store, observer) = try await Self.storeBehindProxy()
-        defer { Task { try? await proxy.close(); await store.close(); await observer.close() } }
+        defer {
+            Task {
+                try? await proxy.close()
+                await store.close()
+                await observer.close()
+            }
+        }
         let key = try Key("lost-reply/read-\(UInt32.random(in: 0 ... .max))")
         try await observer.put(key, "value")
         _ = try await store.exists(key)  // the store's session is up, through the proxy

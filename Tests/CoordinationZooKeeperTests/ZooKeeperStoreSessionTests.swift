@@ -1,7 +1,7 @@
 import CoordinationCore
 import CoordinationNIO
-import NIOCore
 import CoordinationTestKit
+import NIOCore
 import Synchronization
 import Testing
 
@@ -74,12 +74,18 @@ struct ZooKeeperStoreSessionTests {
             ZooKeeperTestServer.standalone, sessionTimeout: .seconds(2))
         let store = try ZooKeeperStore(configuration: configuration)
         let writer = try ZooKeeperTestServer.makeStore()
-        defer { Task { await store.close(); await writer.close() } }
+        defer {
+            Task {
+                await store.close()
+                await writer.close()
+            }
+        }
         let prefix = try Key("store-session/\(UInt32.random(in: 0 ... .max))")
         try await writer.put(try prefix.appending("a"), "1")
         let stream = try await store.watchTree(prefix)
         let abandoned = Locked<ZooKeeperClient?>(nil)
-        let seen = try await withDeadline(.seconds(30), "snapshot, restart, change") { () async throws -> [WatchEvent] in
+        let seen = try await withDeadline(.seconds(30), "snapshot, restart, change") {
+            () async throws -> [WatchEvent] in
             var seen: [WatchEvent] = []
             for try await event in stream {
                 seen.append(event)

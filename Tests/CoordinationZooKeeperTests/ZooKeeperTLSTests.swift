@@ -102,7 +102,9 @@ struct ZooKeeperTLSTests {
         _ = try await expectError(.connectionFailed) { try await store.put(try Key("tls/x"), "v") }
     }
 
-    @Test("digest over TLS: the owner's lock works; a plain client without the digest is refused, one with the same certificate is not (x509 identity)")
+    @Test(
+        "digest over TLS: the owner's lock works; a plain client without the digest is refused, one with the same certificate is not (x509 identity)"
+    )
     func digestOverTLS() async throws {
         let user = ("tls\(UInt32.random(in: 0 ... .max))", "pw-\(UInt64.random(in: 0 ... .max))")
         let chroot = "/swift-coordination-tls-\(user.0)"
@@ -112,8 +114,15 @@ struct ZooKeeperTLSTests {
         let owner = try ZooKeeperStore(configuration: configuration)
         configuration.credentials = nil
         let sameCertificate = try ZooKeeperStore(configuration: configuration)
-        let plain = try ZooKeeperStore(configuration: ZooKeeperTestServer.configuration(ZooKeeperTestServer.standalone, chroot: chroot))
-        defer { Task { await owner.close(); await sameCertificate.close(); await plain.close() } }
+        let plain = try ZooKeeperStore(
+            configuration: ZooKeeperTestServer.configuration(ZooKeeperTestServer.standalone, chroot: chroot))
+        defer {
+            Task {
+                await owner.close()
+                await sameCertificate.close()
+                await plain.close()
+            }
+        }
         let key = try Key("tls-auth/value")
         try await owner.put(key, "secret")
         let session = try await owner.makeSession(ttl: .seconds(5))

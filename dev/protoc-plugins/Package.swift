@@ -6,6 +6,6 @@ import PackageDescription
 let package = Package(
     name: "protoc-plugins",
     dependencies: [
-        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0")
     ]
 )

@@ -53,7 +53,8 @@ public struct Arguments: Sendable {
         guard let text = string(name) else { return nil }
         let trimmed = text.filter { $0 != " " }
         let (number, scale): (Substring, Double) =
-            trimmed.hasSuffix("ms") ? (trimmed.dropLast(2), 1e-3)
+            trimmed.hasSuffix("ms")
+            ? (trimmed.dropLast(2), 1e-3)
             : trimmed.hasSuffix("s") ? (trimmed.dropLast(), 1) : (Substring(trimmed), 1)
         guard let value = Double(number), value.isFinite, value >= 0 else {
             throw Invalid("--\(name) takes a duration such as 10s, 250ms or 2.5 (seconds), got '\(text)'")

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 public struct TCPExchangeFailure: Error, CustomStringConvertible {
@@ -19,9 +19,9 @@ public func tcpExchange(host: String, port: Int, request: String, timeout: Durat
         TCPExchangeFailure(description: "\(host):\(port): \(what)")
     }
     #if canImport(Glibc)
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     #else
-    let descriptor = socket(AF_INET, SOCK_STREAM, 0)
+        let descriptor = socket(AF_INET, SOCK_STREAM, 0)
     #endif
     guard descriptor >= 0 else { throw failure("socket: errno \(errno)") }
     defer { close(descriptor) }

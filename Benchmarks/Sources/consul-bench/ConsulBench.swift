@@ -30,7 +30,8 @@ struct ConsulBench {
         var logger = Logger(label: "consul-bench")
         logger.logLevel = .warning
         let configuration = ConsulStore.Configuration(
-            endpoint: Endpoint(host: String(address[..<colon]), port: port), lockDelay: .zero, minimumSessionTTL: .seconds(1),
+            endpoint: Endpoint(host: String(address[..<colon]), port: port), lockDelay: .zero,
+            minimumSessionTTL: .seconds(1),
             logger: logger)
         let prefix = "bench/run-\(UInt32.random(in: 0 ... .max))"
         let cycles = quick ? 300 : 2000

@@ -53,11 +53,12 @@ func contended(_ options: Options) async throws -> [String] {
             } catch is LockStalled {
                 let line = try await stores[0].line.contenders(in: name)
                 let described = line.map { "\($0.key.name)@\($0.order)" }.joined(separator: " ")
-                throw LockStalled(description: """
-                    the lock stopped granting: \(finished) of \(options.contenders) contenders left, \
-                    \(recorder.totalGrants - grantsAtStop) grants after the window \
-                    (\(window.grants) in it); line by create revision: \(described)
-                    """)
+                throw LockStalled(
+                    description: """
+                        the lock stopped granting: \(finished) of \(options.contenders) contenders left, \
+                        \(recorder.totalGrants - grantsAtStop) grants after the window \
+                        (\(window.grants) in it); line by create revision: \(described)
+                        """)
             }
             group.cancelAll()
             return window

@@ -27,7 +27,7 @@ struct Options: Sendable {
         var values = try Arguments(arguments)
         let endpointText = values.string("endpoint") ?? endpoint ?? ""
         guard let colon = endpointText.lastIndex(of: ":"),
-              let port = Int(endpointText[endpointText.index(after: colon)...])
+            let port = Int(endpointText[endpointText.index(after: colon)...])
         else {
             throw Arguments.Invalid("give --endpoint host:port or set ETCD_ENDPOINT")
         }

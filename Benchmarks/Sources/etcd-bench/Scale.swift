@@ -37,7 +37,8 @@ func scale(_ options: Options) async throws -> [String] {
                     group.addTask {
                         let session = try await store.makeSession(ttl: options.scaleTTL)
                         let key = try base.appending("svc").appending("i\(index)")
-                        try await store.put(key, Array("127.0.0.1:\(1024 + index % 60_000)".utf8), options: .boundTo(session))
+                        try await store.put(
+                            key, Array("127.0.0.1:\(1024 + index % 60_000)".utf8), options: .boundTo(session))
                         return (session, try await store.watch(key))
                     }
                 }
@@ -93,7 +94,8 @@ private func measureScale(
     let serverBefore = try metrics.streamCounts()
     let store = try makeStore(options)
     func progress(_ text: String) {
-        let line = Array("etcd-bench \(name): \(text), resident \(fixed(ResidentMemory.read().residentMB, 1)) MB\n".utf8)
+        let line = Array(
+            "etcd-bench \(name): \(text), resident \(fixed(ResidentMemory.read().residentMB, 1)) MB\n".utf8)
         _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
     return try await store.withRunning { store in
@@ -115,7 +117,8 @@ private func measureScale(
         let steadyCPU = ProcessCPU.used() - cpuBefore
         let steadyAfter = try metrics.streamCounts()
         let memory = ResidentMemory.read()
-        let keepAlives = steadyAfter.received["LeaseKeepAlive", default: 0] - steadyBefore.received["LeaseKeepAlive", default: 0]
+        let keepAlives =
+            steadyAfter.received["LeaseKeepAlive", default: 0] - steadyBefore.received["LeaseKeepAlive", default: 0]
         progress("steady state measured; now one expiry")
 
         // One expiry under that load.
@@ -182,7 +185,8 @@ struct ResidentMemory {
             bytes += chunk[..<count]
         }
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-            let kilobytes = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+            let kilobytes =
+                Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
             if line.hasPrefix("VmRSS:") { memory.residentMB = kilobytes / 1024 }
             if line.hasPrefix("VmHWM:") { memory.peakMB = kilobytes / 1024 }
         }

@@ -30,8 +30,9 @@ struct ServerMetrics: Sendable {
         var counts: [String: Double] = [:]
         for line in text.split(separator: "\n") {
             guard line.hasPrefix(metric + "{"), line.contains("grpc_type=\"\(type)\""),
-                  let method = line.firstRange(of: "grpc_method=\"").map({ line[$0.upperBound...].prefix { $0 != "\"" } }),
-                  let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...])
+                let method = line.firstRange(of: "grpc_method=\"").map({ line[$0.upperBound...].prefix { $0 != "\"" } }
+                ),
+                let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...])
             else { continue }
             counts[String(method), default: 0] += value
         }

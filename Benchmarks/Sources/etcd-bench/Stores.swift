@@ -13,7 +13,9 @@ import Logging
 func makeStore(_ options: Options) throws -> EtcdStore {
     var logger = Logger(label: "etcd-bench")
     logger.logLevel = getenv("ETCD_BENCH_LOG_LEVEL").flatMap { Logger.Level(rawValue: String(cString: $0)) } ?? .warning
-    return try EtcdStore(configuration: .init(endpoints: [Endpoint(host: options.endpoint.host, port: options.endpoint.port)], logger: logger))
+    return try EtcdStore(
+        configuration: .init(
+            endpoints: [Endpoint(host: options.endpoint.host, port: options.endpoint.port)], logger: logger))
 }
 
 /// Runs `count` clients for the duration of `body`, then closes them (closing revokes their

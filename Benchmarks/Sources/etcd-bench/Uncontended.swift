@@ -52,7 +52,9 @@ private func uncontended(_ options: Options, onStoreExecutor: Bool) async throws
         try await session.close()
 
         let cycles = Double(options.cycles)
-        func server(_ method: String) -> Double { (serverAfter[method, default: 0] - serverBefore[method, default: 0]) / cycles }
+        func server(_ method: String) -> Double {
+            (serverAfter[method, default: 0] - serverBefore[method, default: 0]) / cycles
+        }
         let serverTotal = serverAfter.keys.reduce(0) { $0 + server($1) }
         let calls = ["joinLine", "atomicDelete", "contenders", "watch", "watchTree", "atomicPut", "get", "list"]
         let callTotal = Double(calls.reduce(0) { $0 + store.count($1) }) / cycles

@@ -37,9 +37,10 @@ struct Options: Sendable {
 
         let prefixText = values.string("prefix") ?? "/bench/swift"
         guard prefixText.hasPrefix("/"), !prefixText.hasSuffix("/"),
-              let prefix = try? Key(String(prefixText.dropFirst())), "/" + prefix.path == prefixText
+            let prefix = try? Key(String(prefixText.dropFirst())), "/" + prefix.path == prefixText
         else {
-            throw Arguments.Invalid("--prefix must be an absolute znode path without a trailing slash, got '\(prefixText)'")
+            throw Arguments.Invalid(
+                "--prefix must be an absolute znode path without a trailing slash, got '\(prefixText)'")
         }
 
         var options = Options(
@@ -72,7 +73,7 @@ struct Options: Sendable {
         var endpoints: [(host: String, port: Int)] = []
         for member in text[..<(slash ?? text.endIndex)].split(separator: ",") {
             guard let colon = member.lastIndex(of: ":"), let port = Int(member[member.index(after: colon)...]),
-                  (1...65535).contains(port), colon > member.startIndex
+                (1...65535).contains(port), colon > member.startIndex
             else {
                 throw Arguments.Invalid("--hosts must be host:port, got '\(text)'")
             }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The Swift side of the ZooKeeper lock benchmark, the peer of ../../kazoo_bench.py: the same

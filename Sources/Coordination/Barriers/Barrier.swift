@@ -42,7 +42,8 @@ public struct Barrier: Sendable {
     /// ``wait()`` for at most `timeout`; throws `timeout` if the barrier is still raised then.
     public func wait(timeout: Duration) async throws(CoordinationError) {
         let barrier = self
-        try await withWaitTimeout(timeout, "waiting on barrier '\(key)'", key: key) { () async throws(CoordinationError) in
+        try await withWaitTimeout(timeout, "waiting on barrier '\(key)'", key: key) {
+            () async throws(CoordinationError) in
             try await barrier.wait()
         }
     }

@@ -37,7 +37,8 @@ public struct ServiceInstance: Sendable, Hashable, Codable {
         self.registrationTimeUTC = 0
         _ = try Self.segments(name: name, id: id)
         guard (0...65535).contains(port) else {
-            throw CoordinationError(.invalidArgument, "port \(port) of service instance '\(id)' is not within 0...65535")
+            throw CoordinationError(
+                .invalidArgument, "port \(port) of service instance '\(id)' is not within 0...65535")
         }
     }
 

@@ -156,12 +156,12 @@ public final class Leadership: Sendable {
                         key, value, condition: .revision(current), options: .boundTo(session))
                     revision.withLock { $0 = entry.modifyRevision }
                     return
-                } catch where error.code == .revisionMismatch {
+                } catch  where error.code == .revisionMismatch {
                     guard let now = try await store.get(key), now.createRevision == createRevision,
                         now.session == nil || now.session == session.id
                     else { throw lostLeadership() }
                     current = now.modifyRevision
-                } catch where error.code == .keyNotFound || error.code == .sessionExpired {
+                } catch  where error.code == .keyNotFound || error.code == .sessionExpired {
                     throw lostLeadership()
                 }
             }

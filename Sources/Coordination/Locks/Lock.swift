@@ -47,7 +47,8 @@ public struct Lock: Sendable {
     /// deadline passes is still returned.
     public func acquire(timeout: Duration) async throws(CoordinationError) -> LockGrant {
         let lock = self
-        return try await withWaitTimeout(timeout, "waiting for lock '\(name)'", key: name) { () async throws(CoordinationError) in
+        return try await withWaitTimeout(timeout, "waiting for lock '\(name)'", key: name) {
+            () async throws(CoordinationError) in
             try await lock.acquire()
         }
     }

@@ -152,7 +152,7 @@ extension LockGrant {
     func releaseAfterWork() async {
         do {
             try await release()
-        } catch where error.code == .notHolder {
+        } catch  where error.code == .notHolder {
             // Lost meanwhile: nothing of ours is left to remove.
         } catch {
             Logger.current.warning(
@@ -180,7 +180,7 @@ func removeIncarnation(
         do throws(CoordinationError) {
             try await store.atomicDelete(key, revision: revision)
             return
-        } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
+        } catch  where error.code == .keyNotFound || error.code == .revisionMismatch {
             let current: Entry?
             do throws(CoordinationError) {
                 current = try await store.get(key)

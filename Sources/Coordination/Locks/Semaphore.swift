@@ -38,7 +38,8 @@ public struct Semaphore: Sendable {
                     var line = TrackedLine(prefix: name)
                     for try await event in try await store.watchTree(name) {
                         line.apply(event)
-                        guard let position = line.contenders(by: queue.line).firstIndex(where: { $0.key == me.key }) else {
+                        guard let position = line.contenders(by: queue.line).firstIndex(where: { $0.key == me.key })
+                        else {
                             throw CoordinationError(
                                 .lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
                         }
@@ -46,7 +47,9 @@ public struct Semaphore: Sendable {
                     }
                     throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled")
                 }
-                if Task.isCancelled { throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled") }
+                if Task.isCancelled {
+                    throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled")
+                }
                 try session.checkActive()  // no grant past the session's deadline (a paused process)
                 return LockGrant(contender: me, session: session, store: store)
             } catch {

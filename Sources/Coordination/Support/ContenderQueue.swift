@@ -105,7 +105,7 @@ struct ContenderQueue: Sendable {
         await shielded {
             do throws(CoordinationError) {
                 try await line.leave(me)
-            } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
+            } catch  where error.code == .keyNotFound || error.code == .revisionMismatch {
                 // Gone already (its session ended, or someone removed it).
             } catch {
                 await line.removeContenders(of: session, in: prefix)

@@ -20,9 +20,9 @@ extension KeyValueStore {
             do throws(CoordinationError) {
                 try await waitUntilGone(key, createdAt: createRevision, session: owner)
                 return .removed
-            } catch where error.code == .cancelled {
+            } catch  where error.code == .cancelled {
                 return nil
-            } catch where error.code == .storeClosed {
+            } catch  where error.code == .storeClosed {
                 return .storeClosed
             } catch {
                 if !session.isActive { return nil }

@@ -52,13 +52,13 @@ extension ContenderLine {
                 for contender in try await contenders(in: prefix) where contender.session == session.id {
                     do throws(CoordinationError) {
                         try await leave(contender)
-                    } catch where error.code == .keyNotFound || error.code == .revisionMismatch {
+                    } catch  where error.code == .keyNotFound || error.code == .revisionMismatch {
                         // Gone already, or changed: read the line again on the next attempt.
                         throw error
                     }
                 }
                 return
-            } catch where !session.isActive {
+            } catch  where !session.isActive {
                 return  // the session ended: its contenders go with it
             } catch {
                 lastError = error

@@ -35,12 +35,14 @@ struct ConsulErrorMapper: Sendable {
                 return make(.storeClosed, "\(operation): the store was closed", key: key)
             }
             if http == .connectTimeout {
-                return make(.connectionFailed, "\(operation): cannot reach the Consul agent (no answer in time)", key: key)
+                return make(
+                    .connectionFailed, "\(operation): cannot reach the Consul agent (no answer in time)", key: key)
             }
             return make(.connectionFailed, "\(operation): cannot talk to the Consul agent (\(http))", key: key)
         }
         return make(
-            .connectionFailed, "\(operation): cannot reach the Consul agent (\(ConnectFailure.describe(error)))", key: key)
+            .connectionFailed, "\(operation): cannot reach the Consul agent (\(ConnectFailure.describe(error)))",
+            key: key)
     }
 
     /// An answer that is not a success, by status and Consul's plain-text message.

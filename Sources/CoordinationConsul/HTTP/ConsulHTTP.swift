@@ -74,7 +74,8 @@ struct ConsulHTTP: Sendable {
             guard let serverName else { return shared }
             return overridden.withLock { clients in
                 if let client = clients[serverName] { return client }
-                let client = ConsulHTTP.makeClient(maxConnections: 1024, dnsOverride: [serverName.name: serverName.address])
+                let client = ConsulHTTP.makeClient(
+                    maxConnections: 1024, dnsOverride: [serverName.name: serverName.address])
                 clients[serverName] = client
                 return client
             }

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+// The properties carry Consul's own JSON field names (`CreateIndex`, `ModifyIndex`…), so the
+// Codable conformances need no key tables and read as the API documentation does.
 @_spi(Backend) import CoordinationCore
 
 #if canImport(FoundationEssentials)

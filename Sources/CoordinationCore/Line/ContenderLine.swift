@@ -81,7 +81,9 @@ extension ContenderLine {
 
     /// For a backend whose join cannot read the line in the same round trip: `contender`, just
     /// created, and its place from a read of the whole line.
-    @_spi(Backend) public func placing(_ contender: Contender, in prefix: Key) async throws(CoordinationError) -> LineJoin {
+    @_spi(Backend) public func placing(_ contender: Contender, in prefix: Key) async throws(CoordinationError)
+        -> LineJoin
+    {
         LineJoin(contender: contender, place: try await place(of: contender, in: prefix))
     }
 }

@@ -11,7 +11,8 @@ import Synchronization
 /// - A backend that renews over a stream (etcd) calls ``runTimer(send:)``, sends each keep-alive
 ///   on its stream, reports answers with ``acknowledge(_:ttl:)``, and says when the stream opens
 ///   and breaks (``streamOpened()``, ``streamBroke()``).
-@_spi(Backend) public final class SessionRenewer<ID: Hashable & Comparable & Sendable & CustomStringConvertible>: Sendable {
+@_spi(Backend)
+public final class SessionRenewer<ID: Hashable & Comparable & Sendable & CustomStringConvertible>: Sendable {
     /// The answer to one keep-alive sent by request.
     public enum Outcome: Sendable {
         /// Acknowledged; the server holds the session for `ttl` from the send (`nil`: the granted TTL).

@@ -9,8 +9,9 @@ public struct Entry: Hashable, Sendable {
     /// The session the key is bound to, if any: the key disappears when that session ends.
     public var session: SessionID?
 
-    @_spi(Backend) public init(key: Key, value: [UInt8], createRevision: Revision, modifyRevision: Revision, session: SessionID? = nil)
-    {
+    @_spi(Backend) public init(
+        key: Key, value: [UInt8], createRevision: Revision, modifyRevision: Revision, session: SessionID? = nil
+    ) {
         self.key = key
         self.value = value
         self.createRevision = createRevision

@@ -120,7 +120,9 @@ extension KeyValueStore {
 
     /// The default ``waitUntilGone(_:createdAt:session:)``: a watch of `key` of its own, until the
     /// incarnation is gone. A backend that overrides the wait for some cases calls it for the rest.
-    @_spi(Backend) public func waitUntilGoneOnWatch(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
+    @_spi(Backend) public func waitUntilGoneOnWatch(
+        _ key: Key, createdAt createRevision: Revision?, session: SessionID?
+    )
         async throws(CoordinationError)
     {
         func isOther(_ entry: Entry) -> Bool {

@@ -63,7 +63,9 @@ public struct WatchStream: AsyncSequence, Sendable {
 
     /// For backends: a new stream and its producing side (`limit`: ``bufferLimit``, or a smaller
     /// one in tests).
-    @_spi(Backend) public static func makeStream(limit: Int = bufferLimit) -> (stream: WatchStream, continuation: Continuation) {
+    @_spi(Backend) public static func makeStream(limit: Int = bufferLimit) -> (
+        stream: WatchStream, continuation: Continuation
+    ) {
         precondition(limit > 0)
         let (stream, continuation) = AsyncThrowingStream<WatchEvent, any Error>.makeStream(
             bufferingPolicy: .bufferingOldest(limit))

@@ -82,7 +82,8 @@ final class LeaseKeeper: Sendable {
             if opened { renewer.streamBroke() }
             outbox.finish()
             if Task.isCancelled { return }
-            await transport.pauseBeforeReopening("lease keep-alive", after: failure, delay: reconnectDelay, logger: logger)
+            await transport.pauseBeforeReopening(
+                "lease keep-alive", after: failure, delay: reconnectDelay, logger: logger)
         }
     }
 }

@@ -225,7 +225,8 @@ final class EtcdTransport: @unchecked Sendable {
         eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             self.livenessCheck = nil
             guard handler.isUsable, !handler.heardFromServer else { return }
-            self.logger.info("etcd member stopped answering; reconnecting", metadata: ["member": "\(handler.authority)"])
+            self.logger.info(
+                "etcd member stopped answering; reconnecting", metadata: ["member": "\(handler.authority)"])
             handler.close(GRPCCallError(.unavailable, "\(handler.authority) stopped answering"))
         }
     }
@@ -270,10 +271,12 @@ final class EtcdTransport: @unchecked Sendable {
                     let pipeline = channel.pipeline.syncOperations
                     if let tls {
                         try pipeline.addHandler(
-                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName(for: endpoint.host)))
+                            NIOSSLClientHandler(
+                                context: tls.context, serverHostname: tls.serverName(for: endpoint.host)))
                     }
                     try pipeline.addHandler(
-                        NIOHTTP2Handler(mode: .client, connectionConfiguration: GRPCStreamsHandler.connectionConfiguration()))
+                        NIOHTTP2Handler(
+                            mode: .client, connectionConfiguration: GRPCStreamsHandler.connectionConfiguration()))
                     try pipeline.addHandler(handler)
                 }
             }
@@ -498,7 +501,8 @@ final class UnaryCall<Response: SwiftProtobuf.Message>: GRPCStreamObserver, Conn
             abandon(GRPCCallError(.deadlineExceeded, "no answer from \(stream.handler.authority) before the deadline"))
         } else {
             abandon(
-                GRPCCallError(.unavailable, "no etcd member could be reached before the deadline (\(transport.connectFailure))"))
+                GRPCCallError(
+                    .unavailable, "no etcd member could be reached before the deadline (\(transport.connectFailure))"))
         }
     }
 
@@ -593,7 +597,8 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
 
     func received(_ message: ByteBuffer) {
         do {
-            output.yield((try GRPCWire.decode(Response.self, from: message), GRPCWire.prefixLength + message.readableBytes))
+            output.yield(
+                (try GRPCWire.decode(Response.self, from: message), GRPCWire.prefixLength + message.readableBytes))
         } catch {
             if let stream { stream.handler.cancel(stream.id) }
             finished(error as? GRPCCallError ?? GRPCCallError(.internal, "\(error)"))
@@ -614,7 +619,8 @@ final class GRPCBidiStream<Request: SwiftProtobuf.Message, Response: SwiftProtob
         stream.handler.cancel(stream.id)
         ended = true
         output.finish(
-            throwing: GRPCCallError(.unavailable, "the connection to \(stream.handler.authority) is draining", kind: .connectionDraining))
+            throwing: GRPCCallError(
+                .unavailable, "the connection to \(stream.handler.authority) is draining", kind: .connectionDraining))
     }
 
     /// Sends each of `requests` and hands each response to `onResponse` until the call ends (normally,

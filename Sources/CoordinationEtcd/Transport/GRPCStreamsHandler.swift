@@ -53,7 +53,7 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
     /// ten times the request rate the etcd benchmark reaches on one connection, and still a bound
     /// on a member that floods. (The limiter keeps room for one timestamp per counted frame: 160 KB
     /// a connection at this count, which is why the window is short rather than the count large.)
-        static func connectionConfiguration() -> NIOHTTP2Handler.ConnectionConfiguration {
+    static func connectionConfiguration() -> NIOHTTP2Handler.ConnectionConfiguration {
         var configuration = NIOHTTP2Handler.ConnectionConfiguration()
         configuration.initialSettings = [
             HTTP2Setting(parameter: .enablePush, value: 0),
@@ -150,10 +150,12 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
         }
         let id = HTTP2StreamID(nextStreamID)
         nextStreamID += 2
-        streams[id] = Stream(observer: observer, maximumMessageSize: maximumMessageSize, creditOnConsume: creditOnConsume)
+        streams[id] = Stream(
+            observer: observer, maximumMessageSize: maximumMessageSize, creditOnConsume: creditOnConsume)
         let headers = GRPCWire.requestHeaders(
             path: path, scheme: scheme, authority: authority, timeout: timeout, metadata: metadata)
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers)))), promise: nil)
+        context.write(
+            wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers)))), promise: nil)
         needsFlush = true
         if nextStreamID > retirementStreamID {
             // The ids are running out: new calls go to a new connection; this one drains, and its
@@ -271,7 +273,8 @@ final class GRPCStreamsHandler: ChannelInboundHandler {
                 finish(
                     id,
                     GRPCCallError(
-                        .unavailable, "\(authority) is going away (\(code)) and did not take the call", kind: .notProcessed),
+                        .unavailable, "\(authority) is going away (\(code)) and did not take the call",
+                        kind: .notProcessed),
                     resetIfOpen: false)
             }
             tellStreamsDraining()

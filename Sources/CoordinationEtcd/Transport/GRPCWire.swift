@@ -237,7 +237,8 @@ struct GRPCMessageReader {
                 throw GRPCCallError(.internal, "the server sent a compressed message, which was not asked for")
             }
             guard length <= maximumMessageSize else {
-                throw GRPCCallError(.resourceExhausted, "a message of \(length) bytes is over the limit of \(maximumMessageSize)")
+                throw GRPCCallError(
+                    .resourceExhausted, "a message of \(length) bytes is over the limit of \(maximumMessageSize)")
             }
             guard buffer!.readableBytes >= GRPCWire.prefixLength + length else { break }
             buffer!.moveReaderIndex(forwardBy: GRPCWire.prefixLength)

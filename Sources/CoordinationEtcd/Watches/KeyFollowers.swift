@@ -117,7 +117,9 @@ final class KeyFollowers: Sendable {
             )
         }
         for task in tasks { task.cancel() }
-        for waiter in waiters { waiter.continuation.resume(throwing: CoordinationError(.storeClosed, "the store was closed")) }
+        for waiter in waiters {
+            waiter.continuation.resume(throwing: CoordinationError(.storeClosed, "the store was closed"))
+        }
     }
 
     /// Keys followed right now (for the tests).
@@ -141,7 +143,8 @@ final class KeyFollowers: Sendable {
                     guard let self else { return }
                     self.apply(event, to: key, generation: generation)
                 }
-                self?.stopFollowing(key, generation: generation, CoordinationError(.cancelled, "the watch of '\(key)' ended"))
+                self?.stopFollowing(
+                    key, generation: generation, CoordinationError(.cancelled, "the watch of '\(key)' ended"))
             } catch {
                 self?.stopFollowing(key, generation: generation, error)
             }

@@ -102,17 +102,20 @@ struct V2ErrorMapper: Sendable {
             case .cancelled:
                 return make(.cancelled, "\(operation) was cancelled", key: key)
             case .connectTimeout:
-                return make(.connectionFailed, "\(operation): cannot reach the etcd member (no answer in time)", key: key)
+                return make(
+                    .connectionFailed, "\(operation): cannot reach the etcd member (no answer in time)", key: key)
             default:
                 return make(
-            .connectionFailed, "\(operation): cannot reach the etcd member (\(ConnectFailure.describe(error)))", key: key)
+                    .connectionFailed, "\(operation): cannot reach the etcd member (\(ConnectFailure.describe(error)))",
+                    key: key)
             }
         }
         if error is DecodingError {
             return make(.protocolError, "\(operation): etcd's answer could not be decoded", key: key)
         }
         return make(
-            .connectionFailed, "\(operation): cannot reach the etcd member (\(ConnectFailure.describe(error)))", key: key)
+            .connectionFailed, "\(operation): cannot reach the etcd member (\(ConnectFailure.describe(error)))",
+            key: key)
     }
 
     /// The error for an etcd failure body, by v2 error code.

@@ -97,7 +97,8 @@ final class ZooKeeperClient: @unchecked Sendable {
         self.connectTimeout = connectTimeout
         self.machine = Machine(
             configuration: .init(
-                requestedTimeout: sessionTimeout, followerBound: followerBound, authentication: security.authentication))
+                requestedTimeout: sessionTimeout, followerBound: followerBound, authentication: security.authentication)
+        )
         let start = firstEndpoint.map { min(max($0, 0), endpoints.count - 1) } ?? Int.random(in: 0..<endpoints.count)
         self.endpointIndex = start
         self.currentEndpoint = endpoints[start]
@@ -328,7 +329,8 @@ final class ZooKeeperClient: @unchecked Sendable {
                     if let tls = security.tls {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(
-                                context: tls.context, serverHostname: tls.settings.expectedServerName(connectingTo: endpoint.host)))
+                                context: tls.context,
+                                serverHostname: tls.settings.expectedServerName(connectingTo: endpoint.host)))
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         ZooKeeperClientHandler(client: self, generation: generation))
@@ -376,7 +378,8 @@ final class ZooKeeperClient: @unchecked Sendable {
         self.established = nil
         established.fail(
             CoordinationError(
-                .connectionFailed, "TLS with the ZooKeeper server \(currentEndpoint) failed: \(ConnectFailure.describe(error))",
+                .connectionFailed,
+                "TLS with the ZooKeeper server \(currentEndpoint) failed: \(ConnectFailure.describe(error))",
                 backend: "zookeeper"))
     }
 

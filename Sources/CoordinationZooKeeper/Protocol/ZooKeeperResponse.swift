@@ -42,7 +42,8 @@ enum ZooKeeperResponse: Equatable, Sendable {
             return .synced(path: try buffer.readJuteString() ?? "")
         case .multi:
             return .multi(try decodeMultiResults(from: &buffer))
-        case .delete, .addWatch, .removeWatches, .setWatches, .setWatches2, .auth, .ping, .closeSession, .check, .getChildren,
+        case .delete, .addWatch, .removeWatches, .setWatches, .setWatches2, .auth, .ping, .closeSession, .check,
+            .getChildren,
             .notification,
             .error:
             return .empty

@@ -79,7 +79,8 @@ extension ZooKeeperStore {
     public static func register(in registry: inout StoreRegistry) {
         registry.register(scheme: "zookeeper") { (connection, configuration) throws(CoordinationError) in
             let options = try ConnectionOptions(
-                connection, backend: "zookeeper", known: ["timeout", "connect-timeout", "follower-bound", "world-readable"],
+                connection, backend: "zookeeper",
+                known: ["timeout", "connect-timeout", "follower-bound", "world-readable"],
                 acceptsTLS: true)
             var settings = Configuration(
                 endpoints: try options.endpoints(defaultPort: 2181), chroot: connection.path,

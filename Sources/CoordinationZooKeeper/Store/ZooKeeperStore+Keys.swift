@@ -40,8 +40,7 @@ extension ZooKeeperStore {
                     let reply = try await client.send(.setData(path: path, data: value, version: -1))
                     guard case .stat(let stat) = reply.response else { continue }
                     if ZooKeeperPaths.owner(stat.ephemeralOwner) == nil { return entry(key, value, stat) }
-                    if let replaced = try await replace(path, key: key, value: value, mode: mode, stat: stat, client)
-                    {
+                    if let replaced = try await replace(path, key: key, value: value, mode: mode, stat: stat, client) {
                         return replaced
                     }
                 } else {
@@ -49,21 +48,20 @@ extension ZooKeeperStore {
                     guard case .created(_, let stat) = reply.response else { continue }
                     return entry(key, value, stat)
                 }
-            } catch where error.zooKeeperCode == .noNode {
+            } catch  where error.zooKeeperCode == .noNode {
                 if let created = try await createWithParents(path, key: key, value: value, mode: mode, client) {
                     return entry(key, value, created)
                 }
-            } catch where error.zooKeeperCode == .nodeExists {
+            } catch  where error.zooKeeperCode == .nodeExists {
                 // A bound write onto an existing znode: set it, then make sure it is ours.
                 do {
                     let reply = try await client.send(.setData(path: path, data: value, version: -1))
                     guard case .stat(let stat) = reply.response else { continue }
                     if ZooKeeperPaths.owner(stat.ephemeralOwner) == owner { return entry(key, value, stat) }
-                    if let replaced = try await replace(path, key: key, value: value, mode: mode, stat: stat, client)
-                    {
+                    if let replaced = try await replace(path, key: key, value: value, mode: mode, stat: stat, client) {
                         return replaced
                     }
-                } catch where error.zooKeeperCode == .noNode {
+                } catch  where error.zooKeeperCode == .noNode {
                     continue
                 } catch {
                     throw failure(error, operation, key: key)
@@ -85,7 +83,10 @@ extension ZooKeeperStore {
         }
         do throws(CoordinationError) {
             let reply = try await client.send(
-                .multi([.delete(path: path, version: stat.version), .create(path: path, data: value, acl: nodeACL, mode: mode)]))
+                .multi([
+                    .delete(path: path, version: stat.version),
+                    .create(path: path, data: value, acl: nodeACL, mode: mode),
+                ]))
             guard case .multi(let results) = reply.response else { return nil }
             if case .created(_, let created) = results.last { return entry(key, value, created) }
             if results.contains(.error(.notEmpty)) {
@@ -102,7 +103,9 @@ extension ZooKeeperStore {
     func createWithParents(
         _ path: String, key: Key?, value: [UInt8]?, mode: CreateMode, _ client: ZooKeeperClient
     ) async throws(CoordinationError) -> Stat? {
-        let parents = paths.ancestors(of: path).map { ZooKeeperRequest.create(path: $0, data: nil, acl: nodeACL, mode: .persistent) }
+        let parents = paths.ancestors(of: path).map {
+            ZooKeeperRequest.create(path: $0, data: nil, acl: nodeACL, mode: .persistent)
+        }
         let results = await client.sendAll(parents + [.create(path: path, data: value, acl: nodeACL, mode: mode)])
         for result in results.dropLast() {
             if case .failure(let error) = result, error.zooKeeperCode != .nodeExists {
@@ -135,13 +138,13 @@ extension ZooKeeperStore {
         let client = try await primary()
         do {
             _ = try await client.send(.delete(path: path, version: -1))
-        } catch where error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .noNode {
             return
-        } catch where error.zooKeeperCode == .notEmpty {
+        } catch  where error.zooKeeperCode == .notEmpty {
             // Keys remain below: the znode stays as a parent only.
             do {
                 _ = try await client.send(.setData(path: path, data: nil, version: -1))
-            } catch where error.zooKeeperCode == .noNode {
+            } catch  where error.zooKeeperCode == .noNode {
                 return
             } catch {
                 throw failure(error, "delete", key: key)
@@ -168,7 +171,9 @@ extension ZooKeeperStore {
         var zxid: Int64 = 0
         while !level.isEmpty {
             var children: [String] = []
-            for (parent, result) in zip(level, await client.sendAll(level.map { .getChildren2(path: $0, watch: false) })) {
+            for (parent, result) in zip(
+                level, await client.sendAll(level.map { .getChildren2(path: $0, watch: false) }))
+            {
                 switch result {
                 case .success(let reply):
                     zxid = max(zxid, reply.zxid)
@@ -181,7 +186,8 @@ extension ZooKeeperStore {
                 }
             }
             var next: [String] = []
-            for (path, result) in zip(children, await client.sendAll(children.map { .getData(path: $0, watch: false) })) {
+            for (path, result) in zip(children, await client.sendAll(children.map { .getData(path: $0, watch: false) }))
+            {
                 switch result {
                 case .success(let reply):
                     zxid = max(zxid, reply.zxid)
@@ -226,7 +232,11 @@ extension ZooKeeperStore {
     {
         try validate(value: value, for: key)
         let client: ZooKeeperClient
-        if let session = options.session { client = try self.client(for: session) } else { client = try await primary() }
+        if let session = options.session {
+            client = try self.client(for: session)
+        } else {
+            client = try await primary()
+        }
         let owner = options.session?.id
         let mode: CreateMode = owner == nil ? .persistent : .ephemeral
         let path = try paths.path(key)
@@ -237,17 +247,19 @@ extension ZooKeeperStore {
                     let reply = try await client.send(.create(path: path, data: value, acl: nodeACL, mode: mode))
                     guard case .created(_, let stat) = reply.response else { break }
                     return entry(key, value, stat)
-                } catch where error.zooKeeperCode == .noNode {
+                } catch  where error.zooKeeperCode == .noNode {
                     if let created = try await createWithParents(path, key: key, value: value, mode: mode, client) {
                         return entry(key, value, created)
                     }
-                } catch where error.zooKeeperCode == .nodeExists {
+                } catch  where error.zooKeeperCode == .nodeExists {
                     // A parent-only znode is no key: the key is absent and may be created on it.
                     guard let current = try await read(path, key: key, client) else { continue }
                     if current.data != nil {
                         throw make(.keyExists, "atomicPut: '\(key)' exists", key: key)
                     }
-                    if let written = try await swap(path, key: key, value: value, owner: owner, stat: current.stat, client) {
+                    if let written = try await swap(
+                        path, key: key, value: value, owner: owner, stat: current.stat, client)
+                    {
                         return written
                     }
                 } catch {
@@ -284,7 +296,7 @@ extension ZooKeeperStore {
             }
             return try await replace(
                 path, key: key, value: value, mode: owner == nil ? .persistent : .ephemeral, stat: stat, client)
-        } catch where error.zooKeeperCode == .badVersion || error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .badVersion || error.zooKeeperCode == .noNode {
             return nil
         } catch {
             throw translated(error, "atomicPut", key: key)
@@ -299,7 +311,7 @@ extension ZooKeeperStore {
             let reply = try await client.send(.getData(path: path, watch: false))
             guard case .data(let data, let stat) = reply.response else { return nil }
             return (data, stat)
-        } catch where error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .noNode {
             return nil
         } catch {
             throw failure(error, operation, key: key)
@@ -314,7 +326,7 @@ extension ZooKeeperStore {
             let reply = try await client.send(.getChildren2(path: path, watch: false))
             guard case .children(let names, _) = reply.response else { return nil }
             return names
-        } catch where error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .noNode {
             return nil
         } catch {
             throw failure(error, operation, key: key)
@@ -343,17 +355,17 @@ extension ZooKeeperStore {
         do {
             _ = try await client.send(.delete(path: path, version: version))
             _ = state.withLock { $0.ownContenders.removeValue(forKey: path) }
-        } catch where error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .noNode {
             _ = state.withLock { $0.ownContenders.removeValue(forKey: path) }
             throw make(.keyNotFound, "atomicDelete: '\(key)' does not exist", key: key)
-        } catch where error.zooKeeperCode == .badVersion {
+        } catch  where error.zooKeeperCode == .badVersion {
             throw make(.revisionMismatch, "atomicDelete: '\(key)' changed since revision \(revision)", key: key)
-        } catch where error.zooKeeperCode == .notEmpty {
+        } catch  where error.zooKeeperCode == .notEmpty {
             do {
                 _ = try await client.send(.setData(path: path, data: nil, version: version))
-            } catch where error.zooKeeperCode == .badVersion {
+            } catch  where error.zooKeeperCode == .badVersion {
                 throw make(.revisionMismatch, "atomicDelete: '\(key)' changed since revision \(revision)", key: key)
-            } catch where error.zooKeeperCode == .noNode {
+            } catch  where error.zooKeeperCode == .noNode {
                 throw make(.keyNotFound, "atomicDelete: '\(key)' does not exist", key: key)
             } catch {
                 throw failure(error, "atomicDelete", key: key)

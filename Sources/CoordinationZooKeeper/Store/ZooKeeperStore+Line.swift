@@ -90,7 +90,9 @@ extension ZooKeeperStore {
                 throw failure(error, "contenders", key: prefix)
             }
         }
-        return contenders.sorted { $0.createRevision != $1.createRevision ? $0.createRevision < $1.createRevision : $0.key < $1.key }
+        return contenders.sorted {
+            $0.createRevision != $1.createRevision ? $0.createRevision < $1.createRevision : $0.key < $1.key
+        }
     }
 
     /// The ordering number (and fencing token) is the creation zxid: it orders sequential names
@@ -110,7 +112,8 @@ extension ZooKeeperStore {
         let client = try client(for: session)
         let base = try paths.path(prefix)
         let namePrefix = ZooKeeperPaths.contenderPrefix(uuid: Self.uuid(), role: role)
-        let create = ZooKeeperRequest.create(path: base + "/" + namePrefix, data: value, acl: nodeACL, mode: .ephemeralSequential)
+        let create = ZooKeeperRequest.create(
+            path: base + "/" + namePrefix, data: value, acl: nodeACL, mode: .ephemeralSequential)
         for _ in 0..<8 {
             let results = await client.sendAll([create, .getChildren2(path: base, watch: false)])
             switch results[0] {
@@ -180,7 +183,7 @@ extension ZooKeeperStore {
         let client = try await primary()
         do {
             _ = try await client.send(.sync(path: path))
-        } catch where error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .noNode {
             // Nothing to catch up on below a prefix that does not exist.
         } catch {
             throw failure(error, "place", key: key)
@@ -218,6 +221,7 @@ extension ZooKeeperStore {
         bytes[8] = (bytes[8] & 0x3f) | 0x80
         let digits = Array("0123456789abcdef")
         let hex = bytes.map { String([digits[Int($0 >> 4)], digits[Int($0 & 0x0f)]]) }
-        return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
+        return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(
+            separator: "-")
     }
 }

@@ -101,7 +101,7 @@ extension ZooKeeperStore {
         let ttlMilliseconds = text.hasPrefix("ttl-ms=") ? Int64(text.dropFirst(7)) ?? 60_000 : 60_000
         do {
             _ = try await client.send(.setData(path: marker, data: Array("revoked".utf8), version: -1))
-        } catch where error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .noNode {
             return
         } catch {
             throw failure(error, "revokeSession", key: nil)

@@ -91,7 +91,7 @@ extension ZooKeeperStore {
                 let reply = try await client.send(.getData(path: path, watch: false))
                 guard case .data(let data, let stat) = reply.response, let data else { return ([], reply.zxid) }
                 return ([store.entry(root, data, stat)], reply.zxid)
-            } catch where error.zooKeeperCode == .noNode {
+            } catch  where error.zooKeeperCode == .noNode {
                 return ([], error.zooKeeperZxid ?? 0)
             } catch {
                 throw store.failure(error, "watch", key: root)
@@ -166,9 +166,10 @@ extension ZooKeeperStore {
                     continuation.yield(.put(entry))
                 } else if known.removeValue(forKey: key) != nil {
                     // The key was deleted but keys remain below it: a parent only now.
-                    continuation.yield(.deleted(Deletion(key: key, revision: Revision(UInt64(reply.zxid)), reason: .deleted)))
+                    continuation.yield(
+                        .deleted(Deletion(key: key, revision: Revision(UInt64(reply.zxid)), reason: .deleted)))
                 }
-            } catch where error.zooKeeperCode == .noNode {
+            } catch  where error.zooKeeperCode == .noNode {
                 guard let old = known.removeValue(forKey: key) else { return }
                 continuation.yield(.deleted(deletion(of: old, zxid: error.zooKeeperZxid ?? 0)))
             }
@@ -221,7 +222,7 @@ extension ZooKeeperStore {
                 guard case .data(let data, let stat) = reply.response, data != nil else { return }
                 if let session, ZooKeeperPaths.owner(stat.ephemeralOwner) != session { return }
                 if let createRevision, UInt64(stat.czxid) != createRevision.value { return }
-            } catch where error.zooKeeperCode == .noNode {
+            } catch  where error.zooKeeperCode == .noNode {
                 if synced { return }
                 synced = true
                 try await catchUp(client, below: key)
@@ -243,7 +244,7 @@ extension ZooKeeperStore {
         guard let parent = key.parent else { return }
         do {
             _ = try await client.send(.sync(path: try paths.path(parent)))
-        } catch where error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .noNode {
             // The parent is gone too: nothing to catch up on.
         } catch {
             throw failure(error, "waitUntilGone", key: key)
@@ -258,7 +259,7 @@ extension ZooKeeperStore {
         defer { stopListening(id) }
         do {
             _ = try await client.send(.exists(path: path, watch: true))
-        } catch where error.zooKeeperCode == .noNode {
+        } catch  where error.zooKeeperCode == .noNode {
             return true
         } catch {
             throw failure(error, "waitForRemoval", key: nil)

@@ -159,7 +159,8 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             let task = Task { () throws -> ZooKeeperClient in
                 let client = try await ZooKeeperClient.connect(
                     endpoints: endpoints, sessionTimeout: configuration.sessionTimeout,
-                    connectTimeout: configuration.connectTimeout, security: self.security, group: self.executor.eventLoop,
+                    connectTimeout: configuration.connectTimeout, security: self.security,
+                    group: self.executor.eventLoop,
                     handler: { [weak self] client, event in self?.dispatch(event, of: client) },
                     firstEndpoint: configuration.shuffleEndpoints ? nil : 0)
                 self.adoptPrimary(client)
