@@ -255,6 +255,8 @@ let package = Package(
                 "CoordinationZooKeeper",
                 "CoordinationTestKit",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),

@@ -10,6 +10,12 @@ extension DocSnippets {
     static let connectionString = "memory://"
     /// A running store, for snippets that show one call on "your store".
     static let store = MemoryStore()
+    /// A registration and a candidate on it, for the snippets that put them in a `ServiceGroup`.
+    static let registration = ServiceRegistration(
+        try! ServiceInstance(name: "api", id: "api-1", address: "127.0.0.1", port: 8080),
+        base: try! Key("services"), store: store)
+    static let candidate = LeaderCandidate(
+        election: try! Key("elections/scheduler"), value: Array("node-1".utf8), store: store)
 
     static func runJob(fencedBy token: FencingToken) async throws {}
     static func runReport(fencingToken token: FencingToken) async throws {}

@@ -9,7 +9,9 @@ import CoordinationMemory
 import CoordinationTestKit
 import CoordinationZooKeeper
 import Logging
+import ServiceLifecycle
 import Testing
+import UnixSignals
 
 /// Every documentation snippet, in the isolation of a `@main` type's `main()`.
 @MainActor enum DocSnippets {
@@ -48,6 +50,16 @@ import Testing
         var registry = StoreRegistry()
         MemoryStore.register(in: &registry)          // each backend module adds its scheme
         let store = try registry.makeStore("memory://")
+    }
+
+    // README.md, line 159
+    static func README_3() async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: store), .init(service: registration), .init(service: candidate)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
     }
 
     // docs/architecture.md, line 127
