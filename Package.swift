@@ -18,13 +18,14 @@ let package = Package(
         .library(name: "CoordinationConsul", targets: ["CoordinationConsul"]),
         .library(name: "CoordinationZooKeeper", targets: ["CoordinationZooKeeper"]),
         .library(name: "CoordinationTestKit", targets: ["CoordinationTestKit"]),
+        .executable(name: "coordctl", targets: ["coordctl"]),
         .executable(name: "coordination-demo", targets: ["coordination-demo"]),
         .executable(name: "coordination-service", targets: ["coordination-service"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
@@ -140,6 +141,22 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(
+            name: "coordctl",
+            dependencies: [
+                "Coordination",
+                "CoordinationMemory",
+                "CoordinationEtcd",
+                "CoordinationEtcdV2",
+                "CoordinationConsul",
+                "CoordinationZooKeeper",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
             name: "coordination-demo",
             dependencies: [
                 "Coordination",
@@ -200,6 +217,7 @@ let package = Package(
                 "Coordination",
                 "coordination-fault-peer",
                 "coordination-service",
+                "coordctl",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -215,7 +233,7 @@ let package = Package(
             dependencies: [
                 "CoordinationCore", "CoordinationEtcdV2", "CoordinationTestKit", "Coordination",
                 "coordination-fault-peer",
-                "coordination-service", .product(name: "Logging", package: "swift-log"),
+                "coordination-service", "coordctl", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -223,7 +241,7 @@ let package = Package(
             name: "CoordinationConsulTests",
             dependencies: [
                 "CoordinationCore", "CoordinationConsul", "CoordinationTestKit", "Coordination",
-                "coordination-fault-peer", "coordination-service",
+                "coordination-fault-peer", "coordination-service", "coordctl",
             ],
             swiftSettings: strictSettings
         ),
@@ -237,6 +255,7 @@ let package = Package(
                 "Coordination",
                 "coordination-fault-peer",
                 "coordination-service",
+                "coordctl",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -262,7 +281,9 @@ let package = Package(
         ),
         .testTarget(
             name: "CoordinationMemoryTests",
-            dependencies: ["CoordinationCore", "CoordinationMemory", "CoordinationTestKit", "Coordination"],
+            dependencies: [
+                "CoordinationCore", "CoordinationMemory", "CoordinationTestKit", "Coordination", "coordctl",
+            ],
             swiftSettings: strictSettings
         ),
     ],

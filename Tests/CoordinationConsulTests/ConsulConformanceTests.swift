@@ -26,6 +26,11 @@ struct ConsulConformanceTests {
         try await check.runReportingOptOut(on: ConsulBackend())
     }
 
+    @Test("coordctl", arguments: CoordctlConformance.checks)
+    func coordctl(_ check: ConformanceCheck) async throws {
+        try await check.runReportingOptOut(on: ConsulBackend())
+    }
+
     @Test("faults", arguments: FaultConformance.checks)
     func faults(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: ConsulBackend()) == .passed)

@@ -20,6 +20,11 @@ struct EtcdConformanceTests {
         try await check.runReportingOptOut(on: EtcdBackend())
     }
 
+    @Test("coordctl", arguments: CoordctlConformance.checks)
+    func coordctl(_ check: ConformanceCheck) async throws {
+        try await check.runReportingOptOut(on: EtcdBackend())
+    }
+
     @Test("faults", arguments: FaultConformance.checks)
     func faults(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: EtcdBackend()) == .passed)

@@ -25,6 +25,11 @@ struct EtcdV2ConformanceTests {
         try await Self.run(check)
     }
 
+    @Test("coordctl", arguments: CoordctlConformance.checks)
+    func coordctl(_ check: ConformanceCheck) async throws {
+        try await Self.run(check)
+    }
+
     @Test("faults", arguments: FaultConformance.checks)
     func faults(_ check: ConformanceCheck) async throws {
         try await Self.run(check)

@@ -23,6 +23,11 @@ struct ZooKeeperConformanceTests {
         try await check.runReportingOptOut(on: ZooKeeperBackend())
     }
 
+    @Test("coordctl", arguments: CoordctlConformance.checks)
+    func coordctl(_ check: ConformanceCheck) async throws {
+        try await check.runReportingOptOut(on: ZooKeeperBackend())
+    }
+
     @Test("faults", arguments: FaultConformance.checks)
     func faults(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: ZooKeeperBackend()) == .passed)
