@@ -6,6 +6,8 @@ import CoordinationEtcdV2
 import CoordinationMemory
 import CoordinationZooKeeper
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -49,6 +51,9 @@ struct CoordinationService: AsyncParsableCommand {
     @Option(help: "How often the locked job runs, in milliseconds.")
     var jobIntervalMilliseconds = 1_000
 
+    @Option(help: "Serve Prometheus metrics at http://127.0.0.1:<port>/metrics (0: any free port).")
+    var metricsPort: Int?
+
     func run() async throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -56,6 +61,15 @@ struct CoordinationService: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "coordination-service")
+        // Metrics: swift-prometheus as the process's swift-metrics backend, bootstrapped before
+        // anything records. Without it the library's metrics cost next to nothing.
+        var metrics: MetricsEndpoint?
+        if let metricsPort {
+            let prometheus = PrometheusMetricsFactory()
+            MetricsSystem.bootstrap(prometheus)
+            metrics = MetricsEndpoint(
+                registry: prometheus.registry, host: "127.0.0.1", port: metricsPort, logger: logger)
+        }
         guard let connectionString = store ?? ProcessInfo.processInfo.environment["COORD_STORE"] else {
             throw ValidationError("no store: pass --store or set COORD_STORE")
         }
@@ -85,12 +99,15 @@ struct CoordinationService: AsyncParsableCommand {
         // The store first: a group stops its services in reverse order, so the store is closed
         // last, after the job, the candidate (which resigns) and the registration (which
         // deregisters) have used it for the last time. The readers of the candidate come after it.
+        // The metrics endpoint, if any, goes before everything, so it is the last to stop.
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] =
+            (metrics.map { [.init(service: $0)] } ?? []) + [
+                .init(service: kvStore), .init(service: registration), .init(service: candidate),
+                .init(service: leaderWork), .init(service: job),
+            ]
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: kvStore), .init(service: registration), .init(service: candidate),
-                    .init(service: leaderWork), .init(service: job),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         logger.info("starting", metadata: ["store": "\(kvStore.storeDescription)", "instance": "\(instanceID)"])

@@ -47,9 +47,15 @@ extension ConsulStore {
                     let signal = sentSignal
                     sentSignal = nil
                     let (newIndex, fresh) = try await read(store, view.index, signal)
+                    if failingSince != nil {
+                        Telemetry.count(Telemetry.Metric.watchReconnects, [("backend", "consul")])
+                    }
                     failingSince = nil
                     backoff = .milliseconds(50)
                     for event in view.apply(index: newIndex, entries: fresh) {
+                        if case .snapshot(let snapshot) = event, snapshot.historyLost {
+                            Telemetry.count(Telemetry.Metric.historyLost, [("backend", "consul")])
+                        }
                         guard continuation.yield(event) else { return }
                     }
                 } catch {

@@ -121,9 +121,12 @@ public final class ConsulStore: KeyValueStore, SessionBackend, NativeServiceRegi
         key: Key? = nil
     ) async throws(CoordinationError) -> ConsulResponse {
         if isClosed { throw errors.make(.storeClosed, "\(operation): the store was closed", key: key) }
-        return try await http.send(
-            method, path, query: query, body: body, timeout: timeout ?? configuration.requestTimeout,
-            operation: operation, key: key)
+        return try await Telemetry.storeCall(backend: "consul", operation: operation) {
+            () async throws(CoordinationError) in
+            try await http.send(
+                method, path, query: query, body: body, timeout: timeout ?? configuration.requestTimeout,
+                operation: operation, key: key)
+        }
     }
 
     func kvPath(_ key: Key) -> String { "/v1/kv/" + keySpace.consulKey(key) }

@@ -31,6 +31,17 @@ extension EtcdStore {
         _ rpc: EtcdRPC<Request, Response>,
         _ request: Request
     ) async throws(CoordinationError) -> Response {
+        try await Telemetry.storeCall(backend: "etcd", operation: operation) { () async throws(CoordinationError) in
+            try await callUntraced(operation, key: key, rpc, request)
+        }
+    }
+
+    private func callUntraced<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ operation: String,
+        key: Key?,
+        _ rpc: EtcdRPC<Request, Response>,
+        _ request: Request
+    ) async throws(CoordinationError) -> Response {
         if closed.load(ordering: .acquiring) {
             throw errors.make(.storeClosed, "the store was closed", key: key)
         }

@@ -35,9 +35,12 @@ extension EtcdV2Store {
     ) async throws(CoordinationError) -> V2Reply {
         try checkOpen(key)
         if let key { try Self.checkVisible(key) }
-        return try await connection.send(
-            method, path, query: query, value: value, timeout: timeout ?? configuration.requestTimeout,
-            operation: operation, key: key)
+        return try await Telemetry.storeCall(backend: "etcdv2", operation: operation) {
+            () async throws(CoordinationError) in
+            try await connection.send(
+                method, path, query: query, value: value, timeout: timeout ?? configuration.requestTimeout,
+                operation: operation, key: key)
+        }
     }
 
     func success(_ reply: V2Reply, _ operation: String, key: Key?) throws(CoordinationError) -> V2Response {

@@ -1,5 +1,6 @@
 import Coordination
 import CoordinationCore
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -187,7 +188,7 @@ extension LifecycleConformance {
             executable: try BuiltExecutable.path("coordination-service", override: "COORDINATION_SERVICE"),
             arguments: [
                 "--store", url, "--root", root.path, "--id", "api-1", "--ttl-milliseconds", String(ttl.milliseconds),
-                "--job-interval-milliseconds", "100",
+                "--job-interval-milliseconds", "100", "--metrics-port", "0",
             ])
         defer { service.kill() }
         let election = Election(try root.appending("leader"), store: ctx.store)
@@ -205,6 +206,20 @@ extension LifecycleConformance {
         let leader = try await election.leader()
         guard leader?.stringValue == "api-1" else {
             throw ConformanceFailure("the leader is \(String(describing: leader)), not api-1")
+        }
+        // Its Prometheus endpoint shows the library's metrics for this backend.
+        let announced = service.printed.components(separatedBy: "metrics at http://127.0.0.1:").dropFirst().first
+        guard let announced, let port = Int(announced.prefix(while: \.isNumber)) else {
+            throw ConformanceFailure("the service did not say where its metrics are: \(service.printed)")
+        }
+        let backend = ctx.store.storeDescription.backend
+        let scraped = try LoopbackHTTP.get(port: port, path: "/metrics")
+        for series in [
+            "coordination_grants_total{backend=\"\(backend)\",recipe=\"lock\"}",
+            "coordination_grants_total{backend=\"\(backend)\",recipe=\"election\"}",
+            "coordination_hold_seconds",
+        ] where !scraped.contains(series) {
+            throw ConformanceFailure("the service's /metrics has no \(series): \(scraped)")
         }
         service.terminate()
         let status = try await service.waitForExit(within: .seconds(30))

@@ -47,9 +47,19 @@ public struct Election: Sendable {
     /// Joins the line with `value` and waits until this candidate leads. Cancelling the wait removes
     /// the candidate from the line and throws `cancelled`.
     public func campaign(value: [UInt8], session: Session) async throws(CoordinationError) -> Leadership {
-        let me = try await ContenderQueue(store: store, prefix: name).waitForTurn(
+        try await telemetry.acquire("coordination.election.campaign") { () async throws(CoordinationError) in
+            try await waitToLead(value: value, session: session)
+        }
+    }
+
+    private var telemetry: RecipeTelemetry { RecipeTelemetry(RecipeTelemetry.election, store: store) }
+
+    /// The wait of ``campaign(value:session:)``, without its metrics.
+    private func waitToLead(value: [UInt8], session: Session) async throws(CoordinationError) -> Acquired<Leadership> {
+        let turn = try await ContenderQueue(store: store, prefix: name).waitForTurn(
             role: .leader, value: value, session: session, what: "campaigning in '\(name)'")
-        return Leadership(contender: me, session: session, store: store)
+        let leadership = Leadership(contender: turn.contender, session: session, store: store, telemetry: telemetry)
+        return Acquired(value: leadership, waited: turn.waited, token: leadership.term)
     }
 
     /// ``campaign(value:session:)`` for at most `timeout`: past it the candidate is removed from the
@@ -58,9 +68,11 @@ public struct Election: Sendable {
         -> Leadership
     {
         let election = self
-        return try await withWaitTimeout(timeout, "campaigning in '\(name)'", key: name) {
-            () async throws(CoordinationError) in
-            try await election.campaign(value: value, session: session)
+        return try await telemetry.acquire("coordination.election.campaign") { () async throws(CoordinationError) in
+            try await withWaitTimeout(timeout, "campaigning in '\(name)'", key: name) {
+                () async throws(CoordinationError) in
+                try await election.waitToLead(value: value, session: session)
+            }
         }
     }
 
@@ -122,14 +134,22 @@ public final class Leadership: Sendable {
     let store: any KeyValueStore
     private let createRevision: Revision
     private let revision: Mutex<Revision>
+    private let telemetry: RecipeTelemetry
+    private let grantedAt = ContinuousClock.now
 
-    init(contender: Contender, session: Session, store: any KeyValueStore) {
+    init(contender: Contender, session: Session, store: any KeyValueStore, telemetry: RecipeTelemetry) {
         self.key = contender.key
         self.term = contender.token
         self.createRevision = contender.createRevision
         self.session = session
         self.store = store
         self.revision = Mutex(contender.modifyRevision)
+        self.telemetry = telemetry
+    }
+
+    /// Records this leadership's end as a loss (a candidate whose leadership was taken from it).
+    func recordLoss() {
+        telemetry.ended(grantedAt: grantedAt, lost: true)
     }
 
     /// `true` once the session has ended.
@@ -190,7 +210,9 @@ public final class Leadership: Sendable {
                 value: []
             ),
             session: session,
-            store: store
+            store: store,
+            telemetry: telemetry,
+            grantedAt: grantedAt
         )
     }
 }

@@ -207,6 +207,7 @@ public final class LeaderCandidate: Service, Sendable {
                 return
             }
             reportNotLeading()
+            if !resigned { leadership.recordLoss() }
             if session.isActive {
                 // Lost with the session alive (its key removed by someone): make sure no key of
                 // this leadership is left, or the next campaign would queue behind itself.

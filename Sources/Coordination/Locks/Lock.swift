@@ -37,9 +37,19 @@ public struct Lock: Sendable {
     /// contender from the line and throws `cancelled`; if the session ends while waiting this throws
     /// `sessionExpired` / `sessionClosed`.
     public func acquire() async throws(CoordinationError) -> LockGrant {
-        let me = try await ContenderQueue(store: store, prefix: name).waitForTurn(
+        try await telemetry.acquire("coordination.lock.acquire") { () async throws(CoordinationError) in
+            try await waitForGrant()
+        }
+    }
+
+    private var telemetry: RecipeTelemetry { RecipeTelemetry(RecipeTelemetry.lock, store: store) }
+
+    /// The wait of ``acquire()``, without its metrics.
+    private func waitForGrant() async throws(CoordinationError) -> Acquired<LockGrant> {
+        let turn = try await ContenderQueue(store: store, prefix: name).waitForTurn(
             role: .lock, value: value, session: session, what: "waiting for lock '\(name)'")
-        return LockGrant(contender: me, session: session, store: store)
+        let grant = LockGrant(contender: turn.contender, session: session, store: store, telemetry: telemetry)
+        return Acquired(value: grant, waited: turn.waited, token: grant.token)
     }
 
     /// ``acquire()`` for at most `timeout`: past it the wait is given up, this contender is removed
@@ -47,24 +57,30 @@ public struct Lock: Sendable {
     /// deadline passes is still returned.
     public func acquire(timeout: Duration) async throws(CoordinationError) -> LockGrant {
         let lock = self
-        return try await withWaitTimeout(timeout, "waiting for lock '\(name)'", key: name) {
-            () async throws(CoordinationError) in
-            try await lock.acquire()
+        return try await telemetry.acquire("coordination.lock.acquire") { () async throws(CoordinationError) in
+            try await withWaitTimeout(timeout, "waiting for lock '\(name)'", key: name) {
+                () async throws(CoordinationError) in
+                try await lock.waitForGrant()
+            }
         }
     }
 
     /// Takes the lock if it is free right now; otherwise leaves no trace and returns `nil`.
     public func tryAcquire() async throws(CoordinationError) -> LockGrant? {
-        try await store.onTaskExecutor { () async throws(CoordinationError) in
-            try session.checkActive()
-            let queue = ContenderQueue(store: store, prefix: name)
-            let joined = try await queue.join(role: .lock, value: value, session: session)
-            if joined.isFirst, session.isActive {
-                return LockGrant(contender: joined.contender, session: session, store: store)
+        try await telemetry.tryAcquire("coordination.lock.try_acquire") { () async throws(CoordinationError) in
+            try await store.onTaskExecutor { () async throws(CoordinationError) -> Acquired<LockGrant>? in
+                try session.checkActive()
+                let queue = ContenderQueue(store: store, prefix: name)
+                let joined = try await queue.join(role: .lock, value: value, session: session)
+                if joined.isFirst, session.isActive {
+                    let grant = LockGrant(
+                        contender: joined.contender, session: session, store: store, telemetry: telemetry)
+                    return Acquired(value: grant, waited: false, token: grant.token)
+                }
+                await queue.remove(joined.contender, session: session)
+                try session.checkActive()
+                return nil
             }
-            await queue.remove(joined.contender, session: session)
-            try session.checkActive()
-            return nil
         }
     }
 

@@ -16,14 +16,22 @@ public struct LockGrant: Sendable, Hashable {
     let revision: Revision
     let createRevision: Revision
     let store: any KeyValueStore
+    /// When it was granted, and by which recipe: for the hold-time metrics.
+    let grantedAt: ContinuousClock.Instant
+    let telemetry: RecipeTelemetry
 
-    init(contender: Contender, session: Session, store: any KeyValueStore) {
+    init(
+        contender: Contender, session: Session, store: any KeyValueStore, telemetry: RecipeTelemetry,
+        grantedAt: ContinuousClock.Instant = .now
+    ) {
         self.key = contender.key
         self.token = contender.token
         self.revision = contender.modifyRevision
         self.createRevision = contender.createRevision
         self.session = session
         self.store = store
+        self.telemetry = telemetry
+        self.grantedAt = grantedAt
     }
 
     /// `true` once the session has ended: the grant must be assumed gone. (A key removed by an
@@ -75,6 +83,7 @@ public struct LockGrant: Sendable, Hashable {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             try await removeIncarnation(key, createdAt: createRevision, revision: revision, session: session, in: store)
         }
+        telemetry.ended(grantedAt: grantedAt, lost: false)
     }
 
     public static func == (lhs: LockGrant, rhs: LockGrant) -> Bool {
@@ -132,6 +141,9 @@ func runGuarded<Result: Sendable>(
             throw lostReason ?? CoordinationError(.cancelled, "guarded work was cancelled")
         }
     } catch {
+        if let lost = error as? CoordinationError, lost.code == .lockLost {
+            grant.telemetry.ended(grantedAt: grant.grantedAt, lost: true)
+        }
         if !grant.session.isAbandoned {  // a crashed holder (drill) releases nothing
             await shielded { await grant.releaseAfterWork() }
         }

@@ -21,6 +21,15 @@ public struct Semaphore: Sendable {
 
     /// Waits for a permit.
     public func acquire() async throws(CoordinationError) -> LockGrant {
+        try await telemetry.acquire("coordination.semaphore.acquire") { () async throws(CoordinationError) in
+            try await waitForPermit()
+        }
+    }
+
+    private var telemetry: RecipeTelemetry { RecipeTelemetry(RecipeTelemetry.semaphore, store: store) }
+
+    /// The wait of ``acquire()``, without its metrics.
+    private func waitForPermit() async throws(CoordinationError) -> Acquired<LockGrant> {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             guard permits > 0 else {
                 throw CoordinationError(.invalidArgument, "a semaphore needs at least one permit", key: name.path)
@@ -34,8 +43,10 @@ public struct Semaphore: Sendable {
             // line is followed through a tree watch instead.
             let me = try await queue.join(role: .semaphore, value: [], session: session).contender
             do {
-                try await whileActive(session, what: "waiting for a permit of '\(name)'") {
+                // Whether it waited: no free permit at the first look.
+                let waited = try await whileActive(session, what: "waiting for a permit of '\(name)'") {
                     var line = TrackedLine(prefix: name)
+                    var waited = false
                     for try await event in try await store.watchTree(name) {
                         line.apply(event)
                         guard let position = line.contenders(by: queue.line).firstIndex(where: { $0.key == me.key })
@@ -43,7 +54,8 @@ public struct Semaphore: Sendable {
                             throw CoordinationError(
                                 .lockLost, "contender '\(me.key)' left the line while waiting", key: me.key.path)
                         }
-                        if position < permits { return }
+                        if position < permits { return waited }
+                        waited = true
                     }
                     throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled")
                 }
@@ -51,7 +63,8 @@ public struct Semaphore: Sendable {
                     throw CoordinationError(.cancelled, "waiting for a permit of '\(name)': cancelled")
                 }
                 try session.checkActive()  // no grant past the session's deadline (a paused process)
-                return LockGrant(contender: me, session: session, store: store)
+                let grant = LockGrant(contender: me, session: session, store: store, telemetry: telemetry)
+                return Acquired(value: grant, waited: waited, token: grant.token)
             } catch {
                 await queue.remove(me, session: session)
                 throw coordinationError(error, cancelled: Task.isCancelled, "waiting for a permit of '\(name)'")
@@ -63,9 +76,11 @@ public struct Semaphore: Sendable {
     /// (as for a cancelled wait) and this throws `timeout`.
     public func acquire(timeout: Duration) async throws(CoordinationError) -> LockGrant {
         let semaphore = self
-        return try await withWaitTimeout(timeout, "waiting for a permit of '\(name)'", key: name) {
-            () async throws(CoordinationError) in
-            try await semaphore.acquire()
+        return try await telemetry.acquire("coordination.semaphore.acquire") { () async throws(CoordinationError) in
+            try await withWaitTimeout(timeout, "waiting for a permit of '\(name)'", key: name) {
+                () async throws(CoordinationError) in
+                try await semaphore.waitForPermit()
+            }
         }
     }
 

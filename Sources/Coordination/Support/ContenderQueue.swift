@@ -52,8 +52,10 @@ struct ContenderQueue: Sendable {
     /// Nothing is returned without a last look at the session's deadline: a process paused while
     /// it waited (its wake-up already queued) must not come back to a grant its session no longer
     /// guarantees.
+    ///
+    /// Returns the contender, and whether it waited behind another first.
     func waitForTurn(role: ContenderRole, value: [UInt8], session: Session, what: String)
-        async throws(CoordinationError) -> Contender
+        async throws(CoordinationError) -> (contender: Contender, waited: Bool)
     {
         try await store.onTaskExecutor { () async throws(CoordinationError) in
             try session.checkActive()
@@ -67,7 +69,7 @@ struct ContenderQueue: Sendable {
                     if Task.isCancelled { throw CoordinationError(.cancelled, "\(what): cancelled") }
                 }
                 try session.checkActive()
-                return me
+                return (me, !joined.isFirst)
             } catch {
                 await remove(me, session: session)
                 throw coordinationError(error, cancelled: Task.isCancelled, what)

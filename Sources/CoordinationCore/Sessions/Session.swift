@@ -53,6 +53,8 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     private let abandoned = Atomic<Bool>(false)
     /// ``guaranteedUntil`` as nanoseconds after ``SessionDeadlineClock/origin``; `Int64.max`: none.
     private let deadline: Atomic<Int64>
+    /// The backend's name, for the session metrics.
+    private let backendName: String
 
     /// For backends: a new session in the `alive` state. `guaranteedUntil` is the instant the server
     /// holds it until at least (the grant request's send time plus the TTL); `nil` for a session
@@ -65,6 +67,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         self.backend = backend
         self.broadcast = StateBroadcast(.alive, isTerminal: { $0.isTerminal })
         self.deadline = Atomic(guaranteedUntil.map(SessionDeadlineClock.nanoseconds(at:)) ?? .max)
+        self.backendName = (backend as? any KeyValueStore)?.storeDescription.backend ?? "unknown"
     }
 
     /// The instant until which the server is known to hold this session: the send time of the last
@@ -82,7 +85,11 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         while current == .max || value > current {
             let (exchanged, original) = deadline.compareExchange(
                 expected: current, desired: value, ordering: .acquiringAndReleasing)
-            if exchanged { return }
+            if exchanged {
+                // The first guarantee is the grant itself; every later one is a renewal.
+                if current != .max { Telemetry.count(Telemetry.Metric.sessionRenewals, [("backend", backendName)]) }
+                return
+            }
             current = original
         }
     }
@@ -98,7 +105,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     public var state: SessionState {
         let value = broadcast.value
         if !value.isTerminal, guaranteeRanOut() {
-            broadcast.set(.expired)
+            if broadcast.set(.expired) { countExpiry() }
             return broadcast.value
         }
         return value
@@ -142,7 +149,13 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     /// For backends: records a state change. Transitions out of a terminal state are ignored.
     @discardableResult
     @_spi(Backend) public func transition(to newState: SessionState) -> Bool {
-        broadcast.set(newState)
+        let changed = broadcast.set(newState)
+        if changed, newState == .expired { countExpiry() }
+        return changed
+    }
+
+    private func countExpiry() {
+        Telemetry.count(Telemetry.Metric.sessionExpiries, [("backend", backendName)])
     }
 
     /// Throws ``CoordinationError/Code/sessionExpired`` or ``CoordinationError/Code/sessionClosed``

@@ -186,6 +186,7 @@ final class WatchHub: Sendable {
         snapshot: @escaping Snapshotter,
         metadata: @escaping @Sendable () async throws -> [(String, String)]
     ) async {
+        var reopening = false
         while !Task.isCancelled {
             let (requests, outbox) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
             var failure: (any Error)?
@@ -194,7 +195,7 @@ final class WatchHub: Sendable {
                 let stream = try await transport.openStream(
                     "/etcdserverpb.Watch/Watch", metadata: opening,
                     requests: Etcdserverpb_WatchRequest.self, responses: Etcdserverpb_WatchResponse.self)
-                state.withLock { state in
+                let resumed = state.withLock { state in
                     state.outbox = outbox
                     state.unansweredCreates = []
                     for (id, var watcher) in state.watchers {
@@ -202,7 +203,12 @@ final class WatchHub: Sendable {
                         state.watchers[id] = watcher
                         state.send(create: id, watcher)
                     }
+                    return state.watchers.count
                 }
+                if reopening, resumed > 0 {
+                    Telemetry.count(Telemetry.Metric.watchReconnects, [("backend", "etcd")], by: resumed)
+                }
+                reopening = true
                 try await stream.exchange(requests) { message in
                     await self.handle(message, snapshot: snapshot)
                 }
@@ -309,6 +315,7 @@ final class WatchHub: Sendable {
             let (entries, revision) = try await snapshot(watcher.key, watcher.rangeEnd)
             state.withLock { state in
                 guard var current = state.watchers[id] else { return }
+                Telemetry.count(Telemetry.Metric.historyLost, [("backend", "etcd")])
                 current.continuation.yield(
                     .snapshot(WatchSnapshot(entries: entries, revision: Revision(UInt64(revision)), historyLost: true))
                 )

@@ -62,6 +62,9 @@ struct V2Watch: Sendable {
                 if recursive { query.append(("recursive", "true")) }
                 let reply = try await connection.send(
                     .get, keySpace.path(key), query: query, timeout: pollTimeout, operation: operation, key: key)
+                if failingSince != nil {
+                    Telemetry.count(Telemetry.Metric.watchReconnects, [("backend", "etcdv2")])
+                }
                 failingSince = nil
                 backoff = .milliseconds(50)
                 switch reply {
@@ -75,6 +78,7 @@ struct V2Watch: Sendable {
                     known = Dictionary(uniqueKeysWithValues: fresh.entries.map { ($0.key, $0) })
                     waitIndex = fresh.index + 1
                     let lost = WatchSnapshot(entries: fresh.entries, revision: Revision(fresh.index), historyLost: true)
+                    Telemetry.count(Telemetry.Metric.historyLost, [("backend", "etcdv2")])
                     guard continuation.yield(.snapshot(lost)) else { return }
                 case .failure(let body):
                     continuation.fail(errors.etcd(body, operation, key: key))

@@ -159,6 +159,14 @@ final class ZooKeeperClient: @unchecked Sendable {
     /// again on the resumed session (once); a write in flight fails with `connectionFailed`, since
     /// its outcome is then unknown.
     func send(_ request: ZooKeeperRequest) async throws(CoordinationError) -> Reply {
+        guard Telemetry.isTracing else { return try await sendUntraced(request) }
+        return try await Telemetry.storeCall(backend: "zookeeper", operation: "\(request.opCode)") {
+            () async throws(CoordinationError) in
+            try await sendUntraced(request)
+        }
+    }
+
+    private func sendUntraced(_ request: ZooKeeperRequest) async throws(CoordinationError) -> Reply {
         let promise = eventLoop.makePromise(of: Reply.self)
         // A caller already on the loop (a recipe under the store's task executor) sends at once.
         if eventLoop.inEventLoop {

@@ -108,6 +108,8 @@ extension ZooKeeperStore {
                         case .notification(let notification):
                             try await apply(notification, client)
                         case .resumed:
+                            // The connection moved (or came back): the watch resumes by reading again.
+                            Telemetry.count(Telemetry.Metric.watchReconnects, [("backend", "zookeeper")])
                             try await resync(client)
                         case .state(let state):
                             if state.isTerminal { sessionEnded = true }
@@ -128,6 +130,7 @@ extension ZooKeeperStore {
                 }
                 // The store's session expired: watch again on a new one, saying history was lost.
                 do {
+                    Telemetry.count(Telemetry.Metric.historyLost, [("backend", "zookeeper")])
                     try await attach(historyLost: true)
                 } catch {
                     continuation.fail(error)
