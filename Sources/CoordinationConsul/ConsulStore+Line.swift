@@ -6,7 +6,7 @@ extension ConsulStore {
     /// The line on Consul: contenders are `prefix/<session id>`, acquired with their session, first
     /// in line by CreateIndex (Go's `api.Semaphore` layout). For a lock or an election, whoever
     /// holds `api.Lock`'s `prefix/.lock` key heads the line, and the first of our contenders takes
-    /// that key when it comes first (``ConsulLineLayout``), so `consul lock` and Go clients are
+    /// that key when it comes first (`ConsulLineLayout`), so `consul lock` and Go clients are
     /// excluded too. That write happens in ``join(_:role:value:session:)`` and
     /// ``place(of:in:)`` only; reading the line never writes.
     public struct Line: ContenderLine {
@@ -35,7 +35,7 @@ extension ConsulStore {
             contenders(in: prefix, from: try await store.readTree(prefix, operation: "contenders").entries)
         }
 
-        /// The line as ``ConsulLineLayout`` reads it: a `.lock` key nobody holds (left behind by
+        /// The line as `ConsulLineLayout` reads it: a `.lock` key nobody holds (left behind by
         /// `consul lock` after a release) is no contender.
         public func contenders(in prefix: Key, from entries: [Entry]) -> [Contender] {
             ConsulLineLayout.read(prefix: prefix, entries: entries).contenders
@@ -78,7 +78,7 @@ extension ConsulStore {
         return (Contender(entry: entry), byKey.values.filter { $0.key.isDescendant(of: prefix) })
     }
 
-    /// The line as ``ConsulLineLayout`` reads it. When the first contender is a lock or leader of one
+    /// The line as `ConsulLineLayout` reads it. When the first contender is a lock or leader of one
     /// of this store's live sessions and nobody holds `prefix/.lock`, it takes that key first (with
     /// `api.Lock`'s flags and its own value), so `consul lock` and Go clients see it as the holder.
     func resolveLine(_ prefix: Key, entries initial: [Entry]) async throws(CoordinationError) -> [Contender] {

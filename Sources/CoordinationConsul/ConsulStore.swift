@@ -14,7 +14,7 @@ import Synchronization
 /// and ordered by CreateIndex, and locks and elections also take `prefix/.lock` the way Go's
 /// `api.Lock` does, so they exclude `consul lock` and Go services (see docs/consul.md).
 ///
-/// The store also offers Consul's own service catalog (``NativeServiceRegistry``): agent service
+/// The store also offers Consul's own service catalog (`NativeServiceRegistry`): agent service
 /// registration with a TTL check, and discovery through `/v1/health/service`.
 ///
 /// ```swift

@@ -145,7 +145,7 @@ extension EtcdStore {
 
 extension EtcdStore {
     /// A waiter's wait for the contender ahead of it: on a watch of that key kept open across
-    /// waits (``KeyFollowers``), so the wait never starts on a watch that etcd registered as
+    /// waits (`KeyFollowers`), so the wait never starts on a watch that etcd registered as
     /// behind, and usually costs no request.
     public func waitUntilGone(_ key: Key, createdAt createRevision: Revision?, session: SessionID?)
         async throws(CoordinationError)

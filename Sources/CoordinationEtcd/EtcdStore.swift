@@ -29,7 +29,7 @@ public final class EtcdStore: KeyValueStore, SessionBackend {
     public let storeDescription: StoreDescription
     public let limits: StoreLimits
     public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
-    /// The event loop of the store's connections (see ``KeyValueStore/taskExecutor``).
+    /// The event loop of the store's connections (see `KeyValueStore.taskExecutor`).
     public var taskExecutor: (any TaskExecutor)? { executor }
 
     let configuration: Configuration

@@ -18,7 +18,7 @@ import Synchronization
 /// It keeps etcd v2's own rules, as libkv users know them: directories are not keys and hold no
 /// value (a put on one fails with `isADirectory`), a put below `a/b` makes `a/b` a directory (and
 /// fails with `notADirectory` if `a/b` holds a value), `watchTree` needs a directory, and
-/// ``PutOptions/isDirectory`` creates an empty one. TTLs are whole seconds.
+/// `PutOptions.isDirectory` creates an empty one. TTLs are whole seconds.
 ///
 /// v2 has no leases: a session is a TTL'd directory record plus the session's keys, each with the
 /// same TTL, refreshed by the store. Conditional writes use `prevExist` / `prevIndex`; watches are

@@ -40,7 +40,7 @@ public func expectEqual<T: Equatable>(
     }
 }
 
-/// Fails unless `operation` throws a ``CoordinationError`` with `code`; returns that error.
+/// Fails unless `operation` throws a `CoordinationError` with `code`; returns that error.
 @discardableResult
 public func expectError<T>(
     _ code: CoordinationError.Code,

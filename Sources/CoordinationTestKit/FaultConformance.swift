@@ -5,7 +5,7 @@ import Synchronization
 /// The fault suite: the safety contract (at most one holder; a holder learns of its loss first; the
 /// line is never shorter than it is; no orphans) under operator actions, stray keys and lost
 /// replies, against a backend's real server. Pauses of a whole process are in
-/// ``FaultConformance/pausedHolder``, which runs the holder in a peer process.
+/// `FaultConformance.pausedHolder`, which runs the holder in a peer process.
 public enum FaultConformance {
     static let suite = "faults"
 

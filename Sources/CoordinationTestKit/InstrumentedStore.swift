@@ -11,7 +11,7 @@ public final class InstrumentedStore: KeyValueStore, Sendable {
     private let executorOverride: (any TaskExecutor)?
     private let onCall: (@Sendable (String) -> Void)?
 
-    /// `taskExecutor` replaces the base store's ``KeyValueStore/taskExecutor``; `onCall` is told
+    /// `taskExecutor` replaces the base store's `KeyValueStore.taskExecutor`; `onCall` is told
     /// the name of each call as it is made, on the caller's thread.
     public init(
         _ base: any KeyValueStore, taskExecutor: (any TaskExecutor)? = nil, onCall: (@Sendable (String) -> Void)? = nil

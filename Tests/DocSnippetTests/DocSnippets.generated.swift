@@ -8,6 +8,7 @@ import CoordinationEtcdV2
 import CoordinationMemory
 import CoordinationTestKit
 import CoordinationZooKeeper
+import Foundation
 import Logging
 import ServiceLifecycle
 import Testing
@@ -52,7 +53,7 @@ import UnixSignals
         let store = try registry.makeStore("memory://")
     }
 
-    // README.md, line 159
+    // README.md, line 165
     static func README_3() async throws {
         let group = ServiceGroup(
             configuration: .init(
@@ -149,6 +150,168 @@ import UnixSignals
         }
     }
 
+    // Sources/Coordination/Documentation.docc/ChoosingABackend.md, line 89
+    static func Sources_Coordination_Documentation_docc_ChoosingABackend_1() async throws {
+
+        var registry = StoreRegistry()
+        MemoryStore.register(in: &registry)
+        EtcdStore.register(in: &registry)
+        ZooKeeperStore.register(in: &registry)
+        ConsulStore.register(in: &registry)
+        EtcdV2Store.register(in: &registry)
+
+        let store = try registry.makeStore(connectionString, configuration: StoreConfiguration(logger: logger))
+        print("opened \(store.storeDescription); schemes: \(registry.schemes)")
+        if !store.capabilities.contains(.valuesOnInnerNodes) {
+            print("this backend keeps values on leaves only")
+        }
+    }
+
+    // Sources/Coordination/Documentation.docc/FencingTokens.md, line 58
+    static func Sources_Coordination_Documentation_docc_FencingTokens_1() async throws {
+        let session = try await store.makeSession(ttl: .seconds(15))
+        let lock = Lock(try Key("locks/ledger"), session: session, store: store)
+        try await lock.withLock { grant in
+            try await runJob(fencedBy: grant.token)
+        }
+    }
+
+    // Sources/Coordination/Documentation.docc/FencingTokens.md, line 68
+    static func Sources_Coordination_Documentation_docc_FencingTokens_2() async throws {
+        let session = try await store.makeSession(ttl: .seconds(15))
+        let election = Election(try Key("elections/ledger-writer"), store: store)
+        let leadership = try await election.campaign(value: Array("writer-1".utf8), session: session)
+        try await runJob(fencedBy: leadership.term)
+        try await leadership.resign()
+    }
+
+    // Sources/Coordination/Documentation.docc/FencingTokens.md, line 91
+    static func Sources_Coordination_Documentation_docc_FencingTokens_3() async throws {
+        var highestAccepted: FencingToken?
+        func accept(_ token: FencingToken) -> Bool {
+            if let highestAccepted, token < highestAccepted { return false }
+            highestAccepted = token
+            return true
+        }
+
+        let session = try await store.makeSession(ttl: .seconds(15))
+        let lock = Lock(try Key("locks/ledger"), session: session, store: store)
+        let first = try await lock.acquire()
+        try await first.release()
+        let second = try await lock.acquire()
+        print(accept(second.token))  // true
+        print(accept(first.token))   // false: the older grant's write arrives late and is refused
+        try await second.release()
+    }
+
+    // Sources/Coordination/Documentation.docc/GettingStarted.md, line 49
+    static func Sources_Coordination_Documentation_docc_GettingStarted_1() async throws {
+
+        var registry = StoreRegistry()
+        MemoryStore.register(in: &registry)
+        EtcdStore.register(in: &registry)
+        ZooKeeperStore.register(in: &registry)
+
+        // "memory://", "etcd://10.0.0.1:2379,10.0.0.2:2379/myapp", "zookeeper://10.0.0.1:2181/myapp", …
+        let store = try registry.makeStore(connectionString, configuration: StoreConfiguration(logger: logger))
+        try await store.withRunning { store in
+            let session = try await store.makeSession(ttl: .seconds(15))
+            print("session \(session.id) granted for \(session.ttl)")
+            try await session.close()
+        }
+    }
+
+    // Sources/Coordination/Documentation.docc/GettingStarted.md, line 89
+    static func Sources_Coordination_Documentation_docc_GettingStarted_2() async throws {
+        let session = try await store.makeSession(ttl: .seconds(15))
+        let lock = Lock(try Key("locks/nightly-report"), session: session, store: store)
+
+        try await lock.withLock { grant in
+            try await runReport(fencingToken: grant.token)
+        }
+
+        // By hand, with a bounded wait: past 30 s this throws `timeout` and leaves nothing in line.
+        let grant = try await lock.acquire(timeout: .seconds(30))
+        try await runReport(fencingToken: grant.token)
+        try await grant.release()
+    }
+
+    // Sources/Coordination/Documentation.docc/GettingStarted.md, line 117
+    static func Sources_Coordination_Documentation_docc_GettingStarted_3() async throws {
+        let session = try await store.makeSession(ttl: .seconds(15))
+        let election = Election(try Key("elections/scheduler"), store: store)
+
+        let leadership = try await election.campaign(value: Array("node-1".utf8), session: session)
+        print("leading in term \(leadership.term)")
+        try await leadership.proclaim(Array("node-1 at 10.0.0.7:8080".utf8))
+
+        if let leader = try await election.leader() {
+            print("\(leader.stringValue) leads in term \(leader.term)")
+        }
+        try await leadership.resign()
+    }
+
+    // Sources/Coordination/Documentation.docc/GettingStarted.md, line 145
+    static func Sources_Coordination_Documentation_docc_GettingStarted_4() async throws {
+
+        let store = MemoryStore()
+        let instance = try ServiceInstance(
+            name: "api", id: "api-1", address: "10.0.0.7", port: 8080, metadata: ["zone": "a"])
+        let registration = ServiceRegistration(
+            instance, base: try Key("services"), store: store, sessionTTL: .seconds(15))
+        let candidate = LeaderCandidate(
+            election: try Key("elections/scheduler"), value: Array("api-1".utf8), store: store,
+            sessionTTL: .seconds(15))
+
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: store), .init(service: registration), .init(service: candidate)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    // Sources/Coordination/Documentation.docc/GettingStarted.md, line 175
+    static func Sources_Coordination_Documentation_docc_GettingStarted_5() async throws {
+        let discovery = ServiceDiscovery(base: try Key("services"), store: store)
+        let instances = try await discovery.instances(of: "api")
+        print(instances.map { "\($0.id) at \($0.address):\($0.port)" })
+
+        for try await event in try await discovery.watch("api") {
+            print(event.change, "now \(event.instances.count) instances")
+        }
+    }
+
+    // Sources/Coordination/Documentation.docc/SafetyContract.md, line 64
+    static func Sources_Coordination_Documentation_docc_SafetyContract_1() async throws {
+        let session = try await store.makeSession(ttl: .seconds(15))
+        let grant = try await Lock(try Key("locks/ledger"), session: session, store: store).acquire()
+        for _ in 0..<3 {
+            // Compares the session's guarantee with the clock now: a process paused past
+            // its TTL sees the loss here, before the next step.
+            guard !grant.isLost else { break }
+            try await runJob(fencedBy: grant.token)
+        }
+        do {
+            try await grant.release()
+        } catch {
+            // `notHolder`: lost meanwhile, so nothing of this grant is left to remove.
+            guard error.code == .notHolder else { throw error }
+        }
+    }
+
+    // Sources/Coordination/Documentation.docc/SafetyContract.md, line 84
+    static func Sources_Coordination_Documentation_docc_SafetyContract_2() async throws {
+        let session = try await store.makeSession(ttl: .seconds(15))
+        for await state in session.states() {
+            switch state {
+            case .alive: print("alive: grants in this session hold")
+            case .suspended: print("suspended: grants hold for now; pause what cannot be undone")
+            case .expired, .closed: print("ended: every grant in this session is gone")
+            }
+        }
+    }
+
     // Sources/CoordinationConsul/Documentation.docc/CoordinationConsul.md, line 15
     static func Sources_CoordinationConsul_Documentation_docc_CoordinationConsul_1() async throws {
         var registry = StoreRegistry()
@@ -159,10 +322,45 @@ import UnixSignals
         }
     }
 
+    // Sources/CoordinationEtcd/Documentation.docc/CoordinationEtcd.md, line 67
+    static func Sources_CoordinationEtcd_Documentation_docc_CoordinationEtcd_1() async throws {
+
+        var registry = StoreRegistry()
+        EtcdStore.register(in: &registry)
+        let store = try registry.makeStore("etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/billing?timeout=3s")
+        try await store.withRunning { store in
+            let session = try await store.makeSession(ttl: .seconds(10))
+            // Queues under billing/leader/<lease id>, where `etcdctl elect billing/leader` queues too.
+            let election = Election(try Key("leader"), store: store)
+            let leadership = try await election.campaign(value: Array("billing-1".utf8), session: session)
+            print("leading in term \(leadership.term)")
+            try await leadership.resign()
+        }
+    }
+
     // Sources/CoordinationMemory/Documentation.docc/CoordinationMemory.md, line 12
     static func Sources_CoordinationMemory_Documentation_docc_CoordinationMemory_1() async throws {
         try await MemoryStore().withRunning { store in
             try await store.put("greeting", "hello")
+        }
+    }
+
+    // Sources/CoordinationZooKeeper/Documentation.docc/CoordinationZooKeeper.md, line 85
+    static func Sources_CoordinationZooKeeper_Documentation_docc_CoordinationZooKeeper_1() async throws {
+
+        let store = try ZooKeeperStore(configuration: .init(
+            endpoints: [
+                Endpoint(host: "10.0.0.1", port: 2181), Endpoint(host: "10.0.0.2", port: 2181),
+                Endpoint(host: "10.0.0.3", port: 2181),
+            ],
+            chroot: "/my-service",
+            followerBound: .seconds(12)))  // (syncLimit + 1) × tickTime of this ensemble
+        try await store.withRunning { store in
+            // Longer than the follower bound. The server may clamp it: session.ttl is what it granted.
+            let session = try await store.makeSession(ttl: .seconds(30))
+            try await Lock(try Key("locks/nightly-report"), session: session, store: store).withLock { grant in
+                try await runReport(fencingToken: grant.token)
+            }
         }
     }
 
@@ -224,6 +422,63 @@ struct Sources_CoordinationTestKit_Documentation_docc_CoordinationTestKit_1 {
     @Test(arguments: StoreConformance.checks)
     func store(_ check: ConformanceCheck) async throws {
         #expect(try await check.run(on: MyBackend()) == .passed)
+    }
+}
+
+// Sources/CoordinationTestKit/Documentation.docc/TestingWithTheConformanceKit.md, line 71
+struct Sources_CoordinationTestKit_Documentation_docc_TestingWithTheConformanceKit_1 {
+    @Test("recipes over a wrapped store", arguments: RecipeConformance.checks)
+    func recipes(_ check: ConformanceCheck) async throws {
+        #expect(try await check.run(on: WrappedMemoryBackend()) == .passed)
+    }
+
+    /// An in-memory store behind a wrapper. Two in-memory stores share nothing, so every client of
+    /// a check is the same wrapped store.
+    struct WrappedMemoryBackend: ConformanceBackend {
+        let name = "memory behind a wrapper"
+        let sessionTTL: Duration = .milliseconds(300)
+
+        func makeStore() throws -> any KeyValueStore { InstrumentedStore(MemoryStore()) }
+
+        func withClients(_ count: Int, _ body: @Sendable ([any KeyValueStore]) async throws -> Void) async throws {
+            try await InstrumentedStore(MemoryStore()).withRunning { store in
+                try await body(Array(repeating: store, count: count))
+            }
+        }
+    }
+}
+
+// Sources/CoordinationTestKit/Documentation.docc/TestingWithTheConformanceKit.md, line 104
+struct Sources_CoordinationTestKit_Documentation_docc_TestingWithTheConformanceKit_2 {
+
+    @Test(
+        "store conformance", .enabled(if: ServerBackend.connectionString != nil, "set MY_STORE_URL"),
+        arguments: StoreConformance.checks)
+    func store(_ check: ConformanceCheck) async throws {
+        try await check.runReportingOptOut(on: ServerBackend())
+    }
+
+    @Test(
+        "recipe conformance", .enabled(if: ServerBackend.connectionString != nil, "set MY_STORE_URL"),
+        arguments: RecipeConformance.checks)
+    func recipes(_ check: ConformanceCheck) async throws {
+        try await check.runReportingOptOut(on: ServerBackend())
+    }
+
+    struct ServerBackend: ConformanceBackend {
+        /// Exported by the script that starts the test server, for example `etcd://127.0.0.1:2379`.
+        static let connectionString = ProcessInfo.processInfo.environment["MY_STORE_URL"]
+
+        let name = "etcd"
+        let sessionTTL: Duration = .seconds(4)
+        let optOuts: [String: String] = [:]
+        var peerConnectionString: String? { Self.connectionString }
+
+        func makeStore() throws -> any KeyValueStore {
+            var registry = StoreRegistry()
+            EtcdStore.register(in: &registry)
+            return try registry.makeStore(Self.connectionString ?? "etcd://127.0.0.1:2379")
+        }
     }
 }
 

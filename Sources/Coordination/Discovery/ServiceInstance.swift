@@ -22,7 +22,7 @@ public struct ServiceInstance: Sendable, Hashable, Codable {
     public var registrationTimeUTC: Int64
 
     /// An instance, checked now rather than when it is registered: `name` and `id` must each be a
-    /// single key segment (see ``Key``), and `port` within 0...65535.
+    /// single key segment (see `Key`), and `port` within 0...65535.
     ///
     /// - Throws: `invalidKey` for a name or id that cannot be a key segment, `invalidArgument` for
     ///   a port out of range.
@@ -68,7 +68,7 @@ public struct ServiceInstance: Sendable, Hashable, Codable {
         try container.encode("DYNAMIC", forKey: .serviceType)
     }
 
-    /// Checks the name and id can be key segments (one rule set, see ``Key``).
+    /// Checks the name and id can be key segments (one rule set, see `Key`).
     func key(under base: Key) throws(CoordinationError) -> Key {
         let (nameKey, idKey) = try Self.segments(name: name, id: id)
         return base.appending(nameKey).appending(idKey)

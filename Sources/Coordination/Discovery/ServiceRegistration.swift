@@ -17,7 +17,7 @@ import Synchronization
 /// deregisters.
 ///
 /// With `catalog: .nativeWhenAvailable` on a store that has a service catalog of its own
-/// (``NativeServiceRegistry``, e.g. Consul's agent services), the instance is registered there
+/// (`NativeServiceRegistry`, e.g. Consul's agent services), the instance is registered there
 /// instead, with a TTL health check that this service passes every half `sessionTTL`; it is
 /// registered again if the backend forgets it, and deregistered when the service stops. A native
 /// catalog has no revisions: the status then reads `.registered(Revision(0))`, and
@@ -263,7 +263,7 @@ public final class ServiceRegistration: Service, Sendable {
 public enum ServiceCatalog: Sendable, Hashable {
     /// Session-bound keys under `base/<name>/<id>`: works on every backend.
     case keyValue
-    /// The store's own service catalog when it offers one (``NativeServiceRegistry``), otherwise
+    /// The store's own service catalog when it offers one (`NativeServiceRegistry`), otherwise
     /// the key/value layout.
     case nativeWhenAvailable
 }

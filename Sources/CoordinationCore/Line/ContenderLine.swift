@@ -26,7 +26,7 @@ public protocol ContenderLine: Sendable {
     /// own end (or deadline) even if the calling task is cancelled, and returns what it created; the
     /// caller removes it. A request cancelled in flight could otherwise land after the caller's
     /// cleanup and leave a contender nobody knows about. Network backends wrap the join in
-    /// ``runToCompletion(on:_:)``.
+    /// `runToCompletion(on:_:)`.
     func join(_ prefix: Key, role: ContenderRole, value: [UInt8], session: Session)
         async throws(CoordinationError) -> LineJoin
 

@@ -36,7 +36,7 @@ public struct PutOptions: Sendable {
 /// - Keys follow the single rule set of ``Key``; values are bytes up to ``limits``.
 /// - ``list(_:)``, ``deleteTree(_:)`` and ``watchTree(_:)`` mean the subtree strictly below the prefix.
 /// - Conditional writes fail with `keyExists`, `revisionMismatch` or `keyNotFound`.
-/// - A store is a `Service`: ``run()`` owns its connection and timers; ``close()`` ends its sessions
+/// - A store is a `Service`: `run()` owns its connection and timers; ``close()`` ends its sessions
 ///   and watches. Use `withRunning { store in … }` for a scoped lifetime.
 public protocol KeyValueStore: Service, Sendable {
     /// Which backend and endpoint this is.

@@ -24,7 +24,7 @@ import Synchronization
 /// write: the contender reads the key back and holds it only if the value carries its own owner
 /// token. The fencing token is the key's `createdIndex`, which grows with every new holder.
 ///
-/// This lock is not the ``KeyValueStore`` contender line that `Coordination.Lock` uses; it is for
+/// This lock is not the `KeyValueStore` contender line that `Coordination.Lock` uses; it is for
 /// code that shares a lock key with libkv / docker-style etcd v2 clients.
 public struct EtcdV2Lock: Sendable {
     public let key: Key
@@ -33,8 +33,11 @@ public struct EtcdV2Lock: Sendable {
     private let store: EtcdV2Store
 
     /// - Parameters:
+    ///   - key: the lock key, shared with the other clients of this lock.
+    ///   - store: the etcd v2 store it lives in.
     ///   - ttl: the key's TTL, rounded up to whole seconds (etcd v2's granularity); a crashed holder
     ///     keeps the lock this long.
+    ///   - value: what the key holds while locked (an owner's id, for the other clients to read).
     public init(_ key: Key, store: EtcdV2Store, ttl: Duration = .seconds(15), value: [UInt8] = []) {
         self.key = key
         self.store = store

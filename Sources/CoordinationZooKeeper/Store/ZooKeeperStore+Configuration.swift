@@ -19,14 +19,14 @@ extension ZooKeeperStore {
         public var maxValueSize: Int
         /// The session TTLs accepted; the server clamps a session timeout to its own
         /// `minSessionTimeout`...`maxSessionTimeout` (2 to 20 ticks by default), and a
-        /// ``Session/ttl`` is the negotiated one.
+        /// `Session.ttl` is the negotiated one.
         public var minimumSessionTTL: Duration
         public var maximumSessionTTL: Duration
         /// How long a member cut off from the quorum can go on answering pings after the quorum
         /// last heard from it: the ensemble's `(syncLimit + 1) × tickTime` — a follower gives up
         /// `syncLimit × tickTime` after the last packet from its leader, and the leader's last
         /// word from it can be half a tick older; the rest of the tick is for scheduling. 12 s for
-        /// ZooKeeper's sample configuration (5 and 2 s); `.zero` for a standalone server. A ping's reply then guarantees a ``Session`` only for its timeout
+        /// ZooKeeper's sample configuration (5 and 2 s); `.zero` for a standalone server. A ping's reply then guarantees a `Session` only for its timeout
         /// less this bound, so a holder whose member was cut off still learns of the loss before
         /// the quorum can expire its session. A session's TTL must be longer than this.
         public var followerBound: Duration

@@ -9,15 +9,15 @@ import Synchronization
 /// The ZooKeeper backend, over ZooKeeper's own binary protocol (jute records on TCP, SwiftNIO).
 ///
 /// - The store has a session of its own for reads, watches and unbound writes; every
-///   ``Session`` made with ``makeSession(ttl:)`` is a ZooKeeper session on a connection of its own,
+///   `Session` made with ``makeSession(ttl:)`` is a ZooKeeper session on a connection of its own,
 ///   with the TTL as its negotiated session timeout, and keys bound to it are its ephemeral znodes.
 ///   ZooKeeper negotiates timeouts per session and binds ephemerals to one session, so one
 ///   connection cannot carry several independent TTLs.
 /// - Each connection pipelines its requests (matched by xid), pings at a third of the timeout and,
 ///   when it breaks, resumes the same session on the next ensemble member, registering its watches
 ///   again. A session is `suspended` while it is between servers and `expired` no later than the
-///   negotiated timeout after the last reply (see ``ZooKeeperConnectionStateMachine``).
-/// - Keys map to znodes under the chroot; see ``ZooKeeperPaths`` for parents, session markers and
+///   negotiated timeout after the last reply (see `ZooKeeperConnectionStateMachine`).
+/// - Keys map to znodes under the chroot; see `ZooKeeperPaths` for parents, session markers and
 ///   contenders (Curator's `_c_<uuid>-lock-<sequence>` layout).
 ///
 /// ```swift
@@ -29,7 +29,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
     public let limits: StoreLimits
     public let capabilities: StoreCapabilities = [.valuesOnInnerNodes, .revokeForeignSession]
     /// The event loop of all the store's connections, its own and its sessions' (see
-    /// ``KeyValueStore/taskExecutor``).
+    /// `KeyValueStore.taskExecutor`).
     public var taskExecutor: (any TaskExecutor)? { executor }
     let executor = EventLoopTaskExecutor(MultiThreadedEventLoopGroup.singleton.next())
 
