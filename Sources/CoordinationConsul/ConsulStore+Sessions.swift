@@ -74,3 +74,24 @@ extension ConsulStore {
             }
     }
 }
+
+extension ConsulStore: SessionListingStore {
+    /// Every session of the datacenter (`/v1/session/list`): its id, TTL, and name on node.
+    public func listSessions() async throws(CoordinationError) -> [SessionSummary] {
+        let response = try await send(.GET, "/v1/session/list", operation: "listSessions")
+        guard response.isSuccess else { throw errors.status(response, "listSessions") }
+        guard let sessions = ConsulWire.decode([ConsulWire.SessionInfo].self, response.body) else {
+            throw errors.make(.protocolError, "listSessions: unreadable answer from Consul")
+        }
+        return sessions.map { info in
+            SessionSummary(
+                id: SessionID(info.ID), ttl: info.TTL.flatMap { ConnectionString.parseDuration($0) },
+                name: [info.Name, info.Node.map { "on \($0)" }].compactMap { $0 }.filter { !$0.isEmpty }
+                    .joined(separator: " ").nilIfEmpty)
+        }
+    }
+}
+
+extension String {
+    fileprivate var nilIfEmpty: String? { isEmpty ? nil : self }
+}

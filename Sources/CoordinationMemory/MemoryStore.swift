@@ -230,6 +230,13 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
         }
     }
 
+    /// Every session of this store, with its TTL.
+    public func listSessions() async throws(CoordinationError) -> [SessionSummary] {
+        try withOpenState { state in
+            state.sessions.map { id, record in SessionSummary(id: id, ttl: record.ttl) }
+        }
+    }
+
     public func revokeSession(_ id: SessionID) async throws(CoordinationError) {
         try withOpenState { state in
             guard let session = state.sessions[id]?.session else { return }
@@ -296,3 +303,5 @@ public final class MemoryStore: KeyValueStore, SessionBackend {
         storeDescription.error(code, message, key: key)
     }
 }
+
+extension MemoryStore: SessionListingStore {}

@@ -13,7 +13,7 @@ public enum CoordctlConformance {
 
     public static let checks: [ConformanceCheck] = [
         keys, watchPrintsChanges, lockRunsCommandWithToken, lockWhileHeld, lockLostStopsCommand,
-        lockPassesSignalsOn, electAndObserve, registerAndDiscover, sessionRevoke, usageAndStoreErrors,
+        lockPassesSignalsOn, electAndObserve, registerAndDiscover, sessionList, sessionRevoke, usageAndStoreErrors,
     ]
 
     static func check(
@@ -240,6 +240,22 @@ public enum CoordctlConformance {
         try expect(try await discovery.instances(of: "api").isEmpty, "still registered after register stopped")
         watcher.terminate()
         try expectEqual(try await watcher.waitForExit(), 0, "discover --watch's exit status on SIGTERM")
+    }
+
+    static let sessionList = check(
+        "session ls lists another client's session where the store can list sessions, and says it cannot elsewhere"
+    ) { ctx in
+        let session = try await ctx.store.makeSession(ttl: ctx.sessionTTL * 5)
+        defer { Task { try? await session.close() } }
+        guard ctx.store is any SessionListingStore else {
+            let refused = try await run(ctx, ["session", "ls"], expecting: 1)
+            try expect(refused.contains("cannot list sessions"), "session ls where it cannot: \(refused)")
+            return
+        }
+        let listed = try await run(ctx, ["session", "ls"], expecting: 0)
+        try expect(
+            listed.split(separator: "\n").contains { $0.hasPrefix(session.id.rawValue + " ") },
+            "session ls does not list \(session.id): \(listed)")
     }
 
     static let sessionRevoke = check("session revoke ends another client's session: its keys go") { ctx in

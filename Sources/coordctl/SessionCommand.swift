@@ -3,9 +3,47 @@ import Coordination
 
 struct SessionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "session", abstract: "Sessions on the store.", subcommands: [Revoke.self])
+        commandName: "session", abstract: "Sessions on the store.", subcommands: [ListSessions.self, Revoke.self])
 
     @ParentCommand var root: Coordctl
+
+    struct ListSessions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ls",
+            abstract: "List every client's sessions: '<id> <ttl> [name]' per line (Consul, memory).",
+            discussion: """
+                Only stores that can list sessions offer it: Consul and the in-memory store. On etcd,
+                ZooKeeper and etcd v2 it exits 1 with a message (etcd's lease listing is not wired
+                in yet; ZooKeeper and etcd v2 have no such request).
+                """)
+
+        @OptionGroup var local: StoreOptions
+        @ParentCommand var session: SessionCommand
+        var options: StoreOptions { local.merged(over: session.root.global) }
+
+        func run() async throws {
+            let sessions = try await options.withStore { store in
+                guard let lister = store as? any SessionListingStore else {
+                    throw CoordinationError(
+                        .unsupported,
+                        "this store cannot list sessions (\(store.storeDescription.backend) offers no such request here)"
+                    )
+                }
+                return try await lister.listSessions()
+            }
+            for summary in sessions.sorted(by: { $0.id.rawValue < $1.id.rawValue }) {
+                let ttl = summary.ttl.map(SessionCommand.text) ?? "-"
+                Diagnostics.printLine(
+                    [summary.id.rawValue, ttl, summary.name].compactMap { $0 }.joined(separator: " "))
+            }
+        }
+    }
+
+    /// `10s`, or `300ms` for a TTL that is not whole seconds.
+    fileprivate static func text(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return attoseconds == 0 ? "\(seconds)s" : "\(seconds * 1000 + attoseconds / 1_000_000_000_000_000)ms"
+    }
 
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -28,6 +28,11 @@ struct CoordctlMemoryTests {
         #expect(status == 2 && printed.contains("no key"), "\(printed)")
     }
 
+    @Test func sessionListWorksOnAStoreThatCanList() async throws {
+        let (status, printed) = try await run(["session", "ls"])
+        #expect(status == 0 && printed.isEmpty, "\(printed)")
+    }
+
     @Test func helpIsThereForEveryCommand() async throws {
         for command in ["get", "put", "del", "ls", "watch", "lock", "elect", "register", "discover", "session"] {
             let (status, printed) = try await run([command, "--help"])

@@ -78,6 +78,8 @@ enum ConsulWire {
     struct SessionInfo: Decodable, Sendable {
         var ID: String
         var TTL: String?
+        var Name: String?
+        var Node: String?
     }
 
     /// `/v1/agent/service/register`.
