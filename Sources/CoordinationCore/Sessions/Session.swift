@@ -105,7 +105,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     public var state: SessionState {
         let value = broadcast.value
         if !value.isTerminal, guaranteeRanOut() {
-            if broadcast.set(.expired) { countExpiry() }
+            broadcast.set(.expired, didChange: countExpiry)
             return broadcast.value
         }
         return value
@@ -149,13 +149,12 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     /// For backends: records a state change. Transitions out of a terminal state are ignored.
     @discardableResult
     @_spi(Backend) public func transition(to newState: SessionState) -> Bool {
-        let changed = broadcast.set(newState)
-        if changed, newState == .expired { countExpiry() }
-        return changed
+        broadcast.set(newState, didChange: countExpiry)
     }
 
-    private func countExpiry() {
-        Telemetry.count(Telemetry.Metric.sessionExpiries, [("backend", backendName)])
+    /// Counts a change to `expired`, before anyone waiting for the end sees it.
+    private func countExpiry(_ state: SessionState) {
+        if state == .expired { Telemetry.count(Telemetry.Metric.sessionExpiries, [("backend", backendName)]) }
     }
 
     /// Throws ``CoordinationError/Code/sessionExpired`` or ``CoordinationError/Code/sessionClosed``

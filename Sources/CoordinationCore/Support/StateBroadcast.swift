@@ -47,9 +47,11 @@ import Synchronization
 
     /// Sets a new value; subscribers see it only if it differs from the current one. After a terminal
     /// value nothing changes any more. Returns whether the value changed.
+    /// `didChange`, if given, is called with the new value when it changed, before any subscriber
+    /// or waiter sees it (under the lock: it must not touch this broadcast).
     @discardableResult
-    public func set(_ newValue: Value) -> Bool {
-        apply { _ in newValue }.changed
+    public func set(_ newValue: Value, didChange: ((Value) -> Void)? = nil) -> Bool {
+        apply({ _ in newValue }, didChange: didChange).changed
     }
 
     /// Applies `transform` atomically and delivers the result to every subscriber; returns the
@@ -59,7 +61,9 @@ import Synchronization
         apply(transform).value
     }
 
-    private func apply(_ transform: (Value) -> Value) -> (value: Value, changed: Bool) {
+    private func apply(_ transform: (Value) -> Value, didChange: ((Value) -> Void)? = nil) -> (
+        value: Value, changed: Bool
+    ) {
         // Deliver under the lock so that concurrent writers cannot reorder what subscribers see
         // (yielding to an AsyncStream never runs subscriber code, and no termination handler takes
         // this lock); finish outside it all the same.
@@ -67,6 +71,7 @@ import Synchronization
             let candidate = transform(state.value)
             guard !state.finished, state.value != candidate else { return (state.value, false, []) }
             state.value = candidate
+            didChange?(candidate)
             for subscriber in state.subscribers where !subscriber.ended.isRaised {
                 if case .terminated = subscriber.continuation.yield(candidate) {
                     subscriber.ended.raise()
