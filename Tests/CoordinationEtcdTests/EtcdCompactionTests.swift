@@ -13,14 +13,7 @@ struct EtcdCompactionTests {
         let store = try EtcdTestServer.makeStore()
         try await store.withRunning { store in
             let key = try Key("compaction/\(UInt64.random(in: 0...UInt64.max))")
-            try await store.put(key, Array("one".utf8))
-            let first = try #require(try await store.get(key))
-            try await store.put(key, Array("two".utf8))
-            let second = try #require(try await store.get(key))
-            try await store.compact(through: second.modifyRevision)
-
-            // Resuming after first - 1 asks for revision `first` again, which the compaction removed.
-            let events = try store.watchResuming(key, after: Revision(first.modifyRevision.value - 1))
+            let (events, second) = try await store.watchResumingPastCompaction(key)
             guard case .snapshot(let fresh) = try await collect(events, 1)[0] else {
                 Issue.record("the first event after a compaction must be a snapshot")
                 return
@@ -39,5 +32,21 @@ struct EtcdCompactionTests {
             #expect(entry.value == Array("three".utf8))
             try await store.delete(key)
         }
+    }
+}
+
+extension EtcdStore {
+    /// Writes `key` twice ("one", "two"), compacts through the second write, and starts a watch that
+    /// resumes after the revision before the first: it asks for a revision the compaction removed.
+    /// Returns the watch and the second write's entry.
+    func watchResumingPastCompaction(_ key: Key) async throws -> (events: WatchStream, latest: Entry) {
+        try await put(key, Array("one".utf8))
+        let first = try await get(key)
+        try await put(key, Array("two".utf8))
+        guard let first, let second = try await get(key) else {
+            throw ConformanceFailure("'\(key)' was not there right after it was written")
+        }
+        try await compact(through: second.modifyRevision)
+        return (try watchResuming(key, after: Revision(first.modifyRevision.value - 1)), second)
     }
 }

@@ -63,12 +63,7 @@ public enum Telemetry {
 
     /// Records `duration` in the timer `name`.
     public static func record(_ name: String, _ dimensions: [(String, String)], _ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let total =
-            nanoseconds.overflow
-            ? Int64.max : nanoseconds.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
-        Timer(label: name, dimensions: dimensions, preferredDisplayUnit: .seconds).recordNanoseconds(total)
+        Timer(label: name, dimensions: dimensions, preferredDisplayUnit: .seconds).record(duration: duration)
     }
 
     /// Whether a tracer other than the no-op one is active (bootstrapped, or bound to the task with
@@ -97,10 +92,12 @@ public enum Telemetry {
 
     /// A span around one request of a store to its server: `<backend>.<operation>`, a client span
     /// with the backend and operation as attributes.
+    /// `operation` is only evaluated when a tracer is active.
     public static func storeCall<Result>(
-        backend: String, operation: String, _ body: () async throws(CoordinationError) -> Result
+        backend: String, operation: @autoclosure () -> String, _ body: () async throws(CoordinationError) -> Result
     ) async throws(CoordinationError) -> Result {
         guard isTracing else { return try await body() }
+        let operation = operation()
         return try await withSpan(
             "\(backend).\(operation)", kind: .client,
             attributes: [(Attribute.backend, backend), (Attribute.operation, operation)]

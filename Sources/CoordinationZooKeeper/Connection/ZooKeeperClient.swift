@@ -159,8 +159,7 @@ final class ZooKeeperClient: @unchecked Sendable {
     /// again on the resumed session (once); a write in flight fails with `connectionFailed`, since
     /// its outcome is then unknown.
     func send(_ request: ZooKeeperRequest) async throws(CoordinationError) -> Reply {
-        guard Telemetry.isTracing else { return try await sendUntraced(request) }
-        return try await Telemetry.storeCall(backend: "zookeeper", operation: "\(request.opCode)") {
+        try await Telemetry.storeCall(backend: "zookeeper", operation: "\(request.opCode)") {
             () async throws(CoordinationError) in
             try await sendUntraced(request)
         }
