@@ -68,15 +68,8 @@ enum ConsulTLSServer {
 struct ConsulTLSBackend: ConformanceBackend {
     let name = "consul-tls"
     let sessionTTL: Duration = .seconds(2)
-    /// The plain agent's opt-out, and one more of the same nature: over HTTPS each blocking query
-    /// answers later, so the delete and the put this check makes back to back can arrive in one
-    /// answer, and a snapshot diff cannot know their order (a fresh-clone run saw the put first).
-    let optOuts = ConsulBackend().optOuts.merging([
-        "watchTree: snapshot of the subtree, then changes below it only":
-            "Consul's blocking queries return the latest state (docs/consul.md, Coalescing): over HTTPS two "
-            + "back-to-back writes (a delete, then a put) can arrive in one answer, in an order a snapshot diff "
-            + "cannot know. The latest state is never lost; the recipes rely only on that."
-    ]) { first, _ in first }
+    /// The plain agent's opt-out.
+    let optOuts = ConsulBackend().optOuts
 
     var peerConnectionString: String? { try? ConsulTLSServer.connectionString(token: ConsulTLSServer.token()) }
 
