@@ -14,8 +14,11 @@ struct Register: AsyncParsableCommand {
     @Argument(help: "Where it is reached: host:port.") var address: String
     @Option(help: "The key under which services are registered.") var base = KeyArgument(argument: "services")!
     @Option(name: .customLong("meta"), help: "Metadata, key=value (repeatable).") var metadata: [String] = []
-    @Option(help: "The registration's TTL: how long a crash of this process leaves it listed.") var ttl =
-        DurationArgument(argument: "10s")!
+    @Option(
+        help: ArgumentHelp(
+            "The registration's TTL: "
+                + "how long a crash of this process leaves it listed (default: the store's, 10s on most)."))
+    var ttl: DurationArgument?
 
     func run() async throws {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
@@ -37,7 +40,7 @@ struct Register: AsyncParsableCommand {
         }
         try await options.withStore { store in
             let registration = ServiceRegistration(
-                instance, base: base.key, store: store, sessionTTL: ttl.duration, logger: Diagnostics.logger)
+                instance, base: base.key, store: store, sessionTTL: ttl?.duration, logger: Diagnostics.logger)
             _ = try await Interruption.run {
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask { try await registration.run() }

@@ -17,8 +17,11 @@ struct Elect: AsyncParsableCommand {
     @Argument(help: "The election's name, e.g. elections/scheduler.") var name: KeyArgument
     @Argument(help: "The value to proclaim while leading (an address, an id).") var value: String?
     @Flag(help: "Follow who leads instead of campaigning.") var observe = false
-    @Option(help: "The session's TTL: how long a crash of this process keeps the leadership.") var ttl =
-        DurationArgument(argument: "10s")!
+    @Option(
+        help: ArgumentHelp(
+            "The session's TTL: "
+                + "how long a crash of this process keeps the leadership (default: the store's, 10s on most)."))
+    var ttl: DurationArgument?
     @Option(help: "Give up campaigning after this long (exit 2).") var timeout: DurationArgument?
 
     func validate() throws {
@@ -38,7 +41,7 @@ struct Elect: AsyncParsableCommand {
                 }
                 return false
             }
-            let session = try await store.makeSession(ttl: ttl.duration)
+            let session = try await store.makeSession(ttl: ttl?.duration ?? store.limits.defaultSessionTTL)
             let value = Array((self.value ?? "").utf8)
             let timeout = self.timeout?.duration
             let leadership: Leadership?

@@ -31,8 +31,11 @@ struct LockCommand: AsyncParsableCommand {
     var options: StoreOptions { local.merged(over: root.global) }
     @Argument(help: "The lock's name, e.g. locks/nightly-report.") var name: KeyArgument
     @Argument(parsing: .postTerminator, help: "The command to run (after --).") var command: [String] = []
-    @Option(help: "The session's TTL: how long a crash of this process keeps the lock.") var ttl = DurationArgument(
-        argument: "10s")!
+    @Option(
+        help: ArgumentHelp(
+            "The session's TTL: "
+                + "how long a crash of this process keeps the lock (default: the store's, 10s on most)."))
+    var ttl: DurationArgument?
     @Option(help: "Give up waiting after this long (exit 2).") var timeout: DurationArgument?
     @Flag(help: "Take the lock only if it is free now (exit 2 if not).") var noWait = false
     @Option(help: "How long the command has to exit after SIGTERM when the lock is lost.") var killAfter =
@@ -40,7 +43,7 @@ struct LockCommand: AsyncParsableCommand {
 
     func run() async throws {
         let status: Int32 = try await options.withStore { store in
-            let session = try await store.makeSession(ttl: ttl.duration)
+            let session = try await store.makeSession(ttl: ttl?.duration ?? store.limits.defaultSessionTTL)
             let lock = Lock(name.key, session: session, store: store)
             let grant: LockGrant
             do {

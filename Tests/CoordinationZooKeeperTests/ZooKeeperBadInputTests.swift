@@ -68,7 +68,7 @@ struct ZooKeeperBadInputTests {
         #expect(uuid.count == 36 && uuid.split(separator: "-").map(\.count) == [8, 4, 4, 4, 12])
     }
 
-    @Test("a session TTL not longer than the follower bound is refused before any I/O, naming the option")
+    @Test("a TTL leaving less than the minimum after the follower bound is refused before any I/O, naming the option")
     func followerBound() async throws {
         var registry = StoreRegistry()
         ZooKeeperStore.register(in: &registry)

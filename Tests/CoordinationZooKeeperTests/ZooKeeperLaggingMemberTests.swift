@@ -100,7 +100,10 @@ struct ZooKeeperLaggingMemberTests {
         let link = try #require(ZooKeeperTestServer.laggingLinkPID)
         let lagging = members[0]
         try await Self.waitUntilServing(lagging)
-        let holderStore = try ZooKeeperStore(configuration: ZooKeeperTestServer.configuration([lagging]))
+        var holderConfiguration = try ZooKeeperTestServer.configuration([lagging])
+        // A guarantee shorter than the 1 s default minimum keeps the test short.
+        holderConfiguration.minimumSessionTTL = .milliseconds(500)
+        let holderStore = try ZooKeeperStore(configuration: holderConfiguration)
         let waiterStore = try ZooKeeperStore(
             configuration: ZooKeeperTestServer.configuration(Array(members.dropFirst())))
         defer {

@@ -143,7 +143,8 @@ import UnixSignals
             endpoints: [Endpoint(host: "10.0.0.1", port: 2181), Endpoint(host: "10.0.0.2", port: 2181)],
             chroot: "/my-service"))
         try await store.withRunning { store in
-            let session = try await store.makeSession(ttl: .seconds(10))
+            // 26 s here: with the default follower bound (12 s), a TTL shorter than 13 s is refused.
+            let session = try await store.makeSession(ttl: store.limits.defaultSessionTTL)
             try await Lock(try Key("locks/nightly-report"), session: session, store: store).withLock { grant in
                 try await runReport(fencingToken: grant.token)
             }
@@ -345,7 +346,7 @@ import UnixSignals
         }
     }
 
-    // Sources/CoordinationZooKeeper/Documentation.docc/CoordinationZooKeeper.md, line 85
+    // Sources/CoordinationZooKeeper/Documentation.docc/CoordinationZooKeeper.md, line 87
     static func Sources_CoordinationZooKeeper_Documentation_docc_CoordinationZooKeeper_1() async throws {
 
         let store = try ZooKeeperStore(configuration: .init(

@@ -35,6 +35,8 @@ public final class ServiceRegistration: Service, Sendable {
 
     public let base: Key
     public let store: any KeyValueStore
+    /// The TTL of each session; by default the store's `limits.defaultSessionTTL` (10 s, longer
+    /// where the store refuses 10 s).
     public let sessionTTL: Duration
     public let retryDelay: Duration
     /// Where the registration is kept.
@@ -48,7 +50,7 @@ public final class ServiceRegistration: Service, Sendable {
         _ instance: ServiceInstance,
         base: Key,
         store: any KeyValueStore,
-        sessionTTL: Duration = .seconds(10),
+        sessionTTL: Duration? = nil,
         retryDelay: Duration = .milliseconds(500),
         catalog: ServiceCatalog = .keyValue,
         logger: Logger = Logger(label: "swift-coordination.registration")
@@ -57,7 +59,7 @@ public final class ServiceRegistration: Service, Sendable {
         self.instance = Mutex(instance)
         self.base = base
         self.store = store
-        self.sessionTTL = sessionTTL
+        self.sessionTTL = sessionTTL ?? store.limits.defaultSessionTTL
         self.retryDelay = retryDelay
         self.logger = logger
     }

@@ -55,6 +55,8 @@ public final class LeaderCandidate: Service, Sendable {
     }
 
     public let election: Election
+    /// The TTL of each session; by default the store's `limits.defaultSessionTTL` (10 s, longer
+    /// where the store refuses 10 s).
     public let sessionTTL: Duration
     /// How long to wait before trying again after a store error.
     public let retryDelay: Duration
@@ -66,12 +68,12 @@ public final class LeaderCandidate: Service, Sendable {
         election: Key,
         value: [UInt8],
         store: any KeyValueStore,
-        sessionTTL: Duration = .seconds(10),
+        sessionTTL: Duration? = nil,
         retryDelay: Duration = .milliseconds(500),
         logger: Logger = Logger(label: "swift-coordination.leader")
     ) {
         self.election = Election(election, store: store)
-        self.sessionTTL = sessionTTL
+        self.sessionTTL = sessionTTL ?? store.limits.defaultSessionTTL
         self.retryDelay = retryDelay
         self.logger = logger
         self.state = Mutex(State(value: value))

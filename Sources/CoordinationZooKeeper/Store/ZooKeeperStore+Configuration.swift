@@ -19,7 +19,9 @@ extension ZooKeeperStore {
         public var maxValueSize: Int
         /// The session TTLs accepted; the server clamps a session timeout to its own
         /// `minSessionTimeout`...`maxSessionTimeout` (2 to 20 ticks by default), and a
-        /// `Session.ttl` is the negotiated one.
+        /// `Session.ttl` is the negotiated one. With a ``followerBound``, `minimumSessionTTL` is the
+        /// shortest guarantee a session is given, and the shortest TTL accepted is the bound plus it
+        /// (`limits.minimumSessionTTL`).
         public var minimumSessionTTL: Duration
         public var maximumSessionTTL: Duration
         /// How long a member cut off from the quorum can go on answering pings after the quorum
@@ -28,7 +30,9 @@ extension ZooKeeperStore {
         /// word from it can be half a tick older; the rest of the tick is for scheduling. 12 s for
         /// ZooKeeper's sample configuration (5 and 2 s); `.zero` for a standalone server. A ping's reply then guarantees a `Session` only for its timeout
         /// less this bound, so a holder whose member was cut off still learns of the loss before
-        /// the quorum can expire its session. A session's TTL must be longer than this.
+        /// the quorum can expire its session. A session's TTL must be at least this plus
+        /// ``minimumSessionTTL``: 13 s by default, and the recipes' default TTL is then 26 s
+        /// (`limits.defaultSessionTTL`).
         public var followerBound: Duration
         /// ZooKeeper `digest` credentials, added to every connection (`addauth digest
         /// user:password`, after each handshake and reconnect). The nodes the store creates then

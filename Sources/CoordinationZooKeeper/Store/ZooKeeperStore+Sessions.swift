@@ -5,8 +5,8 @@ import Synchronization
 /// Sessions: one ZooKeeper session (and connection) per ``Session``.
 extension ZooKeeperStore {
     public func makeSession(ttl: Duration) async throws(CoordinationError) -> Session {
-        try validate(ttl: ttl)
         try checkFollowerBound(ttl, "makeSession")
+        try validate(ttl: ttl)
         if state.withLock({ $0.closed }) { throw closedError() }
         let client = try await ZooKeeperClient.connect(
             endpoints: endpoints, sessionTimeout: ttl, connectTimeout: configuration.connectTimeout,
@@ -124,16 +124,17 @@ extension ZooKeeperStore {
         return Endpoint(host: endpoint.host, port: endpoint.port)
     }
 
-    /// A session's guarantee is its timeout less ``Configuration/followerBound``: nothing is left
-    /// of a timeout that is not longer than the bound.
+    /// A session's guarantee is its timeout less ``Configuration/followerBound``; a timeout that
+    /// leaves less than ``Configuration/minimumSessionTTL`` of guarantee is refused.
     func checkFollowerBound(_ ttl: Duration, _ operation: String) throws(CoordinationError) {
-        guard ttl <= configuration.followerBound else { return }
+        guard configuration.followerBound > .zero, ttl < limits.minimumSessionTTL else { return }
         throw make(
             .invalidArgument,
-            "\(operation): a session TTL of \(ttl) guarantees nothing once the follower bound of "
-                + "\(configuration.followerBound) is taken off (a member cut off from the quorum may answer pings "
-                + "that long); use a longer TTL, or set follower-bound= to the ensemble's (syncLimit + 1) × tickTime "
-                + "(0 for a standalone server)",
+            "\(operation): a session TTL of \(ttl) guarantees less than \(configuration.minimumSessionTTL) once the "
+                + "follower bound of \(configuration.followerBound) is taken off (a member cut off from the quorum may "
+                + "answer pings that long); use a TTL of at least \(limits.minimumSessionTTL) "
+                + "(store.limits.defaultSessionTTL is \(limits.defaultSessionTTL)), or set follower-bound= to the "
+                + "ensemble's (syncLimit + 1) × tickTime (0 for a standalone server)",
             key: nil)
     }
 }

@@ -96,7 +96,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
         self.security = security
         self.limits = StoreLimits(
             maxValueSize: configuration.maxValueSize,
-            minimumSessionTTL: configuration.minimumSessionTTL,
+            minimumSessionTTL: configuration.followerBound + configuration.minimumSessionTTL,
             maximumSessionTTL: configuration.maximumSessionTTL)
     }
 
