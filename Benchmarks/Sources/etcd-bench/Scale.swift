@@ -55,9 +55,9 @@ func scaleRegistrations(_ options: Options) async throws -> [String] {
     try await measureScale("scale_registrations", options) { store, base, wave, progress in
         var logger = Logger(label: "etcd-bench-scale")
         logger.logLevel = .warning
-        let registrations = (0..<options.scaleSessions).map { index in
+        let registrations = try (0..<options.scaleSessions).map { index in
             ServiceRegistration(
-                ServiceInstance(name: "svc", id: "i\(index)", address: "127.0.0.1", port: 1024 + index % 60_000),
+                try ServiceInstance(name: "svc", id: "i\(index)", address: "127.0.0.1", port: 1024 + index % 60_000),
                 base: base, store: store, sessionTTL: options.scaleTTL, logger: logger)
         }
         let runners = Task {
