@@ -133,6 +133,10 @@ extension EtcdRPC where Request == Etcdserverpb_LeaseRevokeRequest, Response == 
     static var leaseRevoke: Self { .init(path: "/etcdserverpb.Lease/LeaseRevoke") }
 }
 
+extension EtcdRPC where Request == Etcdserverpb_LeaseLeasesRequest, Response == Etcdserverpb_LeaseLeasesResponse {
+    static var leaseLeases: Self { .init(path: "/etcdserverpb.Lease/LeaseLeases", readOnly: true) }
+}
+
 extension EtcdRPC where Request == Etcdserverpb_AuthenticateRequest, Response == Etcdserverpb_AuthenticateResponse {
     static var authenticate: Self { .init(path: "/etcdserverpb.Auth/Authenticate") }
 }

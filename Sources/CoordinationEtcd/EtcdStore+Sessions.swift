@@ -54,3 +54,13 @@ extension EtcdStore {
         leases.abandon(lease)
     }
 }
+
+extension EtcdStore: SessionListingStore {
+    /// Every lease of the cluster (`LeaseLeases`, as `etcdctl lease list`), whoever granted it. etcd
+    /// reports ids only, so ``SessionSummary/ttl`` is nil (`LeaseTimeToLive` per lease would cost a
+    /// call each).
+    public func listSessions() async throws(CoordinationError) -> [SessionSummary] {
+        let response = try await call("listSessions", .leaseLeases, Etcdserverpb_LeaseLeasesRequest())
+        return response.leases.map { SessionSummary(id: SessionID(leaseID: $0.id)) }
+    }
+}

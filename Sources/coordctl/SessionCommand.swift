@@ -10,11 +10,11 @@ struct SessionCommand: AsyncParsableCommand {
     struct ListSessions: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ls",
-            abstract: "List every client's sessions: '<id> <ttl> [name]' per line (Consul, memory).",
+            abstract: "List every client's sessions: '<id> <ttl> [name]' per line (etcd, Consul, memory).",
             discussion: """
-                Only stores that can list sessions offer it: Consul and the in-memory store. On etcd,
-                ZooKeeper and etcd v2 it exits 1 with a message (etcd's lease listing is not wired
-                in yet; ZooKeeper and etcd v2 have no such request).
+                Only stores that can list sessions offer it: etcd (every lease; etcd gives no TTL
+                in its list, shown as '-'), Consul and the in-memory store. On ZooKeeper and etcd v2
+                it exits 1 with a message (they have no such request).
                 """)
 
         @OptionGroup var local: StoreOptions

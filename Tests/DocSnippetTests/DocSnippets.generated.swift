@@ -16,7 +16,7 @@ import UnixSignals
 
 /// Every documentation snippet, in the isolation of a `@main` type's `main()`.
 @MainActor enum DocSnippets {
-    // README.md, line 38
+    // README.md, line 39
     static func README_1() async throws {
         // Package.swift: .product(name: "Coordination", package: "swift-coordination"),
         //                .product(name: "CoordinationMemory", package: "swift-coordination")
@@ -46,14 +46,14 @@ import UnixSignals
         }
     }
 
-    // README.md, line 71
+    // README.md, line 72
     static func README_2() async throws {
         var registry = StoreRegistry()
         MemoryStore.register(in: &registry)          // each backend module adds its scheme
         let store = try registry.makeStore("memory://")
     }
 
-    // README.md, line 165
+    // README.md, line 166
     static func README_3() async throws {
         let group = ServiceGroup(
             configuration: .init(

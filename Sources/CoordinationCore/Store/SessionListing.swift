@@ -15,9 +15,9 @@ public struct SessionSummary: Sendable, Hashable {
 }
 
 /// An optional capability: a store whose server can list every client's sessions, for operators'
-/// tools (`coordctl session ls`). Consul (`/v1/session/list`) and the in-memory store offer it.
-/// etcd's `LeaseLeases` call is not among the RPCs this package generates yet, ZooKeeper has no
-/// request that lists other clients' sessions, and etcd v2 sessions live in their client.
+/// tools (`coordctl session ls`). etcd (`LeaseLeases`), Consul (`/v1/session/list`) and the
+/// in-memory store offer it. ZooKeeper has no request that lists other clients' sessions, and etcd
+/// v2 sessions live in their client.
 public protocol SessionListingStore: KeyValueStore {
     /// Every session the server holds now, in no particular order.
     func listSessions() async throws(CoordinationError) -> [SessionSummary]
