@@ -57,7 +57,7 @@ extension EtcdStore {
 
 extension EtcdStore: SessionListingStore {
     /// Every lease of the cluster (`LeaseLeases`, as `etcdctl lease list`), whoever granted it. etcd
-    /// reports ids only, so ``SessionSummary/ttl`` is nil (`LeaseTimeToLive` per lease would cost a
+    /// reports ids only, so `SessionSummary.ttl` is nil (`LeaseTimeToLive` per lease would cost a
     /// call each).
     public func listSessions() async throws(CoordinationError) -> [SessionSummary] {
         let response = try await call("listSessions", .leaseLeases, Etcdserverpb_LeaseLeasesRequest())
