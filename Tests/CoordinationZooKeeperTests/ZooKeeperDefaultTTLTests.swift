@@ -18,11 +18,11 @@ struct ZooKeeperDefaultTTLTests {
         return try ZooKeeperStore(configuration: configuration)
     }
 
-    @Test("limits name the shortest TTL the follower bound leaves room for, and the default is twice that")
+    @Test("limits name the shortest TTL the follower bound leaves room for, and a default 10 s longer than the bound")
     func limits() async throws {
         let store = try makeStore()
         #expect(store.limits.minimumSessionTTL == .seconds(13))
-        #expect(store.limits.defaultSessionTTL == .seconds(26))
+        #expect(store.limits.defaultSessionTTL == .seconds(22))
         let error = try await expectError(.invalidArgument) { _ = try await store.makeSession(ttl: .seconds(12.5)) }
         #expect(error.message.contains("follower-bound="), "\(error)")
         #expect(error.message.contains("13"), "the error names the shortest TTL accepted: \(error)")
@@ -37,8 +37,8 @@ struct ZooKeeperDefaultTTLTests {
             election: try Key("default-ttl/election-\(suffix)"), value: Array("node-1".utf8), store: store)
         let instance = try ServiceInstance(name: "api", id: "api-\(suffix)", address: "127.0.0.1", port: 8080)
         let registration = ServiceRegistration(instance, base: try Key("default-ttl/services-\(suffix)"), store: store)
-        #expect(candidate.sessionTTL == .seconds(26))
-        #expect(registration.sessionTTL == .seconds(26))
+        #expect(candidate.sessionTTL == .seconds(22))
+        #expect(registration.sessionTTL == .seconds(22))
         try await store.withRunning { _ in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await candidate.run() }
@@ -48,7 +48,7 @@ struct ZooKeeperDefaultTTLTests {
                     throw ConformanceFailure("the candidate stopped without leading: \(candidate.status)")
                 }
                 try await waitUntilRegistered(registration)
-                #expect(candidate.leadership?.session.ttl == .seconds(26))
+                #expect(candidate.leadership?.session.ttl == .seconds(22))
                 group.cancelAll()
                 try await group.waitForAll()
             }

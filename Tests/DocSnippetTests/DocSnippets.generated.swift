@@ -143,7 +143,7 @@ import UnixSignals
             endpoints: [Endpoint(host: "10.0.0.1", port: 2181), Endpoint(host: "10.0.0.2", port: 2181)],
             chroot: "/my-service"))
         try await store.withRunning { store in
-            // 26 s here: with the default follower bound (12 s), a TTL shorter than 13 s is refused.
+            // 22 s here: with the default follower bound (12 s), a TTL shorter than 13 s is refused.
             let session = try await store.makeSession(ttl: store.limits.defaultSessionTTL)
             try await Lock(try Key("locks/nightly-report"), session: session, store: store).withLock { grant in
                 try await runReport(fencingToken: grant.token)

@@ -35,8 +35,8 @@ public final class ServiceRegistration: Service, Sendable {
 
     public let base: Key
     public let store: any KeyValueStore
-    /// The TTL of each session; by default the store's `limits.defaultSessionTTL` (10 s, longer
-    /// where the store refuses 10 s).
+    /// The TTL of each session; by default the store's `limits.defaultSessionTTL` (10 s on most
+    /// stores; on ZooKeeper the follower bound plus 10 s).
     public let sessionTTL: Duration
     public let retryDelay: Duration
     /// Where the registration is kept.

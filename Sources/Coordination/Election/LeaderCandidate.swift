@@ -55,8 +55,8 @@ public final class LeaderCandidate: Service, Sendable {
     }
 
     public let election: Election
-    /// The TTL of each session; by default the store's `limits.defaultSessionTTL` (10 s, longer
-    /// where the store refuses 10 s).
+    /// The TTL of each session; by default the store's `limits.defaultSessionTTL` (10 s on most
+    /// stores; on ZooKeeper the follower bound plus 10 s).
     public let sessionTTL: Duration
     /// How long to wait before trying again after a store error.
     public let retryDelay: Duration

@@ -10,16 +10,20 @@ public struct StoreLimits: Sendable, Hashable {
     /// The longest session TTL the backend honours.
     public var maximumSessionTTL: Duration
 
-    public init(maxValueSize: Int, minimumSessionTTL: Duration, maximumSessionTTL: Duration) {
+    /// The session TTL the recipes use when none is given (`LeaderCandidate`, `ServiceRegistration`,
+    /// `coordctl`); portable code that makes its own sessions can use it too. 10 s unless the
+    /// backend says otherwise, within ``minimumSessionTTL``...``maximumSessionTTL``: ZooKeeper with a
+    /// follower bound takes the bound plus 10 s, so that a session is guaranteed as long as elsewhere
+    /// (22 s with the default bound of 12 s).
+    public var defaultSessionTTL: Duration
+
+    /// `defaultSessionTTL` nil: 10 s. It is brought within the minimum and maximum either way.
+    public init(
+        maxValueSize: Int, minimumSessionTTL: Duration, maximumSessionTTL: Duration, defaultSessionTTL: Duration? = nil
+    ) {
         self.maxValueSize = maxValueSize
         self.minimumSessionTTL = minimumSessionTTL
         self.maximumSessionTTL = maximumSessionTTL
-    }
-
-    /// The session TTL the recipes use when none is given: 10 s, or twice ``minimumSessionTTL`` where
-    /// that is longer (ZooKeeper with its default follower bound of 12 s: 26 s), at most
-    /// ``maximumSessionTTL``. Portable code that makes its own sessions can use it too.
-    public var defaultSessionTTL: Duration {
-        min(max(.seconds(10), minimumSessionTTL * 2), maximumSessionTTL)
+        self.defaultSessionTTL = min(max(defaultSessionTTL ?? .seconds(10), minimumSessionTTL), maximumSessionTTL)
     }
 }

@@ -31,7 +31,7 @@ extension ZooKeeperStore {
         /// ZooKeeper's sample configuration (5 and 2 s); `.zero` for a standalone server. A ping's reply then guarantees a `Session` only for its timeout
         /// less this bound, so a holder whose member was cut off still learns of the loss before
         /// the quorum can expire its session. A session's TTL must be at least this plus
-        /// ``minimumSessionTTL``: 13 s by default, and the recipes' default TTL is then 26 s
+        /// ``minimumSessionTTL``: 13 s by default; the recipes' default TTL is the bound plus 10 s, 22 s
         /// (`limits.defaultSessionTTL`).
         public var followerBound: Duration
         /// ZooKeeper `digest` credentials, added to every connection (`addauth digest

@@ -97,7 +97,8 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
         self.limits = StoreLimits(
             maxValueSize: configuration.maxValueSize,
             minimumSessionTTL: configuration.followerBound + configuration.minimumSessionTTL,
-            maximumSessionTTL: configuration.maximumSessionTTL)
+            maximumSessionTTL: configuration.maximumSessionTTL,
+            defaultSessionTTL: configuration.followerBound + .seconds(10))
     }
 
     // MARK: - Service
