@@ -17,13 +17,19 @@ public struct StoreLimits: Sendable, Hashable {
     /// (22 s with the default bound of 12 s).
     public var defaultSessionTTL: Duration
 
-    /// `defaultSessionTTL` nil: 10 s. It is brought within the minimum and maximum either way.
+    /// How long the default session is guaranteed: ``defaultSessionTTL`` where no backend says
+    /// otherwise, and what a backend that takes part of a TTL off its guarantee adds to that part.
+    @_spi(Backend) public static let defaultGuarantee = Duration.seconds(10)
+
+    /// `defaultSessionTTL` nil: `defaultGuarantee`. It is brought within the minimum and maximum
+    /// either way.
     public init(
         maxValueSize: Int, minimumSessionTTL: Duration, maximumSessionTTL: Duration, defaultSessionTTL: Duration? = nil
     ) {
         self.maxValueSize = maxValueSize
         self.minimumSessionTTL = minimumSessionTTL
         self.maximumSessionTTL = maximumSessionTTL
-        self.defaultSessionTTL = min(max(defaultSessionTTL ?? .seconds(10), minimumSessionTTL), maximumSessionTTL)
+        self.defaultSessionTTL = min(
+            max(defaultSessionTTL ?? Self.defaultGuarantee, minimumSessionTTL), maximumSessionTTL)
     }
 }

@@ -98,7 +98,7 @@ public final class ZooKeeperStore: KeyValueStore, SessionBackend {
             maxValueSize: configuration.maxValueSize,
             minimumSessionTTL: configuration.followerBound + configuration.minimumSessionTTL,
             maximumSessionTTL: configuration.maximumSessionTTL,
-            defaultSessionTTL: configuration.followerBound + .seconds(10))
+            defaultSessionTTL: configuration.followerBound + StoreLimits.defaultGuarantee)
     }
 
     // MARK: - Service
